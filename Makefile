@@ -1,0 +1,42 @@
+# Set-up is incremental: stamps make a second `make demo` skip what is already done.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard proto/hyper/v1/*.proto)
+STAMP_INSTALL := $(VENV)/.installed
+STAMP_PROTO := src/hyper/v1/.generated
+BUDGET ?= 0.25
+DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
+
+.PHONY: setup proto demo test up down clean
+
+setup: $(STAMP_INSTALL) $(STAMP_PROTO)
+
+$(STAMP_INSTALL): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Protobuf and gRPC stubs are generated, never edited by hand.
+$(STAMP_PROTO): $(PROTOS) $(STAMP_INSTALL)
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=src --grpc_python_out=src \
+		--pyi_out=src $(PROTOS)
+	touch $@
+
+proto: $(STAMP_PROTO)
+
+demo: setup
+	$(BIN)/hyper demo $(DATA) --budget $(BUDGET) --out out/demo/routing.json
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+up: setup
+	$(BIN)/hyper up
+
+down:
+	$(BIN)/hyper down
+
+clean:
+	rm -rf $(VENV) .hyper out src/hyper/v1/*_pb2*.py src/hyper/v1/*_pb2*.pyi $(STAMP_PROTO)

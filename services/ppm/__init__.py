@@ -1,0 +1,1 @@
+"""PPM service: performance prediction models fitted from training runs, versioned, served."""

@@ -1,0 +1,1 @@
+"""RM-trainer: Bradley-Terry reward models trained on candidate mixes, as batch Jobs."""

@@ -1,0 +1,119 @@
+"""The rm-trainer Job: train one proxy RM per candidate mix, evaluate it, report it to ppm.
+
+The same entry point is the container's command in Kubernetes and a subprocess of the local
+runner. It exits 0 only once every run of the spec is recorded; runs already recorded (a
+retried Job) are skipped, and a crash records the unfinished runs as failed with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from hyper import ingest, logs, serving
+from hyper.clients import PPMClient
+from hyper.config import Settings
+from hyper.embeddings import SentenceEmbedder
+from hyper.rm_trainer.encoding import encode_pairs
+from hyper.rm_trainer.proxy import (pairwise_accuracy, predict_margins, targets_and_weights,
+                                    train_heads)
+from hyper.rm_trainer.spec import RunSpec, load_mixes
+from hyper.v1 import ppm_pb2
+from hyper import wire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Encoded:
+    phi_a: np.ndarray
+    phi_b: np.ndarray
+    human: tuple[np.ndarray, np.ndarray]  # targets, weights
+    ai: tuple[np.ndarray, np.ndarray]
+
+
+def encode_pool(spec: RunSpec, expected_ids: list[str], embedder: SentenceEmbedder) -> Encoded:
+    pool = ingest.read_dataset(spec.pool, "plain")
+    if pool.ids != expected_ids:
+        raise ValueError(f"{spec.mixes}: instance_ids do not match the pool {spec.pool}")
+    phi_a, phi_b = encode_pairs(pool.instances, embedder)
+    return Encoded(phi_a, phi_b, targets_and_weights([i.labels["human"] for i in pool.instances]),
+                   targets_and_weights([i.labels["ai"] for i in pool.instances]))
+
+
+def mix_targets(encoded: Encoded, human_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's labels: human where routed to humans, the AI judge's elsewhere."""
+    targets = np.where(human_masks, encoded.human[0], encoded.ai[0])
+    weights = np.where(human_masks, encoded.human[1], encoded.ai[1])
+    return targets.astype(np.float32), weights.astype(np.float32)
+
+
+def _run(spec: RunSpec, index: int, mixes: dict, eval_accuracy: float, loss: float) -> ppm_pb2.Run:
+    return ppm_pb2.Run(
+        run_id=str(mixes["run_ids"][index]), experiment=spec.experiment, state="succeeded",
+        eval_score=eval_accuracy,
+        count_vector=wire.count_vectors_to_proto(mixes["feature_names"].tolist(),
+                                                 mixes["count_vectors"][index]),
+        n_human=int(mixes["human_masks"][index].sum()), n_total=mixes["human_masks"].shape[1],
+        metrics={"eval_accuracy": eval_accuracy, "final_train_loss": loss},
+        config_json=spec.model_dump_json())
+
+
+def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
+    embedder = SentenceEmbedder(spec.embedding_model, spec.cache_dir)
+    encoded = encode_pool(spec, mixes["instance_ids"].tolist(), embedder)
+    eval_set = ingest.read_dataset(spec.eval, "plain")
+    eval_a, eval_b = encode_pairs(eval_set.instances, embedder)
+    eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
+    config = spec.proxy.config()
+    for start in range(0, len(pending), spec.chunk_size):
+        chunk = pending[start:start + spec.chunk_size]
+        targets, weights = mix_targets(encoded, mixes["human_masks"][chunk])
+        params, losses = train_heads(encoded.phi_a, encoded.phi_b, targets, weights, config)
+        accuracy = pairwise_accuracy(predict_margins(params, eval_a, eval_b, config), eval_targets)
+        for index, acc, loss in zip(chunk, accuracy.tolist(), np.asarray(losses).tolist()):
+            ppm.record_run(_run(spec, index, mixes, acc, loss))
+        log.info("progress", extra={"trained": start + len(chunk), "of": len(pending)})
+
+
+def record_failures(spec: RunSpec, mixes: dict, ppm: PPMClient, reason: str) -> None:
+    done = {r.run_id for r in ppm.list_runs(spec.experiment)}
+    for run_id in mixes["run_ids"].tolist():
+        if run_id not in done:
+            ppm.record_run(ppm_pb2.Run(run_id=run_id, experiment=spec.experiment,
+                                       state="failed", failure_reason=reason[:2000],
+                                       config_json=spec.model_dump_json()))
+
+
+def run_job(spec: RunSpec) -> int:
+    ppm = PPMClient(serving.channel(spec.ppm_address, Settings()))
+    mixes = load_mixes(spec.mixes)
+    done = {r.run_id for r in ppm.list_runs(spec.experiment)}
+    pending = [i for i, run_id in enumerate(mixes["run_ids"].tolist()) if run_id not in done]
+    log.info("starting", extra={"experiment": spec.experiment, "pending": len(pending),
+                                "already_recorded": len(mixes["run_ids"]) - len(pending)})
+    if not pending:
+        return 0
+    try:
+        train_and_record(spec, mixes, pending, ppm)
+    except Exception as error:  # noqa: BLE001 - every unfinished run gets a recorded reason
+        log.exception("training failed")
+        record_failures(spec, mixes, ppm, f"{type(error).__name__}: {error}")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rm-trainer", description=__doc__)
+    parser.add_argument("--spec", required=True, help="path of the run spec (JSON)")
+    args = parser.parse_args(argv)
+    logs.configure("rm-trainer", Settings().log_level)
+    sys.exit(run_job(RunSpec.load(args.spec)))
+
+
+if __name__ == "__main__":
+    main()

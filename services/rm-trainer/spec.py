@@ -1,0 +1,58 @@
+"""The run spec of a training Job: one typed tree, filled from a JSON file (the CLI, the local
+runner and a Kubernetes Job all pass the same file), saved with every result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from hyper.rm_trainer.proxy import ProxyConfig
+
+
+class ProxySpec(BaseModel):
+    hidden: int = Field(0, ge=0)
+    steps: int = Field(150, ge=1)
+    learning_rate: float = Field(0.02, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    seed: int = 0
+
+    def config(self) -> ProxyConfig:
+        return ProxyConfig(**self.model_dump())
+
+
+class RunSpec(BaseModel):
+    experiment: str
+    # Data moves by reference: paths (or, later, object-store URIs), never inline in gRPC.
+    pool: str = Field(description="plain-format JSONL with label_human and label_ai")
+    eval: str = Field(description="plain-format JSONL with label_human")
+    mixes: str = Field(description=".npz: run_ids, instance_ids, human_masks, count_vectors, "
+                                   "feature_names")
+    ppm_address: str
+    mode: Literal["proxy"] = "proxy"
+    proxy: ProxySpec = ProxySpec()
+    embedding_model: str = ""
+    cache_dir: str = ".hyper/cache"
+    chunk_size: int = Field(64, ge=1)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunSpec":
+        return cls.model_validate_json(Path(path).read_text())
+
+
+MIX_ARRAYS = ("run_ids", "instance_ids", "human_masks", "count_vectors", "feature_names")
+
+
+def save_mixes(path: Path, run_ids: list[str], instance_ids: list[str], human_masks: np.ndarray,
+               count_vectors: np.ndarray, feature_names: list[str]) -> None:
+    np.savez_compressed(path, run_ids=np.array(run_ids), instance_ids=np.array(instance_ids),
+                        human_masks=human_masks.astype(bool),
+                        count_vectors=count_vectors.astype(np.float64),
+                        feature_names=np.array(feature_names))
+
+
+def load_mixes(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in MIX_ARRAYS}

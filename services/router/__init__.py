@@ -1,0 +1,1 @@
+"""Router service: Route(dataset, budget) -> a human/AI assignment per instance."""

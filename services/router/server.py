@@ -1,0 +1,26 @@
+"""Entry point of the router process (the container command, and `hyper up`'s child)."""
+
+from __future__ import annotations
+
+from hyper import serving
+from hyper.clients import PPMClient, TaggerClient
+from hyper.config import Settings
+from hyper.router.servicer import RouterServicer
+from hyper.v1 import router_pb2, router_pb2_grpc
+
+
+def build(settings: Settings) -> serving.Server:
+    servicer = RouterServicer(
+        TaggerClient(serving.channel(settings.address("tagger"), settings)),
+        PPMClient(serving.channel(settings.address("ppm"), settings)))
+    return serving.Server(settings, "router", [(
+        router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,
+        serving.full_name(router_pb2, "RouterService"))])
+
+
+def main() -> None:
+    serving.run("router", build)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Entry point of the tagger process (the container command, and `hyper up`'s child)."""
+
+from __future__ import annotations
+
+from hyper import serving
+from hyper.config import Settings
+from hyper.embeddings import SentenceEmbedder
+from hyper.tagger.servicer import TaggerServicer
+from hyper.tagger.tagging import Tagger
+from hyper.v1 import tagger_pb2, tagger_pb2_grpc
+
+
+def build(settings: Settings) -> serving.Server:
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
+    servicer = TaggerServicer(Tagger(embedder, settings.cache_dir))
+    return serving.Server(settings, "tagger", [(
+        tagger_pb2_grpc.add_TaggerServiceServicer_to_server, servicer,
+        serving.full_name(tagger_pb2, "TaggerService"))])
+
+
+def main() -> None:
+    serving.run("tagger", build)
+
+
+if __name__ == "__main__":
+    main()

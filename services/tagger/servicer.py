@@ -1,0 +1,43 @@
+"""TaggerService over gRPC: proto <-> core, validation, nothing else."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from hyper import wire
+from hyper.catalogue import CATALOGUE, feature_set_version
+from hyper.errors import InvalidArgument
+from hyper.serving import rpc
+from hyper.tagger.tagging import Tagger
+from hyper.tagger.textual import RAW_DIMENSIONS
+from hyper.v1 import tagger_pb2, tagger_pb2_grpc
+
+INSTANCES_TAGGED = Counter("hyper_tagger_instances_total", "Instances tagged.")
+CACHE_LOOKUPS = Counter("hyper_tagger_cache_lookups_total", "Feature cache lookups.", ["result"])
+
+
+class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
+    def __init__(self, tagger: Tagger):
+        self.tagger = tagger
+
+    @rpc
+    def Tag(self, request, context):
+        if not request.instances:
+            raise InvalidArgument("instances", "is empty")
+        instances = wire.instances_from_proto(request.instances)
+        result = self.tagger.tag(instances)
+        INSTANCES_TAGGED.inc(len(instances))
+        CACHE_LOOKUPS.labels("hit").inc(result.cache_hits)
+        CACHE_LOOKUPS.labels("miss").inc(result.cache_misses)
+        raw = [tagger_pb2.RawFeatures(instance_id=i.id, values=dict(zip(RAW_DIMENSIONS, row)))
+               for i, row in zip(instances, result.raw.tolist())]
+        return tagger_pb2.TagResponse(features=wire.feature_matrix_to_proto(result.features),
+                                      raw=raw, cache_hits=result.cache_hits,
+                                      cache_misses=result.cache_misses)
+
+    @rpc
+    def GetCatalogue(self, request, context):
+        return tagger_pb2.Catalogue(
+            feature_set_version=feature_set_version(),
+            features=[tagger_pb2.FeatureSpec(name=f.name, group=f.group, dimension=f.dimension,
+                                             computed=f.computed) for f in CATALOGUE])

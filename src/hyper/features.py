@@ -1,0 +1,63 @@
+"""Turning raw per-instance values into the binary feature matrix, and the matrix itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hyper.catalogue import FEATURE_INDEX, FEATURE_NAMES, LENGTH_DIMENSIONS, N_BINS, bin_label
+from hyper.errors import InvalidArgument
+
+
+@dataclass
+class FeatureMatrix:
+    """Binary features: one row per instance, one uint8 column per catalogue feature."""
+
+    instance_ids: list[str]
+    feature_names: list[str]
+    bits: np.ndarray  # (n_instances, n_features) uint8
+    feature_set_version: str = ""
+
+    def __post_init__(self) -> None:
+        expected = (len(self.instance_ids), len(self.feature_names))
+        if self.bits.shape != expected:
+            raise InvalidArgument("features.bits", f"shape {self.bits.shape}, expected {expected}")
+
+    @property
+    def n_instances(self) -> int:
+        return len(self.instance_ids)
+
+    def aligned_to(self, feature_names: list[str]) -> np.ndarray:
+        """The bits with columns in `feature_names` order (a model's order); unknown -> error."""
+        index = {name: i for i, name in enumerate(self.feature_names)}
+        missing = [name for name in feature_names if name not in index]
+        if missing:
+            raise InvalidArgument("features.feature_names", f"missing {missing[:5]}")
+        return self.bits[:, [index[name] for name in feature_names]]
+
+
+def bin_index(values: np.ndarray) -> np.ndarray:
+    """Three equal bins over [0, 1]: [0, 1/3), [1/3, 2/3), [2/3, 1]; values are clipped."""
+    clipped = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.minimum((clipped * N_BINS).astype(np.int64), N_BINS - 1)
+
+
+def percentile_ranks(values: np.ndarray) -> np.ndarray:
+    """Rank within the dataset as a fraction in (0, 1]; ties share their average rank."""
+    return pd.Series(np.asarray(values, dtype=np.float64)).rank(pct=True).to_numpy()
+
+
+def binarize(raw: dict[str, np.ndarray], n_instances: int) -> np.ndarray:
+    """Binary matrix over the whole catalogue from raw textual values (one array per dimension).
+
+    Dimensions absent from `raw` (not computed yet) stay all-zero.
+    """
+    bits = np.zeros((n_instances, len(FEATURE_NAMES)), dtype=np.uint8)
+    rows = np.arange(n_instances)
+    for dimension, values in raw.items():
+        scaled = percentile_ranks(values) if dimension in LENGTH_DIMENSIONS else values
+        columns = np.array([FEATURE_INDEX[f"{dimension}::{bin_label(i)}"] for i in range(N_BINS)])
+        bits[rows, columns[bin_index(scaled)]] = 1
+    return bits

@@ -1,0 +1,155 @@
+"""The training loop that produces a PPM, on one human-labelled dataset.
+
+dataset -> held-out eval split -> AI labels for the pool (cross-fitted judge) -> pool features
+(tagger) -> knapsack candidate mixes -> one rm-trainer Job (a proxy RM per mix, eval accuracy
+recorded in ppm) -> ppm fit -> a versioned PPM. Everything is keyed by a content hash of the
+inputs, so a second run with the same inputs skips the runs already recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hyper.candidates import count_vectors, sample_mixes
+from hyper.clients import PPMClient, TaggerClient
+from hyper.config import Settings
+from hyper.embeddings import SentenceEmbedder
+from hyper.errors import HyperError, InvalidArgument
+from hyper.rm_trainer.encoding import encode_pairs
+from hyper.rm_trainer.judge import cross_fitted_labels
+from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
+from hyper.schema import Dataset, Instance
+
+log = logging.getLogger(__name__)
+
+ALL_HUMAN, ALL_AI = "all-human", "all-ai"
+
+
+@dataclass
+class LoopConfig:
+    n_candidates: int = 48
+    eval_fraction: float = 0.2
+    holdout_fraction: float = 0.2
+    seed: int = 0
+    model: str = "default"
+    proxy: dict = field(default_factory=lambda: ProxySpec().model_dump())
+
+
+@dataclass
+class LoopResult:
+    experiment: str
+    n_pool: int
+    n_eval: int
+    n_runs: int
+    judge_agreement: float
+    all_human_accuracy: float
+    all_ai_accuracy: float
+    ppm_version: str
+    ppm_metrics: dict
+
+
+class JobFailed(HyperError):
+    pass
+
+
+def split_pool_eval(instances: list[Instance], eval_fraction: float, seed: int
+                    ) -> tuple[list[Instance], list[Instance]]:
+    if not 0.0 < eval_fraction < 1.0:
+        raise InvalidArgument("eval_fraction", f"{eval_fraction} is not in (0, 1)")
+    order = np.random.default_rng(seed).permutation(len(instances))
+    n_eval = int(round(eval_fraction * len(instances)))
+    return [instances[i] for i in order[n_eval:]], [instances[i] for i in order[:n_eval]]
+
+
+def experiment_id(dataset: Dataset, config: LoopConfig, feature_set_version: str) -> str:
+    payload = json.dumps([dataset.ids, asdict(config), feature_set_version])
+    return "loop-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def write_plain_jsonl(path: Path, instances: list[Instance]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as out:
+        for i in instances:
+            record = {"id": i.id, "prompt": i.prompt, "response_a": i.response_a,
+                      "response_b": i.response_b}
+            record.update({f"label_{source}": label for source, label in i.labels.items()})
+            if i.judge_confidence is not None:
+                record["judge_confidence"] = i.judge_confidence
+            out.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)
+
+
+def with_ai_labels(pool: list[Instance], labels: list[str], confidence: np.ndarray) -> list[Instance]:
+    return [Instance(i.id, i.prompt, i.response_a, i.response_b, dict(i.labels, ai=label), float(c))
+            for i, label, c in zip(pool, labels, confidence)]
+
+
+def candidate_mixes(bits: np.ndarray, n_candidates: int, seed: int
+                    ) -> tuple[list[str], np.ndarray]:
+    """Knapsack mixes at distinct random budgets, plus the two single-source mixes."""
+    n = bits.shape[0]
+    if n_candidates < 4:
+        raise InvalidArgument("n_candidates", "must be at least 4")
+    rng = np.random.default_rng(seed)
+    budgets = rng.choice(np.arange(1, n), size=min(n_candidates - 2, n - 1), replace=False)
+    masks = np.concatenate([sample_mixes(bits, budgets, rng), np.ones((1, n), bool),
+                            np.zeros((1, n), bool)])
+    names = [f"c{i:04d}" for i in range(len(budgets))] + [ALL_HUMAN, ALL_AI]
+    return names, masks
+
+
+def run_local_job(spec_path: Path, log_path: Path) -> None:
+    """The local job runner: the Job's own entry point as a subprocess (progress to stderr)."""
+    command = [sys.executable, "-m", "hyper.rm_trainer.job", "--spec", str(spec_path)]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.PIPE)
+        for line in process.stderr:
+            log_file.write(line)
+            sys.stderr.buffer.write(line)
+    if process.wait() != 0:
+        raise JobFailed(f"rm-trainer exited with {process.returncode}; see {log_path}")
+
+
+def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: TaggerClient,
+             ppm: PPMClient) -> LoopResult:
+    pool, eval_set = split_pool_eval(dataset.instances, config.eval_fraction, config.seed)
+    proxy = ProxySpec(**config.proxy)
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
+    log.info("AI judge: cross-fitting on %d pool pairs", len(pool))
+    phi_a, phi_b = encode_pairs(pool, embedder, show_progress=True)
+    judge = cross_fitted_labels(phi_a, phi_b, [i.labels["human"] for i in pool], proxy.config())
+    pool = with_ai_labels(pool, judge.labels, judge.confidence)
+
+    log.info("tagging %d pool pairs", len(pool))
+    features = tagger.tag(pool)
+    experiment = experiment_id(dataset, config, features.feature_set_version)
+    names, masks = candidate_mixes(features.bits, config.n_candidates, config.seed)
+    workdir = settings.home.resolve() / "experiments" / experiment
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_plain_jsonl(workdir / "pool.jsonl", pool)
+    write_plain_jsonl(workdir / "eval.jsonl", eval_set)
+    save_mixes(workdir / "mixes.npz", [f"{experiment}-{n}" for n in names], [i.id for i in pool],
+               masks, count_vectors(masks, features.bits), features.feature_names)
+    spec = RunSpec(experiment=experiment, pool=str(workdir / "pool.jsonl"),
+                   eval=str(workdir / "eval.jsonl"), mixes=str(workdir / "mixes.npz"),
+                   ppm_address=settings.address("ppm"), proxy=proxy,
+                   embedding_model=settings.embedding_model,
+                   cache_dir=str(settings.cache_dir.resolve()))
+    (workdir / "spec.json").write_text(spec.model_dump_json(indent=1))
+
+    log.info("training %d proxy reward models (experiment %s)", len(names), experiment)
+    run_local_job(workdir / "spec.json", workdir / "job.log")
+    info = ppm.fit(config.model, "linear", experiment, config.holdout_fraction, config.seed)
+    runs = {r.run_id: r for r in ppm.list_runs(experiment)}
+    return LoopResult(experiment, len(pool), len(eval_set), len(runs), judge.agreement_with_human,
+                      runs[f"{experiment}-{ALL_HUMAN}"].eval_score,
+                      runs[f"{experiment}-{ALL_AI}"].eval_score, info.version, dict(info.metrics))

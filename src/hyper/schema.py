@@ -1,0 +1,67 @@
+"""The instance schema every service shares: one preference pair with labels per source."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+PREFERENCES = ("A", "B", "tie")
+
+# MultiPref's five-way vocabulary collapses to the three preferences a Bradley-Terry RM uses.
+MULTIPREF_LABELS = {
+    "A-is-clearly-better": "A",
+    "A-is-slightly-better": "A",
+    "Tie": "tie",
+    "B-is-slightly-better": "B",
+    "B-is-clearly-better": "B",
+}
+
+
+def normalize_label(value: str) -> str | None:
+    """Maps any supported label spelling to "A", "B" or "tie"; None if it is not one."""
+    text = str(value).strip()
+    if text in MULTIPREF_LABELS:
+        return MULTIPREF_LABELS[text]
+    lowered = text.lower()
+    for canonical in PREFERENCES:
+        if lowered == canonical.lower():
+            return canonical
+    return None
+
+
+def stable_id(*parts: str) -> str:
+    """A content-derived id: the same pair always gets the same id, on every machine."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return digest[:16]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A prompt, two responses, and labels keyed by annotator source ("human", "ai", ...)."""
+
+    id: str
+    prompt: str
+    response_a: str
+    response_b: str
+    labels: dict[str, str] = field(default_factory=dict)
+    judge_confidence: float | None = None
+
+    def content_key(self) -> str:
+        """Hash of the text alone (not the labels): the key features are cached under."""
+        return stable_id(self.prompt, self.response_a, self.response_b)
+
+
+@dataclass
+class Dataset:
+    """Validated instances from one source, and how many bad rows were dropped on request."""
+
+    instances: list[Instance]
+    source: str = ""
+    n_skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    @property
+    def ids(self) -> list[str]:
+        return [instance.id for instance in self.instances]

@@ -1,0 +1,149 @@
+"""What every gRPC server shares: health, reflection, metrics, error mapping, shutdown."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Histogram, start_http_server
+
+from hyper import logs
+from hyper.config import Settings
+from hyper.errors import DatasetRejected, HyperError, InvalidArgument, InvalidInstance, NotFound
+
+log = logging.getLogger(__name__)
+
+HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by status code.",
+                  ["grpc_service", "grpc_method", "grpc_code"])
+HANDLING_SECONDS = Histogram("grpc_server_handling_seconds", "RPC handling time on the server.",
+                             ["grpc_service", "grpc_method"],
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+_STATUS_OF = (
+    ((InvalidArgument, InvalidInstance, DatasetRejected), grpc.StatusCode.INVALID_ARGUMENT),
+    ((NotFound,), grpc.StatusCode.NOT_FOUND),
+    ((HyperError,), grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def status_for(error: Exception) -> grpc.StatusCode:
+    for types, code in _STATUS_OF:
+        if isinstance(error, types):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def rpc(method: Callable) -> Callable:
+    """Maps the core's errors to gRPC status codes once, for every servicer method.
+
+    Unexpected errors are logged with their traceback and reach the client as INTERNAL with
+    no traceback.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, request, context: grpc.ServicerContext):
+        try:
+            return method(self, request, context)
+        except HyperError as error:
+            context.abort(status_for(error), str(error))
+        except grpc.RpcError as error:  # a downstream service's answer, passed on as it came
+            context.abort(error.code(), f"downstream: {error.details()}")
+        except Exception:  # noqa: BLE001 - the edge: nothing unexpected may crash the server
+            log.exception("unhandled error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}")
+
+    return wrapper
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts and times every unary RPC by service, method and status code."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        _, service, method = handler_call_details.method.split("/")
+        inner = handler.unary_unary
+
+        def timed(request, context):
+            start = time.perf_counter()
+            try:
+                return inner(request, context)
+            finally:
+                code = context.code() or grpc.StatusCode.OK
+                HANDLED.labels(service, method, code.name).inc()
+                HANDLING_SECONDS.labels(service, method).observe(time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+def channel(address: str, settings: Settings) -> grpc.Channel:
+    return grpc.insecure_channel(address, options=settings.grpc_options)
+
+
+class Server:
+    """A gRPC server with health checking, reflection and a Prometheus endpoint."""
+
+    def __init__(self, settings: Settings, service: str,
+                 services: list[tuple[Callable, object, str]]):
+        self.settings = settings
+        self.service = service
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
+                                interceptors=[MetricsInterceptor()],
+                                options=settings.grpc_options)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        self.service_names = [full_name for _, _, full_name in services]
+        for add_to_server, servicer, _ in services:
+            add_to_server(servicer, self.grpc)
+        reflection.enable_server_reflection(
+            self.service_names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                  reflection.SERVICE_NAME], self.grpc)
+        self.port = self.grpc.add_insecure_port(
+            f"{settings.host}:{getattr(settings, f'{service}_port')}")
+        self.metrics_port = getattr(settings, f"{service}_metrics_port")
+
+    def _set_health(self, status) -> None:
+        for name in self.service_names + [""]:
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        if self.metrics_port:
+            start_http_server(self.metrics_port, addr=self.settings.host)
+        self.grpc.start()
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"port": self.port, "metrics_port": self.metrics_port,
+                                   "services": self.service_names})
+
+    def serve_until_signal(self, grace_seconds: float = 5.0) -> None:
+        """Blocks until SIGTERM/SIGINT, then drains in-flight RPCs before exiting."""
+        stopping = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+        self.start()
+        stopping.wait()
+        log.info("stopping")
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.grpc.stop(grace_seconds).wait()
+        log.info("stopped")
+
+
+def full_name(pb2_module, service: str) -> str:
+    return pb2_module.DESCRIPTOR.services_by_name[service].full_name
+
+
+def run(service: str, build: Callable[[Settings], Server]) -> None:
+    """The body of every service's `main`: settings from the environment, JSON logs, serve."""
+    settings = Settings()
+    logs.configure(service, settings.log_level)
+    build(settings).serve_until_signal()
