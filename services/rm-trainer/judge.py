@@ -13,7 +13,7 @@ from hyper.rm_trainer.proxy import ProxyConfig, predict_margins, targets_and_wei
 @dataclass
 class JudgeLabels:
     labels: list[str]  # "A" or "B"
-    confidence: np.ndarray  # sigmoid(|margin|), in [0.5, 1)
+    confidence: np.ndarray  # sigmoid(|margin|), in [0.5, 1]
     agreement_with_human: float
 
 

@@ -228,3 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     except grpc.RpcError as error:
         print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
         sys.exit(2 if error.code() in USER_ERRORS else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     grpc_workers: int = 8
     log_level: str = "INFO"
 
+    def to_env(self) -> dict[str, str]:
+        """The settings as HYPER_* variables: how a child process or a Job receives them."""
+        return {f"HYPER_{name.upper()}": str(value.resolve() if isinstance(value, Path) else value)
+                for name, value in self.model_dump().items()}
+
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"

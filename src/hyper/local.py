@@ -68,7 +68,7 @@ class LocalProcesses:
     def _spawn(self, service: str) -> dict:
         log_path = self.home / "logs" / f"{service}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, HYPER_HOME=str(self.home), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, **self.settings.to_env(), PYTHONUNBUFFERED="1")
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen([sys.executable, "-m", f"hyper.{service}.server"], env=env,
                                        stdout=log_file, stderr=subprocess.STDOUT,

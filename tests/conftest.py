@@ -1,0 +1,48 @@
+"""Shared fixtures: real service processes on free loopback ports, and small real datasets."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from hyper import ingest
+from hyper.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+HH_DATA = REPO / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def local_settings(home: Path) -> Settings:
+    ports = free_ports(6)
+    return Settings(home=home, tagger_port=ports[0], ppm_port=ports[1], router_port=ports[2],
+                    tagger_metrics_port=ports[3], ppm_metrics_port=ports[4],
+                    router_metrics_port=ports[5])
+
+
+@pytest.fixture(scope="session")
+def hh_dataset():
+    return ingest.read_dataset(HH_DATA)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory):
+    """tagger, ppm and router started by `hyper up`'s own code, stopped at the end."""
+    from hyper.local import LocalProcesses
+
+    settings = local_settings(tmp_path_factory.mktemp("hyper-home"))
+    processes = LocalProcesses(settings)
+    processes.up()
+    yield settings
+    processes.down()

@@ -1,0 +1,187 @@
+"""The three services as real processes (started by `hyper up`'s code), called over gRPC."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from hyper import serving, wire
+from hyper.clients import PPMClient, RouterClient, TaggerClient
+from hyper.ppm.model import LinearPPM
+from hyper.ppm.store import ModelRegistry
+from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
+
+pytestmark = pytest.mark.service
+
+SERVICE_NAMES = {"tagger": "hyper.v1.TaggerService", "ppm": "hyper.v1.PPMService",
+                 "router": "hyper.v1.RouterService"}
+
+
+@pytest.fixture(scope="module")
+def channels(services):
+    opened = {name: serving.channel(services.address(name), services) for name in SERVICE_NAMES}
+    yield opened
+    for ch in opened.values():
+        ch.close()
+
+
+@pytest.fixture(scope="module")
+def sample(hh_dataset):
+    return hh_dataset.instances[:40]
+
+
+def inline(instances) -> common_pb2.Dataset:
+    return common_pb2.Dataset(inline=common_pb2.InstanceList(
+        instances=[wire.instance_to_proto(i) for i in instances]))
+
+
+def rpc_error(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+@pytest.mark.parametrize("service", list(SERVICE_NAMES))
+def test_every_server_serves_health_and_reflection(channels, service):
+    health = health_pb2_grpc.HealthStub(channels[service])
+    reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[service]))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    stub = reflection_pb2_grpc.ServerReflectionStub(channels[service])
+    [answer] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {SERVICE_NAMES[service], "grpc.health.v1.Health"} <= names
+
+
+def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, sample):
+    stub = TaggerClient(channels["tagger"]).stub
+    request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in sample])
+    first = stub.Tag(request)
+    matrix = wire.feature_matrix_from_proto(first.features)
+    assert matrix.bits.shape == (40, 90) and matrix.instance_ids == [i.id for i in sample]
+    assert (matrix.bits.sum(axis=1) == 6).all()  # six textual dimensions computed in v0
+    raw = {r.instance_id: dict(r.values) for r in first.raw}
+    assert all(0.0 <= v["rouge"] <= 1.0 and v["prompt_len"] > 0 for v in raw.values())
+    second = stub.Tag(request)
+    assert second.cache_hits == 40 and second.cache_misses == 0
+    assert second.features.bits == first.features.bits
+    catalogue = stub.GetCatalogue(tagger_pb2.GetCatalogueRequest())
+    assert len(catalogue.features) == 90
+    assert catalogue.feature_set_version == matrix.feature_set_version
+
+
+def test_tagger_rejects_a_bad_instance_naming_row_and_field(channels, sample):
+    bad = wire.instance_to_proto(sample[1])
+    bad.prompt = "  "
+    request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(sample[0]), bad])
+    error = rpc_error(lambda: TaggerClient(channels["tagger"]).stub.Tag(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "row 2" in error.details() and "prompt" in error.details()
+
+
+def _run(run_id: str, score: float, counts: list[float]) -> ppm_pb2.Run:
+    return ppm_pb2.Run(run_id=run_id, experiment="svc-test", state="succeeded", eval_score=score,
+                       count_vector=wire.count_vectors_to_proto(["f0", "f1"], np.array(counts)))
+
+
+def test_ppm_records_runs_once_fits_and_predicts(channels):
+    ppm = PPMClient(channels["ppm"])
+    assert ppm.record_run(_run("r0", 0.5, [0, 0])) is True
+    assert ppm.record_run(_run("r0", 0.9, [5, 5])) is False  # a retried Job doubles nothing
+    for k in range(1, 10):
+        ppm.record_run(_run(f"r{k}", 0.5 + 0.01 * k - 0.002 * (k % 3), [k, k % 3]))
+    assert len(ppm.list_runs("svc-test")) == 10
+    info = ppm.fit("svc", "linear", "svc-test")
+    assert info.n_runs == 10 and list(info.feature_names) == ["f0", "f1"]
+    predictions = ppm.predict(["f1", "f0"], np.array([[0, 4.0]]), model="svc")
+    assert abs(predictions[0] - 0.54) < 0.01  # columns matched by name, not position
+
+
+def test_ppm_validates_runs_and_requests(channels):
+    ppm = PPMClient(channels["ppm"])
+    failed = ppm_pb2.Run(run_id="bad", experiment="svc-test", state="failed")
+    error = rpc_error(lambda: ppm.record_run(failed))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "run.failure_reason" in error.details()
+    error = rpc_error(lambda: ppm.predict(["f0"], np.array([[1.0, 2.0]]), model="svc"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = rpc_error(lambda: ppm.predict(["f0"], np.array([[1.0]]), model="never-fitted"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.fixture(scope="module")
+def known_ppm(services):
+    """A linear PPM with known random weights over the whole catalogue, put in the registry."""
+    from hyper.catalogue import FEATURE_NAMES
+
+    coef = np.random.default_rng(3).normal(0, 1e-3, len(FEATURE_NAMES))
+    ppm = LinearPPM(list(FEATURE_NAMES), coef, 0.6)
+    version, _ = ModelRegistry(services.ppm_dir).save("known", ppm.to_json())
+    return ppm, version
+
+
+def test_topk_route_equals_an_independent_computation_of_the_gains(channels, sample, known_ppm):
+    ppm, version = known_ppm
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(sample), budget=router_pb2.Budget(count=10), strategy="topk",
+        ppm_model="known"))
+    bits = TaggerClient(channels["tagger"]).tag(sample).aligned_to(ppm.feature_names)
+    gains = bits @ ppm.coef  # linear PPM: gain = w . x
+    expected = set(sorted(range(len(sample)), key=lambda i: (-gains[i], i))[:10])
+    chosen = {i for i, a in enumerate(response.assignments) if a.route == "human"}
+    assert chosen == expected
+    assert response.n_human == 10 and response.ppm_version == version
+    assert np.allclose([a.gain for a in response.assignments], gains)
+    assert response.predicted_score == pytest.approx(0.6 + gains[list(expected)].sum())
+
+
+def test_simulated_route_is_reproducible_and_spends_the_budget(channels, sample, known_ppm):
+    request = router_pb2.RouteRequest(dataset=inline(sample), budget=router_pb2.Budget(fraction=0.25),
+                                      strategy="simulated", seed=11, n_candidates=50,
+                                      ppm_model="known")
+    router = RouterClient(channels["router"])
+    first, second = router.route(request), router.route(request)
+    assert [a.route for a in first.assignments] == [a.route for a in second.assignments]
+    assert first.n_human == 10 and first.budget_fraction == 0.25
+
+
+@pytest.mark.parametrize("spoil, field", [
+    (lambda r: r.budget.CopyFrom(router_pb2.Budget(fraction=1.5)), "budget.fraction"),
+    (lambda r: r.budget.CopyFrom(router_pb2.Budget()), "budget"),
+    (lambda r: setattr(r, "strategy", "psychic"), "strategy"),
+    (lambda r: r.dataset.CopyFrom(common_pb2.Dataset()), "dataset"),
+])
+def test_route_rejects_bad_requests_naming_the_field(channels, sample, known_ppm, spoil, field):
+    request = router_pb2.RouteRequest(dataset=inline(sample[:5]), budget=router_pb2.Budget(count=1),
+                                      strategy="topk", ppm_model="known")
+    spoil(request)
+    error = rpc_error(lambda: RouterClient(channels["router"]).route(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith(field)
+
+
+def test_route_reads_a_dataset_by_reference_and_reports_bad_rows(channels, tmp_path, known_ppm):
+    path = tmp_path / "pairs.jsonl"
+    good = '{"id": "%s", "prompt": "How do I bake bread?", "response_a": "Knead %s.", "response_b": "Buy it."}'
+    path.write_text("\n".join([good % ("a", "flour"), '{"id": "b", "prompt": ""}',
+                               good % ("c", "dough"), good % ("d", "well")]) + "\n")
+    ref = common_pb2.DatasetRef(path=str(path), format="plain")
+    request = router_pb2.RouteRequest(dataset=common_pb2.Dataset(ref=ref),
+                                      budget=router_pb2.Budget(count=1), ppm_model="known")
+    error = rpc_error(lambda: RouterClient(channels["router"]).route(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "row 2" in error.details()
+    request.dataset.ref.skip_bad_rows = True
+    response = RouterClient(channels["router"]).route(request)
+    assert response.n_instances == 3 and response.n_skipped_rows == 1
+
+
+def test_services_export_prometheus_metrics(services, channels, sample, known_ppm):
+    RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(sample[:5]), budget=router_pb2.Budget(count=1), ppm_model="known"))
+    url = f"http://{services.host}:{services.router_metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Route",grpc_service="hyper.v1.RouterService"}' in text
+    assert "hyper_router_predicted_score_bucket" in text

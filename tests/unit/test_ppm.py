@@ -1,0 +1,77 @@
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from hyper.errors import InvalidArgument, NotFound
+from hyper.ppm.model import LinearPPM, fit_ppm
+from hyper.ppm.store import ModelRegistry, RunStore
+
+
+def synthetic_runs(n_runs=60, n_features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 300, size=(n_runs, n_features)).astype(float)
+    weights = np.array([2e-4, -1e-4, 0.0, 5e-4, 1e-4])[:n_features]
+    scores = 0.55 + counts @ weights + rng.normal(0, 1e-4, n_runs)
+    return counts, scores, weights
+
+
+def test_linear_ppm_recovers_a_known_linear_relation_and_reports_holdout_metrics():
+    counts, scores, weights = synthetic_runs()
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, holdout_fraction=0.25, seed=1)
+    assert np.allclose(ppm.coef, weights, atol=2e-5)
+    assert abs(ppm.intercept - 0.55) < 0.01
+    assert ppm.metrics["holdout_spearman"] > 0.95
+    assert ppm.metrics["holdout_rmse"] < 1e-3
+    assert ppm.metrics["n_holdout"] == 15
+
+
+def test_gains_are_prediction_minus_prediction_of_nothing():
+    ppm = LinearPPM(["a", "b", "c"], np.array([0.5, -1.0, 2.0]), 0.3)
+    rows = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]])
+    assert ppm.gains(rows).tolist() == [2.5, -1.0, 0.0]
+
+
+def test_artifact_round_trips_through_json():
+    ppm = LinearPPM(["a", "b"], np.array([0.25, -0.5]), 0.1, metrics={"train_rmse": 0.01})
+    again = LinearPPM.from_json(json.loads(json.dumps(ppm.to_json())))
+    assert again.feature_names == ["a", "b"] and again.coef.tolist() == [0.25, -0.5]
+    with pytest.raises(InvalidArgument):
+        LinearPPM.from_json({"format": "pickle"})
+
+
+def test_fit_refuses_too_few_runs_and_unknown_kinds():
+    counts, scores, _ = synthetic_runs(n_runs=3)
+    with pytest.raises(InvalidArgument, match="at least"):
+        fit_ppm(["a"] * 5, counts, scores)
+    with pytest.raises(InvalidArgument) as caught:
+        fit_ppm(["a"] * 5, *synthetic_runs()[:2], kind="cubic")
+    assert caught.value.field == "kind"
+
+
+def test_registry_versions_increase_and_latest_is_the_newest(tmp_path):
+    registry = ModelRegistry(tmp_path)
+    with pytest.raises(NotFound):
+        registry.load("default")
+    v1, _ = registry.save("default", {"kind": "linear", "coef": [1.0]})
+    v2, _ = registry.save("default", {"kind": "linear", "coef": [2.0]})
+    assert v1.startswith("v1-") and v2.startswith("v2-")
+    assert registry.load("default")["coef"] == [2.0]
+    assert registry.load("default", v1)["coef"] == [1.0]
+    with pytest.raises(InvalidArgument):
+        registry.load("../etc")
+
+
+def test_a_run_is_recorded_exactly_once_even_under_concurrent_writers(tmp_path):
+    store = RunStore(tmp_path)
+    results = []
+    run = {"experiment": "exp", "run_id": "r1", "state": "succeeded", "eval_score": 0.6}
+    threads = [threading.Thread(target=lambda: results.append(store.record(run))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert store.list("exp") == [run]
+    assert list((tmp_path / "runs" / "exp").iterdir()) == [tmp_path / "runs" / "exp" / "r1.json"]
