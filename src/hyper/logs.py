@@ -37,3 +37,5 @@ def configure(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # JAX reports each accelerator it did not find (libtpu, CUDA) at INFO: noise on a CPU host.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
