@@ -54,11 +54,11 @@ def route(dataset: Dataset, budget_fraction: float | None, budget_count: int | N
 
     if options.strategy == "topk":
         human = selection.topk(gains, budget)
-        score = float(predict(count_vectors(human, matrix.bits))[0])
     else:
         rng = np.random.default_rng(options.seed)
-        human, score = selection.simulated(matrix.bits, budget, options.n_candidates, predict, rng)
+        human, _ = selection.simulated(matrix.bits, budget, options.n_candidates, predict, rng)
+    counts = count_vectors(human, matrix.bits)
+    score = float(predict(counts)[0])
     log.info("routed", extra={"strategy": options.strategy, "n_instances": len(dataset),
                               "n_human": int(human.sum()), "predicted_score": score})
-    return RoutePlan(matrix.instance_ids, human, gains, score, version,
-                     count_vectors(human, matrix.bits)[0], names, budget)
+    return RoutePlan(matrix.instance_ids, human, gains, score, version, counts[0], names, budget)

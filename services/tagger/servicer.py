@@ -22,9 +22,16 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
 
     @rpc
     def Tag(self, request, context):
-        if not request.instances:
+        return self._tag(request.instances)
+
+    @rpc
+    def TagStream(self, request_iterator, context):
+        return self._tag([m for request in request_iterator for m in request.instances])
+
+    def _tag(self, messages) -> tagger_pb2.TagResponse:
+        if not messages:
             raise InvalidArgument("instances", "is empty")
-        instances = wire.instances_from_proto(request.instances)
+        instances = wire.instances_from_proto(messages)
         result = self.tagger.tag(instances)
         INSTANCES_TAGGED.inc(len(instances))
         CACHE_LOOKUPS.labels("hit").inc(result.cache_hits)

@@ -105,6 +105,25 @@ def cmd_route(args, settings: Settings) -> dict:
     return summary
 
 
+def cmd_inspect(args, settings: Settings) -> None:
+    """Validates a file as Route would read it and summarises what it holds."""
+    from collections import Counter
+
+    from hyper import ingest
+
+    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+                                  args.skip_bad_rows)
+    print(f"format      {dataset.format}")
+    print(f"instances   {len(dataset)}" + (f" ({dataset.n_skipped} bad rows skipped)"
+                                           if dataset.n_skipped else ""))
+    sources = Counter(source for i in dataset.instances for source in i.labels)
+    for source in sorted(sources):
+        labels = Counter(i.labels[source] for i in dataset.instances if source in i.labels)
+        print(f"label {source:<6s}" + "  ".join(f"{k}: {labels[k]}" for k in ("A", "B", "tie")))
+    with_confidence = sum(i.judge_confidence is not None for i in dataset.instances)
+    print(f"judge confidence on {with_confidence} instances")
+
+
 def cmd_up(args, settings: Settings) -> None:
     from hyper.local import LocalProcesses
 
@@ -200,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("up", help="start tagger, ppm and router locally").set_defaults(run=cmd_up)
     commands.add_parser("down", help="stop the local services").set_defaults(run=cmd_down)
     commands.add_parser("status", help="health of the local services").set_defaults(run=cmd_status)
+    inspect = commands.add_parser("inspect", help="validate a dataset file and summarise it")
+    _data_args(inspect)
+    inspect.set_defaults(run=cmd_inspect)
     route = commands.add_parser("route", help="call Route over gRPC and summarise the result")
     _data_args(route)
     _route_args(route)
@@ -227,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except grpc.RpcError as error:
         print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            print("(are the services running? `hyper up` starts them locally)", file=sys.stderr)
         sys.exit(2 if error.code() in USER_ERRORS else 1)
 
 

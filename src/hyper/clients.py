@@ -15,9 +15,13 @@ class TaggerClient:
     def __init__(self, channel):
         self.stub = tagger_pb2_grpc.TaggerServiceStub(channel)
 
-    def tag(self, instances: list[Instance], timeout: float = 1800) -> FeatureMatrix:
-        request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in instances])
-        response = self.stub.Tag(request, timeout=timeout)
+    def tag(self, instances: list[Instance], timeout: float = 1800,
+            chunk_size: int = 2000) -> FeatureMatrix:
+        """Streams the dataset in chunks, so no single message grows with the dataset."""
+        chunks = (tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i)
+                                                   for i in instances[start:start + chunk_size]])
+                  for start in range(0, len(instances), chunk_size))
+        response = self.stub.TagStream(chunks, timeout=timeout)
         return wire.feature_matrix_from_proto(response.features)
 
 

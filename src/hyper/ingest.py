@@ -419,7 +419,8 @@ def parse_records(
         parse.add(row, record)
     if parse.errors and not skip_bad_rows:
         raise DatasetRejected(source, parse.errors)
-    return Dataset(parse.instances, source=source, n_skipped=len(parse.errors))
+    return Dataset(parse.instances, source=source, n_skipped=len(parse.errors),
+                   format=parse.format_name)
 
 
 def read_dataset(

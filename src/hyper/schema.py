@@ -58,6 +58,7 @@ class Dataset:
     instances: list[Instance]
     source: str = ""
     n_skipped: int = 0
+    format: str = ""
 
     def __len__(self) -> int:
         return len(self.instances)

@@ -64,27 +64,31 @@ def rpc(method: Callable) -> Callable:
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every unary RPC by service, method and status code."""
+    """Counts and times every RPC with a single response, by service, method and status code."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         _, service, method = handler_call_details.method.split("/")
-        inner = handler.unary_unary
+        if handler.unary_unary:
+            wrap, inner = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+        elif handler.stream_unary:
+            wrap, inner = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+        else:
+            return handler
 
-        def timed(request, context):
+        def timed(request_or_iterator, context):
             start = time.perf_counter()
             try:
-                return inner(request, context)
+                return inner(request_or_iterator, context)
             finally:
                 code = context.code() or grpc.StatusCode.OK
                 HANDLED.labels(service, method, code.name).inc()
                 HANDLING_SECONDS.labels(service, method).observe(time.perf_counter() - start)
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+        return wrap(timed, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
 
 
 def channel(address: str, settings: Settings) -> grpc.Channel:

@@ -68,3 +68,10 @@ def test_route_refuses_a_file_with_bad_rows_with_line_numbers(tmp_path, cli_env)
     result = run_cli(["train", str(bad)], cli_env)
     assert result.returncode == 2
     assert "row 2: field 'chosen'" in result.stderr
+
+
+def test_inspect_summarises_the_bundled_file(cli_env):
+    result = run_cli(["inspect", str(HH_DATA)], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "format      hh-rlhf" in result.stdout
+    assert "instances   2312" in result.stdout and "label human A: 1163  B: 1149  tie: 0" in result.stdout

@@ -74,6 +74,14 @@ def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, samp
     assert catalogue.feature_set_version == matrix.feature_set_version
 
 
+def test_streamed_chunks_are_tagged_as_one_dataset(channels, sample):
+    client = TaggerClient(channels["tagger"])
+    whole = client.stub.Tag(tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in sample]))
+    streamed = client.tag(sample, chunk_size=7)  # percentile ranks span every chunk
+    assert streamed.bits.tobytes() == whole.features.bits
+    assert streamed.instance_ids == [i.id for i in sample]
+
+
 def test_tagger_rejects_a_bad_instance_naming_row_and_field(channels, sample):
     bad = wire.instance_to_proto(sample[1])
     bad.prompt = "  "

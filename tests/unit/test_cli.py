@@ -1,0 +1,21 @@
+import pytest
+
+from hyper.cli import parse_budget, parse_columns
+from hyper.errors import InvalidArgument
+
+
+@pytest.mark.parametrize("text, expected", [("0.25", (0.25, None)), ("25%", (0.25, None)),
+                                            ("500", (None, 500)), ("1e-1", (0.1, None))])
+def test_budget_is_a_fraction_or_a_count(text, expected):
+    assert parse_budget(text) == expected
+
+
+def test_bad_budget_and_columns_name_the_flag():
+    with pytest.raises(InvalidArgument) as caught:
+        parse_budget("a lot")
+    assert caught.value.field == "--budget"
+    assert parse_columns(["prompt=question", "response_a=answer1"]) == {
+        "prompt": "question", "response_a": "answer1"}
+    with pytest.raises(InvalidArgument) as caught:
+        parse_columns(["prompt"])
+    assert caught.value.field == "--column"
