@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 from google.protobuf import json_format
@@ -10,7 +11,8 @@ from prometheus_client import Counter, Gauge
 
 from hyper import wire
 from hyper.errors import InvalidArgument
-from hyper.ppm.model import LinearPPM, fit_ppm
+from hyper.performance_models import PerformanceModel
+from hyper.ppm.fitting import fit_ppm
 from hyper.ppm.store import DEFAULT_MODEL, ModelRegistry, RunStore, check_name
 from hyper.serving import rpc
 from hyper.v1 import ppm_pb2, ppm_pb2_grpc
@@ -21,7 +23,7 @@ MODEL_VERSION = Gauge("hyper_ppm_model_version_number", "Latest fitted version n
 RUN_STATES = ("succeeded", "failed")
 
 
-def _aligned(model: LinearPPM, names: list[str], values: np.ndarray, field: str) -> np.ndarray:
+def _aligned(model: PerformanceModel, names: list[str], values: np.ndarray, field: str) -> np.ndarray:
     """Columns reordered to the model's features; features the model lacks must be unused."""
     index = {name: i for i, name in enumerate(names)}
     missing = [name for name in model.feature_names if name not in index]
@@ -40,11 +42,11 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
         self.runs = runs
 
     @functools.lru_cache(maxsize=32)
-    def _model(self, model: str, version: str) -> tuple[LinearPPM, str]:
+    def _model(self, model: str, version: str) -> tuple[PerformanceModel, str]:
         artifact = self.registry.load(model, version)
-        return LinearPPM.from_json(artifact), artifact["version"]
+        return PerformanceModel.from_json(artifact), artifact["version"]
 
-    def _resolve(self, model: str, version: str) -> tuple[LinearPPM, str]:
+    def _resolve(self, model: str, version: str) -> tuple[PerformanceModel, str]:
         # "latest" is resolved on every call so a new fit is picked up; versions are immutable.
         name = model or DEFAULT_MODEL
         resolved = version or self.registry.load(name)["version"]
@@ -54,8 +56,14 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
     def Predict(self, request, context):
         model, version = self._resolve(request.model, request.version)
         names, values = wire.count_vectors_from_proto(request.count_vectors)
-        predictions = model.predict(_aligned(model, names, values, "count_vectors"))
-        return ppm_pb2.PredictResponse(predictions=predictions.tolist(), model_version=version)
+        counts = _aligned(model, names, values, "count_vectors")
+        level = request.interval_level or 0.9
+        if not 0.0 < level < 1.0:
+            raise InvalidArgument("interval_level", f"{level} is not in (0, 1)")
+        lower, upper = model.predict_interval(counts, level)
+        return ppm_pb2.PredictResponse(predictions=model.predict(counts).tolist(),
+                                       model_version=version, lower=lower.tolist(),
+                                       upper=upper.tolist())
 
     @rpc
     def Gains(self, request, context):
@@ -76,7 +84,7 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
         counts = np.array([r["count_vector"]["values"] for r in runs], dtype=np.float64)
         scores = np.array([r.get("eval_score", 0.0) for r in runs], dtype=np.float64)
         ppm = fit_ppm(feature_names, counts, scores, request.kind or "linear",
-                      request.holdout_fraction, request.seed)
+                      request.holdout_fraction, request.seed, request.n_bootstrap)
         artifact = dict(ppm.to_json(), experiment=request.experiment,
                         training_runs=[r["run_id"] for r in runs])
         version, stored = self.registry.save(name, artifact)
@@ -87,6 +95,11 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
     @rpc
     def GetModel(self, request, context):
         return self._info(self.registry.load(request.model or DEFAULT_MODEL, request.version))
+
+    @rpc
+    def GetArtifact(self, request, context):
+        artifact = self.registry.load(request.model or DEFAULT_MODEL, request.version)
+        return ppm_pb2.ModelArtifact(version=artifact["version"], json=json.dumps(artifact))
 
     @staticmethod
     def _info(artifact: dict) -> ppm_pb2.ModelInfo:

@@ -1,37 +1,180 @@
-"""Routing strategies: which instances go to humans under a budget. Pure NumPy, no gRPC.
+"""Routing strategies: which instances go to which annotation source under a budget.
 
-Each strategy gets what it needs as plain arrays and returns a boolean human mask; scoring a
-mask with the PPM is the caller's business, so the same code serves Route and the benchmarks.
+Pure NumPy, no gRPC. A routing problem is a set of *items*, one per (instance, paid source)
+pair; choosing an item routes its instance to that source, everything not chosen goes to the
+free default source (the AI judge). Each item is a row in the PPM's count space (the
+instance's binary features, in that source's columns), so a mix's count vector is the sum of
+its chosen rows. With one paid source ("human") and unit costs this is exactly the paper's
+setting: items are instances and the budget is a count.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
+from dataclasses import dataclass
 import numpy as np
 
-from hyper.candidates import count_vectors, sample_mixes
+from hyper.candidates import active_columns, first_in_order, knapsack_orders
 from hyper.errors import InvalidArgument
+from hyper.performance_models import PerformanceModel
 
-STRATEGIES = ("topk", "simulated")
+STRATEGIES = ("topk", "simulated", "optimal_pos", "optimal_grad", "random", "uncertainty",
+              "optimize")
 DEFAULT_CANDIDATES = 500
+CHUNK = 100  # candidates per vectorised block: bounds memory at (CHUNK, items, active columns)
 
 
-def topk(gains: np.ndarray, budget: int) -> np.ndarray:
-    """The `budget` instances with the largest gains (ties broken by position, stable)."""
-    order = np.argsort(-np.asarray(gains), kind="stable")
-    mask = np.zeros(len(gains), dtype=bool)
-    mask[order[:budget]] = True
-    return mask
+@dataclass
+class RoutingProblem:
+    items: np.ndarray  # (M, D) 0/1 rows in the model's count space
+    instance: np.ndarray  # (M,) index of each item's instance
+    costs: np.ndarray  # (M,) cost of each item, > 0
+    budget: float  # in cost units
+    n_instances: int
+    model: PerformanceModel
+    confidence: np.ndarray | None = None  # (n_instances,) AI judge confidence
+
+    @classmethod
+    def single_source(cls, bits: np.ndarray, model: PerformanceModel, budget: float,
+                      costs: np.ndarray | None = None, confidence: np.ndarray | None = None):
+        n = bits.shape[0]
+        return cls(np.asarray(bits, dtype=np.float32), np.arange(n),
+                   np.ones(n) if costs is None else np.asarray(costs, dtype=np.float64),
+                   float(budget), n, model, confidence)
+
+    @property
+    def exact_count(self) -> bool:
+        """One item per instance at unit cost: the budget is a count and is spent exactly."""
+        return len(self.instance) == self.n_instances and bool(np.all(self.costs == 1.0))
+
+    def counts(self, chosen: np.ndarray) -> np.ndarray:
+        """Count vectors of one (M,) or many (N, M) boolean selections: one matrix product."""
+        return np.atleast_2d(chosen).astype(np.float32) @ self.items
+
+    def score(self, chosen: np.ndarray) -> np.ndarray:
+        return self.model.predict(self.counts(chosen))
+
+    def feasible(self, chosen: np.ndarray) -> bool:
+        picked = self.instance[chosen]
+        return (len(np.unique(picked)) == len(picked)
+                and self.costs[chosen].sum() <= self.budget + 1e-9)
 
 
-def simulated(bits: np.ndarray, budget: int, n_candidates: int,
-              predict: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator
-              ) -> tuple[np.ndarray, float]:
-    """Best of `n_candidates` knapsack mixes at the budget, by predicted score."""
+def item_gains(problem: RoutingProblem) -> np.ndarray:
+    """Per-item gain: PPM(the item's row) - PPM(zero vector), as in the paper's top-k."""
+    return problem.model.gains(problem.items)
+
+
+def fill_in_order(problem: RoutingProblem, order: np.ndarray,
+                  chosen: np.ndarray | None = None) -> np.ndarray:
+    """Takes items in `order`, skipping those whose instance is taken or that do not fit."""
+    if problem.exact_count and chosen is None:
+        chosen = np.zeros(len(order), dtype=bool)
+        chosen[order[: int(problem.budget)]] = True
+        return chosen
+    chosen = np.zeros(len(problem.costs), dtype=bool) if chosen is None else chosen.copy()
+    used = np.zeros(problem.n_instances, dtype=bool)
+    used[problem.instance[chosen]] = True
+    spent = problem.costs[chosen].sum()
+    for item in order:
+        if not used[problem.instance[item]] and spent + problem.costs[item] <= problem.budget + 1e-9:
+            chosen[item] = True
+            used[problem.instance[item]] = True
+            spent += problem.costs[item]
+    return chosen
+
+
+def _by_ratio(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Descending value per unit cost; ties keep item order (stable)."""
+    return np.argsort(-(values / costs), kind="stable")
+
+
+def topk(problem: RoutingProblem) -> np.ndarray:
+    """The largest gains (per unit cost) that fit the budget."""
+    return fill_in_order(problem, _by_ratio(item_gains(problem), problem.costs))
+
+
+def optimal_pos(problem: RoutingProblem) -> np.ndarray:
+    """Every item with a positive gain, largest first; the budget is only a cap."""
+    gains = item_gains(problem)
+    order = _by_ratio(gains, problem.costs)
+    order = order[gains[order] > 0]
+    return _fill_capped(problem, order)
+
+
+def _fill_capped(problem: RoutingProblem, order: np.ndarray) -> np.ndarray:
+    """Like fill_in_order, but the budget is a cap even when it is a count."""
+    if problem.exact_count:
+        order = order[: int(problem.budget)]
+        chosen = np.zeros(len(problem.costs), dtype=bool)
+        chosen[order] = True
+        return chosen
+    return fill_in_order(problem, order)
+
+
+def optimal_grad(problem: RoutingProblem, epsilon: float = 0.0) -> np.ndarray:
+    """Items in gain order while the predicted score of the growing set still rises by more
+    than `epsilon` (every prefix is scored exactly, in one batch); the budget is a cap."""
+    order = _by_ratio(item_gains(problem), problem.costs)
+    order = order[_fill_capped(problem, order)[order]]  # the feasible ones, still in gain order
+    prefix_counts = np.cumsum(problem.items[order], axis=0, dtype=np.float64)
+    scores = problem.model.predict(np.vstack([np.zeros(problem.items.shape[1]), prefix_counts]))
+    rises = np.diff(scores) > epsilon
+    stop = len(order) if rises.all() else int(np.argmin(rises))
+    chosen = np.zeros(len(problem.costs), dtype=bool)
+    chosen[order[:stop]] = True
+    return chosen
+
+
+def random_mix(problem: RoutingProblem, rng: np.random.Generator) -> np.ndarray:
+    """Uniformly random items that fit the budget: the baseline every strategy must beat."""
+    return fill_in_order(problem, rng.permutation(len(problem.costs)))
+
+
+def uncertainty(problem: RoutingProblem) -> np.ndarray:
+    """Humans where the AI judge is least confident (CoAnnotating-style)."""
+    if problem.confidence is None or np.isnan(problem.confidence).any():
+        raise InvalidArgument("dataset.judge_confidence",
+                              "the uncertainty strategy needs a judge confidence on every instance")
+    item_confidence = problem.confidence[problem.instance]
+    return fill_in_order(problem, np.lexsort((problem.costs, item_confidence)))
+
+
+# ---------------------------------------------------------------- the paper's knapsack sampler
+
+
+def fill_many(problem: RoutingProblem, orders: np.ndarray) -> np.ndarray:
+    """fill_in_order for many orders at once: (N, M) orders -> (N, M) selections."""
+    n_candidates, n_items = orders.shape
+    if problem.exact_count:
+        return first_in_order(orders, np.full(n_candidates, int(problem.budget)))
+    chosen = np.zeros((n_candidates, n_items), dtype=bool)
+    rows = np.arange(n_candidates)
+    used = np.zeros((n_candidates, problem.n_instances), dtype=bool)
+    spent = np.zeros(n_candidates)
+    for position in range(n_items):  # one step over all candidates at a time
+        item = orders[:, position]
+        instance, cost = problem.instance[item], problem.costs[item]
+        take = ~used[rows, instance] & (spent + cost <= problem.budget + 1e-9)
+        chosen[rows[take], item[take]] = True
+        used[rows[take], instance[take]] = True
+        spent += np.where(take, cost, 0.0)
+    return chosen
+
+
+def sample_candidates(problem: RoutingProblem, n_candidates: int, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """(n_candidates, M) knapsack candidate selections at the problem's budget."""
+    active = active_columns(problem.items)
+    blocks = [fill_many(problem, knapsack_orders(problem.items, min(CHUNK, n_candidates - start),
+                                                 rng, active))
+              for start in range(0, n_candidates, CHUNK)]
+    return np.vstack(blocks)
+
+
+def simulated(problem: RoutingProblem, n_candidates: int, rng: np.random.Generator
+              ) -> np.ndarray:
+    """Best of `n_candidates` knapsack candidates by predicted score (the paper's N = 500)."""
     if n_candidates < 1:
         raise InvalidArgument("n_candidates", "must be at least 1")
-    masks = sample_mixes(bits, np.full(n_candidates, budget), rng)
-    scores = predict(count_vectors(masks, bits))
-    best = int(np.argmax(scores))
-    return masks[best], float(scores[best])
+    candidates = sample_candidates(problem, n_candidates, rng)
+    return candidates[int(np.argmax(problem.score(candidates)))]

@@ -1,59 +1,49 @@
-"""Candidate hybrid mixes: the paper's knapsack over features, and their count vectors."""
+"""Candidate hybrid mixes: the paper's knapsack over features, and their count vectors.
+
+Shared by the training loop (mixes at random budgets to train proxy RMs on) and the router
+(mixes at the requested budget to pick the best of).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hyper.errors import InvalidArgument
+
+def active_columns(bits: np.ndarray) -> np.ndarray:
+    """(n, A) column indices of each row's features, padded with n_columns (one past the end)."""
+    active = [np.flatnonzero(row) for row in np.asarray(bits)]
+    width = max(1, max((len(a) for a in active), default=0))
+    padded = np.full((len(active), width), bits.shape[1], dtype=np.int32)
+    for row, columns in enumerate(active):
+        padded[row, : len(columns)] = columns
+    return padded
 
 
-def resolve_budget(n_instances: int, fraction: float | None = None, count: int | None = None) -> int:
-    """Number of human annotations for a budget given as a fraction in [0, 1] or a count."""
-    if (fraction is None) == (count is None):
-        raise InvalidArgument("budget", "give exactly one of a fraction or a count")
-    if fraction is not None:
-        if not 0.0 <= fraction <= 1.0 or np.isnan(fraction):
-            raise InvalidArgument("budget.fraction", f"{fraction} is not in [0, 1]")
-        return int(round(fraction * n_instances))
-    if count < 0 or count > n_instances:
-        raise InvalidArgument("budget.count", f"{count} is not in [0, {n_instances}]")
-    return int(count)
+def knapsack_orders(bits: np.ndarray, n_candidates: int, rng: np.random.Generator,
+                    active: np.ndarray | None = None) -> np.ndarray:
+    """(n_candidates, n) row orders equal in distribution to the paper's knapsack walk.
 
-
-def feature_carriers(bits: np.ndarray) -> list[np.ndarray]:
-    """For every feature column, the indices of the instances that carry it."""
-    return [np.flatnonzero(column) for column in np.asarray(bits, dtype=bool).T]
-
-
-def knapsack_mix(carriers: list[np.ndarray], n_instances: int, budget: int,
-                 rng: np.random.Generator) -> np.ndarray:
-    """One candidate human set (boolean mask) of exactly `budget` instances.
-
-    Walks the features in random order, taking the carriers of each in random order and
-    skipping those already taken, until the budget is met. Instances that carry no feature at
-    all are indistinguishable to the PPM, so if the features run out first they fill the rest
-    at random (the paper's code stopped short of the budget instead).
+    The walk takes features in random order and each feature's not-yet-taken carriers in random
+    order, until the budget is met. A row is thus reached at the position of its earliest
+    feature in the walk, in random order among the rows reached there, and rows with no feature
+    come last (the paper's code stopped short of the budget instead). So an order is
+    argsort(earliest feature position + uniform noise), and its first b rows are a knapsack
+    mix of budget b: many candidates and every budget from one vectorised computation.
     """
-    mask = np.zeros(n_instances, dtype=bool)
-    taken = 0
-    for feature in rng.permutation(len(carriers)):
-        if taken == budget:
-            break
-        shuffled = rng.permutation(carriers[feature])
-        fresh = shuffled[~mask[shuffled]][: budget - taken]
-        mask[fresh] = True
-        taken += len(fresh)
-    if taken < budget:
-        rest = rng.permutation(np.flatnonzero(~mask))[: budget - taken]
-        mask[rest] = True
-    return mask
+    active = active_columns(bits) if active is None else active
+    n_columns = bits.shape[1]
+    positions = rng.permuted(np.tile(np.arange(n_columns, dtype=np.float32), (n_candidates, 1)),
+                             axis=1)
+    positions = np.hstack([positions, np.full((n_candidates, 1), n_columns, np.float32)])
+    earliest = np.take_along_axis(positions[:, None, :], active[None], axis=2).min(axis=2)
+    return np.argsort(earliest + rng.random(earliest.shape, dtype=np.float32), axis=1)
 
 
-def sample_mixes(bits: np.ndarray, budgets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A (n_candidates, n_instances) boolean matrix of knapsack mixes, one per budget."""
-    carriers = feature_carriers(bits)
-    n_instances = bits.shape[0]
-    return np.stack([knapsack_mix(carriers, n_instances, int(b), rng) for b in budgets])
+def first_in_order(orders: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """(N, n) boolean mixes: the first budgets[k] rows of orders[k]."""
+    ranks = np.empty_like(orders)
+    np.put_along_axis(ranks, orders, np.arange(orders.shape[1])[None, :], axis=1)
+    return ranks < np.asarray(budgets)[:, None]
 
 
 def count_vectors(human_masks: np.ndarray, bits: np.ndarray) -> np.ndarray:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import numpy as np
 
 from hyper import wire
 from hyper.features import FeatureMatrix
+from hyper.performance_models import PerformanceModel
 from hyper.schema import Instance
 from hyper.v1 import (ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2,
                       tagger_pb2_grpc)
+
+
+@dataclass
+class Tagged:
+    features: FeatureMatrix
+    raw: dict[str, np.ndarray]  # unbinned textual values per dimension (token counts, ...)
 
 
 class TaggerClient:
@@ -17,12 +27,18 @@ class TaggerClient:
 
     def tag(self, instances: list[Instance], timeout: float = 1800,
             chunk_size: int = 2000) -> FeatureMatrix:
+        return self.tag_with_raw(instances, timeout, chunk_size).features
+
+    def tag_with_raw(self, instances: list[Instance], timeout: float = 1800,
+                     chunk_size: int = 2000) -> "Tagged":
         """Streams the dataset in chunks, so no single message grows with the dataset."""
         chunks = (tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i)
                                                    for i in instances[start:start + chunk_size]])
                   for start in range(0, len(instances), chunk_size))
         response = self.stub.TagStream(chunks, timeout=timeout)
-        return wire.feature_matrix_from_proto(response.features)
+        names = sorted(response.raw[0].values) if response.raw else []
+        raw = {name: np.array([r.values[name] for r in response.raw]) for name in names}
+        return Tagged(wire.feature_matrix_from_proto(response.features), raw)
 
 
 class PPMClient:
@@ -45,9 +61,17 @@ class PPMClient:
         return self.stub.RecordRun(ppm_pb2.RecordRunRequest(run=run)).created
 
     def fit(self, model: str, kind: str, experiment: str, holdout_fraction: float = 0.0,
-            seed: int = 0) -> ppm_pb2.ModelInfo:
+            seed: int = 0, n_bootstrap: int = 0) -> ppm_pb2.ModelInfo:
         return self.stub.Fit(ppm_pb2.FitRequest(model=model, kind=kind, experiment=experiment,
-                                                holdout_fraction=holdout_fraction, seed=seed))
+                                                holdout_fraction=holdout_fraction, seed=seed,
+                                                n_bootstrap=n_bootstrap))
+
+    def latest_version(self, model: str = "") -> str:
+        return self.stub.GetModel(ppm_pb2.GetModelRequest(model=model)).version
+
+    def artifact(self, model: str = "", version: str = "") -> tuple[PerformanceModel, str]:
+        response = self.stub.GetArtifact(ppm_pb2.GetModelRequest(model=model, version=version))
+        return PerformanceModel.from_json(json.loads(response.json)), response.version
 
     def list_runs(self, experiment: str = "") -> list[ppm_pb2.Run]:
         return list(self.stub.ListRuns(ppm_pb2.ListRunsRequest(experiment=experiment)).runs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -32,6 +33,7 @@ FORMATS = ("hh-rlhf", "multipref-raw", "multipref-features", "plain")
 ASSISTANT_TURN = "\n\nAssistant:"
 HUMAN_TURN = "\n\nHuman:"
 PLAIN_LABEL_PREFIX = "label_"
+PLAIN_COST_PREFIX = "cost_"
 
 Record = Mapping[str, object]
 
@@ -93,6 +95,19 @@ def _optional_labels(record: Record, columns_by_source: Mapping[str, str]) -> di
         for source, column in columns_by_source.items()
         if record.get(column) is not None
     }
+
+
+def _costs(record: Record) -> dict[str, float]:
+    """Per-source annotation costs from cost_<source> columns: positive finite numbers."""
+    costs = {}
+    for column, value in record.items():
+        if not column.startswith(PLAIN_COST_PREFIX) or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            raise _BadField(column, f"expected a positive number, got {value!r}")
+        costs[column.removeprefix(PLAIN_COST_PREFIX)] = float(value)
+    return costs
 
 
 def _judge_confidence(record: Record) -> float | None:
@@ -222,6 +237,7 @@ def _read_plain(record: Record) -> Instance:
         for column in record
         if column.startswith(PLAIN_LABEL_PREFIX) and column != PLAIN_LABEL_PREFIX
     }
+    costs = _costs(record)
     return Instance(
         id=_identifier(record, "id") if has_id else stable_id(prompt, response_a, response_b),
         prompt=prompt,
@@ -229,6 +245,7 @@ def _read_plain(record: Record) -> Instance:
         response_b=response_b,
         labels=_optional_labels(record, label_columns),
         judge_confidence=_judge_confidence(record),
+        costs=costs,
     )
 
 
@@ -240,11 +257,11 @@ class _Format:
     read: Callable[[Record], Instance]
     fields: frozenset[str]  # the names `columns` may remap
     id_field: str  # the field a duplicate id is reported under
-    field_prefix: str | None = None  # a family of remappable names (plain's label_<source>)
+    # families of remappable names (plain's label_<source>, cost_<source>)
+    field_prefixes: tuple[str, ...] = ()
 
     def knows(self, name: str) -> bool:
-        prefixed = self.field_prefix is not None and name.startswith(self.field_prefix)
-        return name in self.fields or prefixed
+        return name in self.fields or name.startswith(self.field_prefixes)
 
 
 _FORMATS: dict[str, _Format] = {
@@ -265,7 +282,7 @@ _FORMATS: dict[str, _Format] = {
         _read_plain,
         frozenset({"id", "prompt", "response_a", "response_b", "judge_confidence"}),
         "id",
-        field_prefix=PLAIN_LABEL_PREFIX,
+        field_prefixes=(PLAIN_LABEL_PREFIX, PLAIN_COST_PREFIX),
     ),
 }
 
@@ -399,6 +416,17 @@ class _Parse:
             reason = f"duplicate id {instance.id!r} (first on row {first_row})"
             raise _BadField(spec.id_field, reason)
         return instance
+
+
+def plain_record(instance: Instance) -> dict:
+    """An instance as one record of the plain format (what `read_dataset(format="plain")` reads)."""
+    record = {"id": instance.id, "prompt": instance.prompt, "response_a": instance.response_a,
+              "response_b": instance.response_b}
+    record.update({f"{PLAIN_LABEL_PREFIX}{source}": label for source, label in instance.labels.items()})
+    record.update({f"{PLAIN_COST_PREFIX}{source}": cost for source, cost in instance.costs.items()})
+    if instance.judge_confidence is not None:
+        record["judge_confidence"] = instance.judge_confidence
+    return record
 
 
 def parse_records(

@@ -8,6 +8,7 @@ inputs, so a second run with the same inputs skips the runs already recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hyper.candidates import count_vectors, sample_mixes
+from hyper import ingest
+from hyper.candidates import count_vectors, first_in_order, knapsack_orders
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
@@ -78,18 +80,13 @@ def experiment_id(dataset: Dataset, config: LoopConfig, feature_set_version: str
 def write_plain_jsonl(path: Path, instances: list[Instance]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as out:
-        for i in instances:
-            record = {"id": i.id, "prompt": i.prompt, "response_a": i.response_a,
-                      "response_b": i.response_b}
-            record.update({f"label_{source}": label for source, label in i.labels.items()})
-            if i.judge_confidence is not None:
-                record["judge_confidence"] = i.judge_confidence
-            out.write(json.dumps(record) + "\n")
+        for instance in instances:
+            out.write(json.dumps(ingest.plain_record(instance)) + "\n")
     os.replace(tmp, path)
 
 
 def with_ai_labels(pool: list[Instance], labels: list[str], confidence: np.ndarray) -> list[Instance]:
-    return [Instance(i.id, i.prompt, i.response_a, i.response_b, dict(i.labels, ai=label), float(c))
+    return [dataclasses.replace(i, labels=dict(i.labels, ai=label), judge_confidence=float(c))
             for i, label, c in zip(pool, labels, confidence)]
 
 
@@ -101,8 +98,8 @@ def candidate_mixes(bits: np.ndarray, n_candidates: int, seed: int
         raise InvalidArgument("n_candidates", "must be at least 4")
     rng = np.random.default_rng(seed)
     budgets = rng.choice(np.arange(1, n), size=min(n_candidates - 2, n - 1), replace=False)
-    masks = np.concatenate([sample_mixes(bits, budgets, rng), np.ones((1, n), bool),
-                            np.zeros((1, n), bool)])
+    mixes = first_in_order(knapsack_orders(bits, len(budgets), rng), budgets)
+    masks = np.concatenate([mixes, np.ones((1, n), bool), np.zeros((1, n), bool)])
     names = [f"c{i:04d}" for i in range(len(budgets))] + [ALL_HUMAN, ALL_AI]
     return names, masks
 

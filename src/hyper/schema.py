@@ -45,6 +45,7 @@ class Instance:
     response_b: str
     labels: dict[str, str] = field(default_factory=dict)
     judge_confidence: float | None = None
+    costs: dict[str, float] = field(default_factory=dict)  # per paid source, when known
 
     def content_key(self) -> str:
         """Hash of the text alone (not the labels): the key features are cached under."""

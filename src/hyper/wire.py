@@ -14,20 +14,21 @@ from hyper.v1 import common_pb2
 def instance_to_proto(instance: Instance) -> common_pb2.Instance:
     message = common_pb2.Instance(id=instance.id, prompt=instance.prompt,
                                   response_a=instance.response_a,
-                                  response_b=instance.response_b, labels=instance.labels)
+                                  response_b=instance.response_b, labels=instance.labels,
+                                  costs=instance.costs)
     if instance.judge_confidence is not None:
         message.judge_confidence = instance.judge_confidence
     return message
 
 
 def _plain_record(message: common_pb2.Instance) -> dict:
-    record = {"prompt": message.prompt, "response_a": message.response_a,
-              "response_b": message.response_b}
-    if message.id:  # no id: derived from the content, as for files
-        record["id"] = message.id
-    record.update({f"label_{source}": label for source, label in message.labels.items()})
-    if message.HasField("judge_confidence"):
-        record["judge_confidence"] = message.judge_confidence
+    """The message as a plain-format record, unvalidated; an empty id is derived from content."""
+    confidence = message.judge_confidence if message.HasField("judge_confidence") else None
+    record = ingest.plain_record(Instance(message.id, message.prompt, message.response_a,
+                                          message.response_b, dict(message.labels), confidence,
+                                          dict(message.costs)))
+    if not message.id:
+        del record["id"]
     return record
 
 

@@ -12,7 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hyper import serving, wire
 from hyper.clients import PPMClient, RouterClient, TaggerClient
-from hyper.ppm.model import LinearPPM
+from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
 
@@ -126,7 +126,7 @@ def known_ppm(services):
     from hyper.catalogue import FEATURE_NAMES
 
     coef = np.random.default_rng(3).normal(0, 1e-3, len(FEATURE_NAMES))
-    ppm = LinearPPM(list(FEATURE_NAMES), coef, 0.6)
+    ppm = PerformanceModel("linear", list(FEATURE_NAMES), QuadraticForm(0.6, coef))
     version, _ = ModelRegistry(services.ppm_dir).save("known", ppm.to_json())
     return ppm, version
 
@@ -137,7 +137,7 @@ def test_topk_route_equals_an_independent_computation_of_the_gains(channels, sam
         dataset=inline(sample), budget=router_pb2.Budget(count=10), strategy="topk",
         ppm_model="known"))
     bits = TaggerClient(channels["tagger"]).tag(sample).aligned_to(ppm.feature_names)
-    gains = bits @ ppm.coef  # linear PPM: gain = w . x
+    gains = bits @ ppm.form.linear  # linear PPM: gain = w . x
     expected = set(sorted(range(len(sample)), key=lambda i: (-gains[i], i))[:10])
     chosen = {i for i, a in enumerate(response.assignments) if a.route == "human"}
     assert chosen == expected

@@ -1,11 +1,9 @@
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hyper.candidates import count_vectors, knapsack_mix, feature_carriers, resolve_budget, sample_mixes
-from hyper.errors import InvalidArgument
+from hyper.candidates import count_vectors, first_in_order, knapsack_orders
 
 binary_matrices = st.integers(1, 40).flatmap(
     lambda n: arrays(np.uint8, (n, 7), elements=st.integers(0, 1)))
@@ -21,32 +19,47 @@ def test_count_vector_equals_a_naive_count(bits, data):
 
 @settings(max_examples=60, deadline=None)
 @given(bits=binary_matrices, data=st.data(), seed=st.integers(0, 2**32 - 1))
-def test_knapsack_takes_exactly_the_budget_without_repeats(bits, data, seed):
-    budget = data.draw(st.integers(0, len(bits)))
-    mask = knapsack_mix(feature_carriers(bits), len(bits), budget, np.random.default_rng(seed))
-    assert mask.dtype == bool and mask.sum() == budget  # a mask cannot repeat an instance
+def test_knapsack_takes_exactly_the_budget_and_never_repeats(bits, data, seed):
+    orders = knapsack_orders(bits, 5, np.random.default_rng(seed))
+    assert all(sorted(order) == list(range(len(bits))) for order in orders.tolist())
+    budgets = np.array(data.draw(st.lists(st.integers(0, len(bits)), min_size=5, max_size=5)))
+    masks = first_in_order(orders, budgets)
+    assert masks.sum(axis=1).tolist() == budgets.tolist()
+
+
+def naive_knapsack(bits, budget, rng):
+    """The paper's walk, literally: features in random order, carriers in random order."""
+    taken = []
+    for feature in rng.permutation(bits.shape[1]):
+        for row in rng.permutation(np.flatnonzero(bits[:, feature])):
+            if row not in taken and len(taken) < budget:
+                taken.append(int(row))
+    return sorted(taken)
+
+
+def test_vectorised_knapsack_matches_the_literal_walk_in_distribution():
+    bits = np.zeros((6, 3), dtype=np.uint8)
+    bits[[0, 1], 0] = 1
+    bits[[1, 2, 3], 1] = 1
+    bits[[4], 2] = 1  # row 5 carries nothing
+    rng = np.random.default_rng(0)
+    n = 6000
+    literal = np.zeros(6)
+    for _ in range(n):
+        literal[naive_knapsack(bits, 2, rng)] += 1
+    vectorised = first_in_order(knapsack_orders(bits, n, rng), np.full(n, 2)).sum(axis=0)
+    assert np.allclose(vectorised / n, literal / n, atol=0.03)
+    assert vectorised[5] == 0  # a row with no feature is only taken once the features run out
 
 
 def test_knapsack_prefers_carriers_of_the_features_it_walks():
     bits = np.zeros((10, 2), dtype=np.uint8)
-    bits[:3, 0] = 1  # only instances 0-2 carry any feature
-    mask = knapsack_mix(feature_carriers(bits), 10, 3, np.random.default_rng(0))
-    assert np.flatnonzero(mask).tolist() == [0, 1, 2]
+    bits[:3, 0] = 1  # only rows 0-2 carry any feature
+    mask = first_in_order(knapsack_orders(bits, 1, np.random.default_rng(0)), np.array([3]))
+    assert np.flatnonzero(mask[0]).tolist() == [0, 1, 2]
 
 
-def test_sample_mixes_is_reproducible_under_a_seed():
+def test_knapsack_is_reproducible_under_a_seed():
     bits = np.random.default_rng(1).integers(0, 2, size=(50, 6)).astype(np.uint8)
-    budgets = np.array([5, 10, 25])
-    first = sample_mixes(bits, budgets, np.random.default_rng(7))
-    assert (first == sample_mixes(bits, budgets, np.random.default_rng(7))).all()
-    assert first.sum(axis=1).tolist() == [5, 10, 25]
-
-
-def test_budget_as_fraction_or_count():
-    assert resolve_budget(200, fraction=0.25) == 50
-    assert resolve_budget(200, count=7) == 7
-    for kwargs, field in [({"fraction": 1.5}, "budget.fraction"), ({"count": 201}, "budget.count"),
-                          ({}, "budget"), ({"fraction": 0.1, "count": 1}, "budget")]:
-        with pytest.raises(InvalidArgument) as caught:
-            resolve_budget(200, **kwargs)
-        assert caught.value.field == field
+    first = knapsack_orders(bits, 4, np.random.default_rng(7))
+    assert (first == knapsack_orders(bits, 4, np.random.default_rng(7))).all()

@@ -5,40 +5,76 @@ import numpy as np
 import pytest
 
 from hyper.errors import InvalidArgument, NotFound
-from hyper.ppm.model import LinearPPM, fit_ppm
+from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.ppm.fitting import fit_ppm
 from hyper.ppm.store import ModelRegistry, RunStore
 
 
-def synthetic_runs(n_runs=60, n_features=5, seed=0):
+def synthetic_runs(n_runs=60, n_features=5, seed=0, curvature=0.0):
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 300, size=(n_runs, n_features)).astype(float)
     weights = np.array([2e-4, -1e-4, 0.0, 5e-4, 1e-4])[:n_features]
-    scores = 0.55 + counts @ weights + rng.normal(0, 1e-4, n_runs)
+    scores = 0.55 + counts @ weights - curvature * counts[:, 0] ** 2 + rng.normal(0, 1e-4, n_runs)
     return counts, scores, weights
 
 
 def test_linear_ppm_recovers_a_known_linear_relation_and_reports_holdout_metrics():
     counts, scores, weights = synthetic_runs()
     ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, holdout_fraction=0.25, seed=1)
-    assert np.allclose(ppm.coef, weights, atol=2e-5)
-    assert abs(ppm.intercept - 0.55) < 0.01
+    assert np.allclose(ppm.form.linear, weights, atol=2e-5)
+    assert abs(ppm.form.intercept - 0.55) < 0.01
     assert ppm.metrics["holdout_spearman"] > 0.95
     assert ppm.metrics["holdout_rmse"] < 1e-3
     assert ppm.metrics["n_holdout"] == 15
 
 
+def test_quadratic_ppm_folds_polynomial_terms_into_one_quadratic_form():
+    counts, scores, _ = synthetic_runs(n_runs=120, curvature=2e-6)
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, kind="quadratic")
+    q = ppm.form.quadratic
+    assert np.allclose(q, q.T)
+    assert q[0, 0] == pytest.approx(-2e-6, rel=0.05)
+    assert np.allclose(ppm.predict(counts), scores, atol=1e-3)
+    linear = fit_ppm([f"f{i}" for i in range(5)], counts, scores, kind="linear")
+    assert np.mean((ppm.predict(counts) - scores) ** 2) < np.mean((linear.predict(counts) - scores) ** 2)
+
+
+def test_lightgbm_ppm_round_trips_as_text_not_pickle():
+    counts, scores, _ = synthetic_runs(n_runs=80)
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, kind="lightgbm", holdout_fraction=0.2)
+    text = json.dumps(ppm.to_json())
+    again = PerformanceModel.from_json(json.loads(text))
+    assert np.allclose(again.predict(counts), ppm.predict(counts))
+    assert ppm.metrics["holdout_spearman"] > 0.5
+    assert again.quadratic_form is None
+
+
+def test_bootstrap_ensemble_gives_intervals_around_the_prediction():
+    counts, scores, _ = synthetic_runs(n_runs=40)
+    noisy = scores + np.random.default_rng(2).normal(0, 0.01, len(scores))
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, noisy, n_bootstrap=20, seed=3)
+    assert len(ppm.members) == 20
+    lower, upper = ppm.predict_interval(counts[:5], 0.9)
+    assert (lower < upper).all()
+    assert ((lower - 0.01 <= ppm.predict(counts[:5])) & (ppm.predict(counts[:5]) <= upper + 0.01)).all()
+    narrow, wide = ppm.predict_interval(counts[:5], 0.5), ppm.predict_interval(counts[:5], 0.99)
+    assert ((narrow[1] - narrow[0]) <= (wide[1] - wide[0])).all()
+
+
 def test_gains_are_prediction_minus_prediction_of_nothing():
-    ppm = LinearPPM(["a", "b", "c"], np.array([0.5, -1.0, 2.0]), 0.3)
+    ppm = PerformanceModel("linear", ["a", "b", "c"], QuadraticForm(0.3, np.array([0.5, -1.0, 2.0])))
     rows = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]])
     assert ppm.gains(rows).tolist() == [2.5, -1.0, 0.0]
 
 
 def test_artifact_round_trips_through_json():
-    ppm = LinearPPM(["a", "b"], np.array([0.25, -0.5]), 0.1, metrics={"train_rmse": 0.01})
-    again = LinearPPM.from_json(json.loads(json.dumps(ppm.to_json())))
-    assert again.feature_names == ["a", "b"] and again.coef.tolist() == [0.25, -0.5]
+    ppm = PerformanceModel("quadratic", ["a", "b"], QuadraticForm(0.1, np.array([0.25, -0.5]),
+                                                                  np.array([[1.0, 2.0], [2.0, 0.0]])),
+                           metrics={"train_rmse": 0.01})
+    again = PerformanceModel.from_json(json.loads(json.dumps(ppm.to_json())))
+    assert again.feature_names == ["a", "b"] and again.predict([[1, 1]])[0] == ppm.predict([[1, 1]])[0]
     with pytest.raises(InvalidArgument):
-        LinearPPM.from_json({"format": "pickle"})
+        PerformanceModel.from_json({"format": "pickle"})
 
 
 def test_fit_refuses_too_few_runs_and_unknown_kinds():
