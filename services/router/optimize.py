@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyper.router.selection import RoutingProblem, fill_in_order, topk
+from hyper.router.selection import (RoutingProblem, best_candidate, fill_in_order,
+                                    sample_candidates, topk)
 
 N_BLOCKS = 16
 SHORTLIST = 32  # items considered per side of a move
@@ -75,7 +76,8 @@ def block_greedy(problem: RoutingProblem, self_q: np.ndarray, zq: np.ndarray, fo
         ratio = np.where(_fits(problem, state), gains / problem.costs, -np.inf)
         if not problem.exact_count:
             ratio[gains <= 0] = -np.inf  # with a money budget, spending is not an obligation
-        best = np.argsort(-ratio, kind="stable")[:block]
+        best = _top(np.arange(len(ratio)), ratio, block)
+        best = best[np.argsort(-ratio[best], kind="stable")]
         best = best[np.isfinite(ratio[best])]
         if len(best) == 0:
             return state.chosen
@@ -85,24 +87,40 @@ def block_greedy(problem: RoutingProblem, self_q: np.ndarray, zq: np.ndarray, fo
         _apply(state, problem, zq, list(taken), [])
 
 
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest values (unordered), in O(len(values))."""
-    if len(values) <= k:
-        return np.arange(len(values))
-    return np.argpartition(-values, k)[:k]
+def _top_distinct(candidates: np.ndarray, values: np.ndarray, kinds: np.ndarray, k: int) -> np.ndarray:
+    """The candidates with the k largest values, one per kind of item: items of one kind
+    (same row, same cost) are interchangeable, and a shortlist of copies would hide every
+    other kind from the move search. Deduplicating a generous top first keeps this O(n)
+    unless a few kinds crowd the top."""
+    pool = _top(candidates, values, 8 * k)
+    _, first = np.unique(kinds[pool], return_index=True)
+    if len(first) < k and len(pool) < len(candidates):
+        pool = candidates
+        _, first = np.unique(kinds[pool], return_index=True)
+    return _top(pool[first], values, k)
 
 
-def _best_move(problem: RoutingProblem, state: _State, self_q: np.ndarray, zq: np.ndarray
-               ) -> tuple[float, list[int], list[int]]:
+def _top(candidates: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """The candidates with the k largest values (unordered)."""
+    if len(candidates) <= k:
+        return candidates
+    return candidates[np.argpartition(-values[candidates], k)[:k]]
+
+
+def _best_move(problem: RoutingProblem, state: _State, self_q: np.ndarray, zq: np.ndarray,
+               kinds: np.ndarray) -> tuple[float, list[int], list[int]]:
     add_gain, remove_change = _marginal(problem, state, self_q)
     outside = np.flatnonzero(~state.chosen)
     inside = np.flatnonzero(state.chosen)
     best = (TOLERANCE, [], [])
     if len(outside) == 0:
         return best
-    j = outside[_top(add_gain[outside], SHORTLIST)]
+    # An outside item whose instance is taken can only replace that instance's item, so it
+    # is a different kind of candidate than a free copy of the same row.
+    taken = state.used[problem.instance].astype(np.int64)
+    j = _top_distinct(outside, add_gain, kinds * 2 + taken, SHORTLIST)
     if len(inside):
-        i = inside[_top(remove_change[inside], SHORTLIST)]
+        i = _top_distinct(inside, remove_change, kinds, SHORTLIST)
         swap = remove_change[i][:, None] + add_gain[j][None, :] - 2.0 * (zq[i] @ problem.items[j].T)
         same_instance = problem.instance[i][:, None] == problem.instance[j][None, :]
         free = ~state.used[problem.instance[j]][None, :] | same_instance
@@ -122,11 +140,18 @@ def _best_move(problem: RoutingProblem, state: _State, self_q: np.ndarray, zq: n
     return best
 
 
+def item_kinds(problem: RoutingProblem) -> np.ndarray:
+    """An id per distinct (row, cost): items of one kind are interchangeable in a move."""
+    keys = np.hstack([problem.items.astype(np.float64), problem.costs[:, None]])
+    return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+
+
 def local_search(problem: RoutingProblem, chosen: np.ndarray, self_q: np.ndarray,
                  zq: np.ndarray, form, max_moves: int = MAX_MOVES) -> np.ndarray:
     state = _state(problem, chosen, form)
+    kinds = item_kinds(problem)
     for _ in range(max_moves):
-        gain, add, remove = _best_move(problem, state, self_q, zq)
+        gain, add, remove = _best_move(problem, state, self_q, zq, kinds)
         if not add and not remove:
             break
         _apply(state, problem, zq, add, remove)
@@ -154,8 +179,15 @@ def _black_box_greedy(problem: RoutingProblem) -> np.ndarray:
         chosen = grown
 
 
-def optimize(problem: RoutingProblem) -> np.ndarray:
+def optimize(problem: RoutingProblem, n_candidates: int, rng: np.random.Generator) -> np.ndarray:
+    """Local search from the best of: top-k, block greedy, and the best of the `n_candidates`
+    knapsack mixes that `simulated` would draw with the same generator. A PPM need not be
+    concave (a fitted quadratic often is not), so its optimum can sit at a corner that single
+    swaps cannot reach from the greedy starts; the sampled start covers that, and makes the
+    result at least as good as `simulated` by construction."""
     starts = [topk(problem)]
+    if n_candidates:
+        starts.append(best_candidate(problem, sample_candidates(problem, n_candidates, rng)))
     form = problem.model.quadratic_form
     if form is None:
         starts.append(_black_box_greedy(problem))

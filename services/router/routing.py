@@ -171,7 +171,7 @@ def solve(problem: RoutingProblem, options: RouteOptions) -> np.ndarray:
         "optimal_grad": lambda: selection.optimal_grad(problem, options.epsilon),
         "random": lambda: selection.random_mix(problem, rng),
         "uncertainty": lambda: selection.uncertainty(problem),
-        "optimize": lambda: optimize(problem),
+        "optimize": lambda: optimize(problem, options.n_candidates, rng),
     }
     return strategies[options.strategy]()
 

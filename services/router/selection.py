@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from hyper.candidates import active_columns, first_in_order, knapsack_orders
+from hyper.candidates import active_columns, knapsack_mixes, knapsack_orders
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel
 
@@ -143,10 +143,8 @@ def uncertainty(problem: RoutingProblem) -> np.ndarray:
 
 
 def fill_many(problem: RoutingProblem, orders: np.ndarray) -> np.ndarray:
-    """fill_in_order for many orders at once: (N, M) orders -> (N, M) selections."""
+    """fill_in_order for many orders at once, under costs or several sources."""
     n_candidates, n_items = orders.shape
-    if problem.exact_count:
-        return first_in_order(orders, np.full(n_candidates, int(problem.budget)))
     chosen = np.zeros((n_candidates, n_items), dtype=bool)
     rows = np.arange(n_candidates)
     used = np.zeros((n_candidates, problem.n_instances), dtype=bool)
@@ -165,10 +163,18 @@ def sample_candidates(problem: RoutingProblem, n_candidates: int, rng: np.random
                       ) -> np.ndarray:
     """(n_candidates, M) knapsack candidate selections at the problem's budget."""
     active = active_columns(problem.items)
-    blocks = [fill_many(problem, knapsack_orders(problem.items, min(CHUNK, n_candidates - start),
-                                                 rng, active))
-              for start in range(0, n_candidates, CHUNK)]
-    return np.vstack(blocks)
+
+    def block(size: int) -> np.ndarray:
+        if problem.exact_count:
+            return knapsack_mixes(problem.items, size, int(problem.budget), rng, active)
+        return fill_many(problem, knapsack_orders(problem.items, size, rng, active))
+
+    return np.vstack([block(min(CHUNK, n_candidates - start))
+                      for start in range(0, n_candidates, CHUNK)])
+
+
+def best_candidate(problem: RoutingProblem, candidates: np.ndarray) -> np.ndarray:
+    return candidates[int(np.argmax(problem.score(candidates)))]
 
 
 def simulated(problem: RoutingProblem, n_candidates: int, rng: np.random.Generator
@@ -176,5 +182,4 @@ def simulated(problem: RoutingProblem, n_candidates: int, rng: np.random.Generat
     """Best of `n_candidates` knapsack candidates by predicted score (the paper's N = 500)."""
     if n_candidates < 1:
         raise InvalidArgument("n_candidates", "must be at least 1")
-    candidates = sample_candidates(problem, n_candidates, rng)
-    return candidates[int(np.argmax(problem.score(candidates)))]
+    return best_candidate(problem, sample_candidates(problem, n_candidates, rng))

@@ -11,12 +11,27 @@ import numpy as np
 
 def active_columns(bits: np.ndarray) -> np.ndarray:
     """(n, A) column indices of each row's features, padded with n_columns (one past the end)."""
-    active = [np.flatnonzero(row) for row in np.asarray(bits)]
-    width = max(1, max((len(a) for a in active), default=0))
-    padded = np.full((len(active), width), bits.shape[1], dtype=np.int32)
-    for row, columns in enumerate(active):
-        padded[row, : len(columns)] = columns
+    rows, columns = np.nonzero(np.asarray(bits))
+    per_row = np.bincount(rows, minlength=bits.shape[0])
+    width = max(1, int(per_row.max(initial=0)))
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    padded = np.full((bits.shape[0], width), bits.shape[1], dtype=np.int32)
+    padded[rows, slot] = columns
     return padded
+
+
+def knapsack_keys(bits: np.ndarray, n_candidates: int, rng: np.random.Generator,
+                  active: np.ndarray | None = None) -> np.ndarray:
+    """(n_candidates, n) sort keys whose ascending orders are knapsack walks (see below)."""
+    active = active_columns(bits) if active is None else active
+    n_columns = bits.shape[1]
+    # Positions in the smallest integer type: the (candidates, rows, features) gather is the
+    # cost here, and bytes moved are what it costs.
+    dtype = np.uint8 if n_columns < 255 else np.uint16
+    positions = rng.permuted(np.tile(np.arange(n_columns, dtype=dtype), (n_candidates, 1)), axis=1)
+    positions = np.hstack([positions, np.full((n_candidates, 1), n_columns, dtype)])
+    earliest = positions[:, active].min(axis=2)
+    return earliest + rng.random(earliest.shape, dtype=np.float32)
 
 
 def knapsack_orders(bits: np.ndarray, n_candidates: int, rng: np.random.Generator,
@@ -30,13 +45,17 @@ def knapsack_orders(bits: np.ndarray, n_candidates: int, rng: np.random.Generato
     argsort(earliest feature position + uniform noise), and its first b rows are a knapsack
     mix of budget b: many candidates and every budget from one vectorised computation.
     """
-    active = active_columns(bits) if active is None else active
-    n_columns = bits.shape[1]
-    positions = rng.permuted(np.tile(np.arange(n_columns, dtype=np.float32), (n_candidates, 1)),
-                             axis=1)
-    positions = np.hstack([positions, np.full((n_candidates, 1), n_columns, np.float32)])
-    earliest = np.take_along_axis(positions[:, None, :], active[None], axis=2).min(axis=2)
-    return np.argsort(earliest + rng.random(earliest.shape, dtype=np.float32), axis=1)
+    return np.argsort(knapsack_keys(bits, n_candidates, rng, active), axis=1)
+
+
+def knapsack_mixes(bits: np.ndarray, n_candidates: int, budget: int, rng: np.random.Generator,
+                   active: np.ndarray | None = None) -> np.ndarray:
+    """(n_candidates, n) knapsack mixes at one budget: the `budget` smallest keys, in O(n)."""
+    keys = knapsack_keys(bits, n_candidates, rng, active)
+    mixes = np.zeros(keys.shape, dtype=bool)
+    if budget > 0:
+        np.put_along_axis(mixes, np.argpartition(keys, budget - 1, axis=1)[:, :budget], True, axis=1)
+    return mixes
 
 
 def first_in_order(orders: np.ndarray, budgets: np.ndarray) -> np.ndarray:
