@@ -21,16 +21,32 @@ log = logging.getLogger("hyper")
 USER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 
 
-def parse_budget(text: str) -> tuple[float | None, int | None]:
-    """"0.25" or "25%" is a fraction of the dataset; "500" is a count of human annotations."""
+def parse_budget(text: str) -> dict:
+    """"0.25" or "25%" is a fraction, "500" a count of paid annotations, "$1200" money."""
     try:
+        if text.startswith("$"):
+            return {"money": float(text[1:])}
         if text.endswith("%"):
-            return float(text[:-1]) / 100.0, None
+            return {"fraction": float(text[:-1]) / 100.0}
         if "." in text or "e" in text.lower():
-            return float(text), None
-        return None, int(text)
+            return {"fraction": float(text)}
+        return {"count": int(text)}
     except ValueError:
-        raise InvalidArgument("--budget", f"{text!r} is not a fraction (0.25, 25%) or a count")
+        raise InvalidArgument("--budget", f"{text!r} is not a fraction (0.25, 25%), a count "
+                                          "(500) or money ($1200)")
+
+
+def parse_sources(pairs: list[str]) -> list:
+    from hyper.v1 import router_pb2
+
+    sources = []
+    for pair in pairs:
+        name, sep, cost = pair.partition("=")
+        try:
+            sources.append(router_pb2.Source(name=name, cost=float(cost) if sep else 1.0))
+        except ValueError:
+            raise InvalidArgument("--source", f"{pair!r} is not NAME or NAME=COST")
+    return sources
 
 
 def parse_columns(pairs: list[str]) -> dict[str, str]:
@@ -43,27 +59,37 @@ def parse_columns(pairs: list[str]) -> dict[str, str]:
     return columns
 
 
-def route_request(args) -> "router_pb2.RouteRequest":
+def route_request(args, budget_curve: bool = False) -> "router_pb2.RouteRequest":
     from hyper.v1 import common_pb2, router_pb2
 
-    fraction, count = parse_budget(args.budget)
-    budget = router_pb2.Budget(fraction=fraction) if fraction is not None else router_pb2.Budget(count=count)
     ref = common_pb2.DatasetRef(path=str(Path(args.data).resolve()), format=args.format,
                                 columns=parse_columns(args.column),
                                 skip_bad_rows=args.skip_bad_rows)
-    return router_pb2.RouteRequest(dataset=common_pb2.Dataset(ref=ref), budget=budget,
-                                   strategy=args.strategy, seed=args.seed,
-                                   n_candidates=args.candidates, ppm_model=args.ppm_model,
-                                   ppm_version=args.ppm_version)
+    request = router_pb2.RouteRequest(
+        dataset=common_pb2.Dataset(ref=ref), budget=router_pb2.Budget(**parse_budget(args.budget)),
+        strategy=args.strategy, seed=args.seed, n_candidates=args.candidates,
+        ppm_model=args.ppm_model, ppm_version=args.ppm_version, epsilon=args.epsilon,
+        interval_level=args.interval, budget_curve=budget_curve, curve_points=args.points,
+        sources=parse_sources(args.source))
+    if args.human_cost_base or args.human_cost_per_1k_tokens:
+        request.human_cost_model.CopyFrom(router_pb2.CostModel(
+            base=args.human_cost_base, per_1k_tokens=args.human_cost_per_1k_tokens))
+    return request
 
 
 def routing_summary(response) -> dict:
     """The result file's content: the summary keys first, then every assignment."""
     return {"budget": response.budget_fraction, "n_instances": response.n_instances,
             "n_human": response.n_human, "predicted_score": response.predicted_score,
-            "ppm_version": response.ppm_version, "strategy": response.strategy,
-            "n_skipped_rows": response.n_skipped_rows,
-            "assignments": [{"id": a.id, "route": a.route, "gain": a.gain}
+            "predicted_interval": [response.predicted_lower, response.predicted_upper],
+            "interval_level": response.interval_level, "ppm_version": response.ppm_version,
+            "strategy": response.strategy, "n_skipped_rows": response.n_skipped_rows,
+            "n_by_source": dict(response.n_by_source), "total_cost": response.total_cost,
+            "budget_curve": [json_format.MessageToDict(p, preserving_proto_field_name=True,
+                                                       always_print_fields_with_no_presence=True)
+                             for p in response.budget_curve],
+            "optimal_budget_fraction": response.optimal_budget_fraction,
+            "assignments": [{"id": a.id, "route": a.route, "gain": a.gain, "cost": a.cost}
                             for a in response.assignments]}
 
 
@@ -72,9 +98,13 @@ def print_route(summary: dict) -> None:
     print(f"strategy         {summary['strategy']}")
     print(f"instances        {n}" + (f" ({summary['n_skipped_rows']} bad rows skipped)"
                                      if summary["n_skipped_rows"] else ""))
-    print(f"routed to human  {human} ({human / max(n, 1):.1%})")
-    print(f"routed to AI     {n - human}")
-    print(f"predicted score  {summary['predicted_score']:.4f}  (PPM {summary['ppm_version']})")
+    for source, count in sorted(summary["n_by_source"].items()):
+        print(f"routed to {source:<6s} {count} ({count / max(n, 1):.1%})")
+    lower, upper = summary["predicted_interval"]
+    print(f"predicted score  {summary['predicted_score']:.4f}  "
+          f"[{lower:.4f}, {upper:.4f}] at {summary['interval_level']:.0%}  "
+          f"(PPM {summary['ppm_version']})")
+    print(f"cost             {summary['total_cost']:g}")
     top = sorted(summary["assignments"], key=lambda a: -a["gain"])[:5]
     print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2e})" for a in top))
 
@@ -102,6 +132,28 @@ def cmd_route(args, settings: Settings) -> dict:
         print_route(summary)
         if args.out:
             print(f"written to       {args.out}")
+    return summary
+
+
+def cmd_curve(args, settings: Settings) -> dict:
+    """Route with the budget curve, then plot it (PNG) and save the points (JSON)."""
+    from hyper import serving
+    from hyper.clients import RouterClient
+    from hyper.plots import plot_budget_curve
+
+    client = RouterClient(serving.channel(settings.address("router"), settings))
+    summary = routing_summary(client.route(route_request(args, budget_curve=True)))
+    del summary["assignments"]
+    png = Path(args.out)
+    plot_budget_curve(summary["budget_curve"], summary["optimal_budget_fraction"], png,
+                      f"{Path(args.data).name}: {args.strategy}, PPM {summary['ppm_version']}")
+    write_json(str(png.with_suffix(".json")), summary)
+    print(f"{'budget':>7s} {'predicted':>10s} {'interval':>21s} {'paid':>6s}")
+    for p in summary["budget_curve"]:
+        print(f"{p['budget_fraction']:7.0%} {p['predicted']:10.4f} "
+              f"[{p['lower']:.4f}, {p['upper']:.4f}] {p['n_paid']:6d}")
+    print(f"best budget {summary['optimal_budget_fraction']:.0%}; plot {png}, "
+          f"points {png.with_suffix('.json')}")
     return summary
 
 
@@ -156,7 +208,8 @@ def cmd_train(args, settings: Settings):
 
     dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
                                   args.skip_bad_rows)
-    config = LoopConfig(n_candidates=args.mixes, seed=args.seed, model=args.ppm_model or "default")
+    config = LoopConfig(n_candidates=args.mixes, seed=args.seed, model=args.ppm_model or "default",
+                        kind=args.ppm_kind, n_bootstrap=args.bootstrap)
     result = run_loop(dataset, config, settings,
                       TaggerClient(serving.channel(settings.address("tagger"), settings)),
                       PPMClient(serving.channel(settings.address("ppm"), settings)))
@@ -180,7 +233,10 @@ def cmd_demo(args, settings: Settings) -> None:
         out, args.out = args.out, None
         summary = cmd_route(args, settings)
         write_json(out, {**summary, "training": asdict(result)})
-        print(f"== wrote {out} in {time.monotonic() - start:.0f} s")
+        print("== predicted score against budget", flush=True)
+        args.out = str(Path(out).with_name("budget_curve.png"))
+        cmd_curve(args, settings)
+        print(f"== wrote {out} and {args.out} in {time.monotonic() - start:.0f} s")
     finally:
         processes.down()
 
@@ -197,11 +253,22 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ppm-model", default="")
 
 
-def _route_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", required=True, help="fraction (0.25, 25%%) or count (500)")
-    parser.add_argument("--strategy", default="topk", help="topk or simulated")
+def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True) -> None:
+    from hyper.router.selection import STRATEGIES
+
+    parser.add_argument("--budget", required=budget_required, default="1.0",
+                        help="fraction (0.25, 25%%), count (500) or money ($1200)")
+    parser.add_argument("--strategy", default="topk", choices=STRATEGIES)
     parser.add_argument("--candidates", type=int, default=500,
-                        help="candidates scored by the simulated strategy")
+                        help="knapsack candidates drawn by simulated and optimize")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="optimal_grad's stopping rise")
+    parser.add_argument("--interval", type=float, default=0.9, help="prediction interval level")
+    parser.add_argument("--points", type=int, default=11, help="budget-curve points")
+    parser.add_argument("--source", action="append", default=[], metavar="NAME[=COST]",
+                        help="a paid source (repeatable; default human=1)")
+    parser.add_argument("--human-cost-base", type=float, default=0.0)
+    parser.add_argument("--human-cost-per-1k-tokens", type=float, default=0.0,
+                        help="human cost from length: base + this * tokens / 1000")
     parser.add_argument("--ppm-version", default="")
     parser.add_argument("--json", action="store_true", help="print the response as JSON")
     parser.add_argument("--out", default="", help="also write the result to this JSON file")
@@ -210,6 +277,9 @@ def _route_args(parser: argparse.ArgumentParser) -> None:
 def _mixes_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixes", type=int, default=48,
                         help="candidate mixes the training loop trains a proxy RM on")
+    parser.add_argument("--ppm-kind", default="linear", choices=("linear", "quadratic", "lightgbm"))
+    parser.add_argument("--bootstrap", type=int, default=20,
+                        help="bootstrap refits of the PPM behind prediction intervals")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(route)
     _route_args(route)
     route.set_defaults(run=cmd_route)
+    curve = commands.add_parser("curve", help="predicted score against budget, as a PNG")
+    _data_args(curve)
+    _route_args(curve, budget_required=False)
+    curve.set_defaults(run=cmd_curve, out="out/curve.png")
     train = commands.add_parser("train", help="run the PPM training loop on human-labelled data")
     _data_args(train)
     _mixes_arg(train)

@@ -43,6 +43,8 @@ class LoopConfig:
     holdout_fraction: float = 0.2
     seed: int = 0
     model: str = "default"
+    kind: str = "linear"
+    n_bootstrap: int = 20
     proxy: dict = field(default_factory=lambda: ProxySpec().model_dump())
 
 
@@ -73,7 +75,9 @@ def split_pool_eval(instances: list[Instance], eval_fraction: float, seed: int
 
 
 def experiment_id(dataset: Dataset, config: LoopConfig, feature_set_version: str) -> str:
-    payload = json.dumps([dataset.ids, asdict(config), feature_set_version])
+    # Only what decides the runs: the PPM fitted on them may change without retraining.
+    runs_config = {k: v for k, v in asdict(config).items() if k not in ("model", "kind", "n_bootstrap")}
+    payload = json.dumps([dataset.ids, runs_config, feature_set_version])
     return "loop-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -145,7 +149,8 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
 
     log.info("training %d proxy reward models (experiment %s)", len(names), experiment)
     run_local_job(workdir / "spec.json", workdir / "job.log")
-    info = ppm.fit(config.model, "linear", experiment, config.holdout_fraction, config.seed)
+    info = ppm.fit(config.model, config.kind, experiment, config.holdout_fraction, config.seed,
+                   config.n_bootstrap)
     runs = {r.run_id: r for r in ppm.list_runs(experiment)}
     return LoopResult(experiment, len(pool), len(eval_set), len(runs), judge.agreement_with_human,
                       runs[f"{experiment}-{ALL_HUMAN}"].eval_score,

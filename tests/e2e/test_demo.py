@@ -49,6 +49,9 @@ def test_demo_routes_the_data_end_to_end_and_a_second_run_reuses_the_runs(small_
     assert result["training"]["n_runs"] == 10 and result["training"]["n_eval"] == 60
     assert 0.0 < result["predicted_score"] < 1.0
     assert "routed to human  75 (25.0%)" in first.stdout
+    curve = json.loads((tmp_path / "budget_curve.json").read_text())
+    assert [p["n_paid"] for p in curve["budget_curve"]] == [30 * k for k in range(11)]
+    assert (tmp_path / "budget_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     second = run_cli(args, cli_env)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.request
 
 import grpc
@@ -193,3 +194,68 @@ def test_services_export_prometheus_metrics(services, channels, sample, known_pp
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Route",grpc_service="hyper.v1.RouterService"}' in text
     assert "hyper_router_predicted_score_bucket" in text
+
+
+@pytest.fixture(scope="module")
+def two_source_ppm(services):
+    """A quadratic PPM over human and expert columns, saved in the registry with an ensemble."""
+    from hyper.catalogue import FEATURE_NAMES
+
+    rng = np.random.default_rng(4)
+    names = list(FEATURE_NAMES) + [f"expert|{n}" for n in FEATURE_NAMES]
+    d = len(names)
+
+    def form():
+        q = rng.normal(0, 1e-7, (d, d))
+        return QuadraticForm(0.6, rng.normal(1e-4, 1e-3, d), (q + q.T) / 2)
+
+    ppm = PerformanceModel("quadratic", names, form(), members=[form() for _ in range(8)])
+    ModelRegistry(services.ppm_dir).save("two-source", ppm.to_json())
+    return ppm
+
+
+@pytest.mark.parametrize("strategy", ["topk", "simulated", "optimal_pos", "optimal_grad", "random",
+                                      "uncertainty", "optimize"])
+def test_every_strategy_routes_over_grpc_with_an_interval(channels, sample, two_source_ppm, strategy):
+    instances = [dataclasses.replace(i, judge_confidence=k / 40) for k, i in enumerate(sample)]
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(instances), budget=router_pb2.Budget(fraction=0.25), strategy=strategy,
+        seed=3, n_candidates=40, ppm_model="two-source", interval_level=0.8))
+    assert response.strategy == strategy and response.n_instances == 40
+    assert response.n_human <= 10
+    assert response.predicted_lower <= response.predicted_upper and response.interval_level == 0.8
+    if strategy == "uncertainty":  # the least confident judge labels go to humans
+        assert [a.route for a in response.assignments][:10] == ["human"] * 10
+
+
+def test_route_spends_a_money_budget_over_two_paid_sources(channels, sample, two_source_ppm):
+    instances = [dataclasses.replace(i, costs={"human": 1.0 + k % 3}) for k, i in enumerate(sample)]
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(instances), budget=router_pb2.Budget(money=20.0), strategy="optimize",
+        ppm_model="two-source", sources=[router_pb2.Source(name="human"),
+                                         router_pb2.Source(name="expert", cost=4.0)]))
+    spent = sum(a.cost for a in response.assignments)
+    assert spent == pytest.approx(response.total_cost) and spent <= 20.0
+    assert set(response.n_by_source) <= {"human", "expert", "ai"}
+    for assignment, instance in zip(response.assignments, instances):
+        expected = {"ai": 0.0, "expert": 4.0, "human": instance.costs["human"]}[assignment.route]
+        assert assignment.cost == expected
+
+
+def test_route_returns_a_budget_curve_with_its_best_budget(channels, sample, two_source_ppm):
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(sample), budget=router_pb2.Budget(fraction=0.5), strategy="topk",
+        ppm_model="two-source", budget_curve=True, curve_points=5))
+    fractions = [p.budget_fraction for p in response.budget_curve]
+    assert fractions == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [p.n_paid for p in response.budget_curve] == [0, 10, 20, 30, 40]
+    best = max(response.budget_curve, key=lambda p: p.predicted)
+    assert response.optimal_budget_fraction == best.budget_fraction
+
+
+def test_route_names_a_source_the_ppm_does_not_know(channels, sample, known_ppm):
+    request = router_pb2.RouteRequest(dataset=inline(sample[:5]), budget=router_pb2.Budget(count=1),
+                                      ppm_model="known", sources=[router_pb2.Source(name="expert")])
+    error = rpc_error(lambda: RouterClient(channels["router"]).route(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("sources[0].name")
