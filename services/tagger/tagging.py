@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from hyper.catalogue import FEATURE_NAMES, feature_set_version
@@ -13,7 +11,7 @@ from hyper.embeddings import SentenceEmbedder
 from hyper.features import FeatureMatrix, binarize
 from hyper.schema import Instance
 from hyper.tagger.textual import RAW_DIMENSIONS, raw_textual_values
-from hyper.vector_store import VectorStore
+from hyper.tagger.cache import FeatureCache
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +25,19 @@ class TagResult:
 
 
 class Tagger:
-    def __init__(self, embedder: SentenceEmbedder, cache_dir: Path):
+    def __init__(self, embedder: SentenceEmbedder, cache: FeatureCache):
         self.embedder = embedder
         self.version = feature_set_version()
-        self.cache = VectorStore(Path(cache_dir) / "features" / self.version, len(RAW_DIMENSIONS))
-
-    def _cache_key(self, instance: Instance) -> str:
-        return instance.content_key()
+        self.cache = cache
 
     def raw_values(self, instances: list[Instance]) -> tuple[np.ndarray, int]:
         """Raw values for every instance, computing only those not cached; and the miss count."""
-        keys = [self._cache_key(i) for i in instances]
+        keys = [i.content_key() for i in instances]
         raw, missing = self.cache.get_many(keys)
         if missing:
             fresh = raw_textual_values([instances[i] for i in missing], self.embedder)
             raw[missing] = fresh
             self.cache.put_many([keys[i] for i in missing], fresh)
-            self.cache.flush()
         return raw.astype(np.float64), len(missing)
 
     def tag(self, instances: list[Instance]) -> TagResult:

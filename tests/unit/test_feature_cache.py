@@ -1,0 +1,63 @@
+"""The tagger's feature cache against a real redis-server, and without one."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from hyper.config import Settings
+from hyper.embeddings import SentenceEmbedder
+from hyper.tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCache
+from hyper.tagger.tagging import Tagger
+
+pytestmark = pytest.mark.redis
+
+
+def test_redis_cache_round_trips_vectors_and_reports_missing_keys(redis_url):
+    cache = RedisFeatureCache(redis_url, "test-v1", dim=3)
+    cache.put_many(["a", "b"], np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32))
+    vectors, missing = cache.get_many(["b", "zzz", "a"])
+    assert missing == [1]
+    assert vectors[0].tolist() == [4, 5, 6] and vectors[2].tolist() == [1, 2, 3]
+    other_version = RedisFeatureCache(redis_url, "test-v2", dim=3)
+    assert other_version.get_many(["a"])[1] == [0]  # the feature-set version is part of the key
+
+
+def test_unreachable_redis_is_bypassed_with_a_metric_and_a_log_line(tmp_path, caplog):
+    cache = RedisFeatureCache(f"unix://{tmp_path}/no-such.sock", "test", dim=2, timeout_seconds=0.2)
+    before = CACHE_BYPASSED.labels("get")._value.get()
+    with caplog.at_level(logging.WARNING):
+        vectors, missing = cache.get_many(["a", "b"])
+        cache.put_many(["a"], np.ones((1, 2)))  # must not raise
+    assert missing == [0, 1] and vectors.shape == (2, 2)
+    assert CACHE_BYPASSED.labels("get")._value.get() == before + 1
+    assert "feature cache bypassed" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
+
+
+def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, monkeypatch):
+    from hyper.catalogue import feature_set_version
+    from hyper.tagger import tagging
+
+    instances = hh_dataset.instances[:25]
+    tagger = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), 6))
+    first = tagger.tag(instances)
+    assert first.cache_misses == 25
+
+    def no_model_work(*args, **kwargs):
+        raise AssertionError("the model ran although every instance was cached")
+
+    monkeypatch.setattr(tagging, "raw_textual_values", no_model_work)
+    second = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), 6)).tag(instances)
+    assert second.cache_hits == 25 and second.cache_misses == 0
+    assert (second.features.bits == first.features.bits).all()
+
+
+def test_disk_cache_survives_a_new_process_view(tmp_path):
+    DiskFeatureCache(tmp_path, 2).put_many(["k"], np.array([[0.5, 0.25]]))
+    vectors, missing = DiskFeatureCache(tmp_path, 2).get_many(["k"])
+    assert missing == [] and vectors[0].tolist() == [0.5, 0.25]
