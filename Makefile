@@ -8,7 +8,7 @@ STAMP_PROTO := src/hyper/v1/.generated
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
-.PHONY: setup proto demo test up down clean
+.PHONY: setup proto demo test bench-routing up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -31,6 +31,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
+bench-routing: setup
+	$(BIN)/python -m bench.routing
 
 up: setup
 	$(BIN)/hyper up

@@ -32,7 +32,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from hyper import ingest, serving
-from hyper.candidates import active_columns, count_vectors, first_in_order, knapsack_orders
+from hyper.candidates import (active_columns, count_vectors, first_in_order, knapsack_mixes,
+                              knapsack_orders)
 from hyper.catalogue import (DESCRIPTIVE_VALUES, FEATURE_INDEX, FEATURE_NAMES, N_BINS,
                              OPEN_SET_DIMENSIONS, PRESENT, SUBJECTS, TEXTUAL_DIMENSIONS,
                              bin_label)
@@ -63,11 +64,13 @@ class BenchConfig:
     budget: float = 0.25  # human fraction for the engine and Route measurements
     engine_sizes: tuple[int, ...] = (10**3, 10**4, 10**5, 10**6)
     # Candidates per scoring block ((chunk, n) bools: 100 MB at 10k x 10k). It is also the size
-    # of the pool of distinct knapsack candidates: generating one costs milliseconds (a gather
-    # over every row's features and an argsort of n rows), so 10^6 distinct ones would take an
-    # hour here; larger runs score the pool's block again, which costs the same as a new one.
+    # of the pool of distinct knapsack candidates: generating one costs about a millisecond (a
+    # gather over every row's features, then a partition of n keys), so 10^6 distinct ones would
+    # take far longer than the rest of the run; larger runs score the pool's block again, which
+    # costs the same as scoring a new one (a dense product, blind to the values).
     scoring_chunk: int = 10_000
-    generation_chunk: int = 1_000  # bounds knapsack_orders' (chunk, n, active) float32 gather
+    # Bounds knapsack_mixes' (chunk, n, active) gather; smaller blocks also run faster here.
+    generation_chunk: int = 500
     scoring_repeats: int = 5  # for every size but the largest, which is timed once
     baseline_candidates: int = 40
     route_calls: int = 200
@@ -151,12 +154,14 @@ class HiddenTruth:
         return self.expected(counts) + rng.normal(0.0, self.noise, len(counts))
 
 
-def hidden_truth(bits: np.ndarray, rng: np.random.Generator, density: float = 0.05) -> HiddenTruth:
+def hidden_truth(bits: np.ndarray, rng: np.random.Generator, density: float = 0.05,
+                 linear_scale: float = 0.005, pair_scale: float = 0.003) -> HiddenTruth:
+    """Effects sized so that a routed mix beats a random one by a few points, as in the paper."""
     n_features = bits.shape[1]
-    pairs = rng.normal(0.0, 0.01, (n_features, n_features))
+    pairs = rng.normal(0.0, pair_scale, (n_features, n_features))
     pairs *= rng.random((n_features, n_features)) < density
-    return HiddenTruth(bits.sum(axis=0).astype(np.float64), rng.normal(0.0, 0.02, n_features),
-                       (pairs + pairs.T) / 2)
+    return HiddenTruth(bits.sum(axis=0).astype(np.float64),
+                       rng.normal(0.0, linear_scale, n_features), (pairs + pairs.T) / 2)
 
 
 def synthetic_runs(bits: np.ndarray, truth: HiddenTruth, n_runs: int,
@@ -190,8 +195,7 @@ def generate_pool(bits: np.ndarray, size: int, budget_count: int, chunk: int,
     for start in range(0, size, chunk):
         n_block = min(chunk, size - start)
         began = time.perf_counter()
-        orders = knapsack_orders(bits, n_block, rng, active)
-        blocks.append(first_in_order(orders, np.full(n_block, budget_count)))
+        blocks.append(knapsack_mixes(bits, n_block, budget_count, rng, active))
         rates.append(n_block / (time.perf_counter() - began))
         progress(f"generated {start + n_block:,}/{size:,} knapsack candidates")
     return CandidatePool(np.vstack(blocks), float(np.median(rates)))
@@ -313,8 +317,9 @@ def route_latency(router: RouterClient, request: router_pb2.RouteRequest, calls:
         milliseconds.append(1000.0 * (time.perf_counter() - began))
         if call % 50 == 0 or call == calls:
             progress(f"Route {request.strategy}: {call}/{calls} calls")
-    return {"calls": calls, "p50_ms": float(np.percentile(milliseconds, 50)),
-            "p99_ms": float(np.percentile(milliseconds, 99)), "mean_ms": float(np.mean(milliseconds))}
+    p50, p99 = np.percentile(milliseconds, [50, 99])
+    return {"calls": calls, "p50_ms": float(p50), "p99_ms": float(p99),
+            "mean_ms": float(np.mean(milliseconds))}
 
 
 def route_benchmark(config: BenchConfig, model: PerformanceModel,
@@ -359,13 +364,31 @@ def compare_strategies(bits: np.ndarray, model: PerformanceModel, truth: HiddenT
 # ---------------------------------------------------------------- the job
 
 
-def machine() -> dict:
+METHOD = {
+    "engine": "scoring = count_vectors(masks, bits) then the quadratic PPM's predict, timed apart "
+              "from generation (knapsack_mixes at the budget); runs larger than the pool of "
+              "distinct candidates (n_distinct) score the pool's block again",
+    "baseline": "per candidate: copy the DataFrame, set `human`, len(df[df[f] & df.human]) per "
+                "feature, PolynomialFeatures(2) + LinearRegression predict; median per candidate",
+    "route": "client-side latency of Route over gRPC on loopback; the dataset is a plain JSONL "
+             "file given by reference (read by the router on every call), its features cached "
+             "by the tagger after one warm-up Route",
+    "optimize_vs_simulated": "predicted score of each strategy's selection on the synthetic "
+                             "dataset; hidden_truth: the synthetic ground truth of the same "
+                             "selections",
+}
+
+
+def cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
-             if line.startswith("model name")]
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": names[0] if names else
-            platform.processor(), "python": platform.python_version(), "numpy": np.__version__,
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor()
+
+
+def machine() -> dict:
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
+            "python": platform.python_version(), "numpy": np.__version__,
             "load_average_at_start": list(os.getloadavg())}
 
 
@@ -378,6 +401,8 @@ def run(config: BenchConfig) -> dict:
     progress(f"fitting the quadratic PPM on {config.n_runs} runs")
     model = fit_ppm(list(FEATURE_NAMES), counts, scores, kind="quadratic", holdout_fraction=0.1,
                     seed=config.seed)
+    ppm = {"kind": model.kind, **model.metrics,
+           "runs_score_range": [float(scores.min()), float(scores.max())]}
     baseline_ppm = fit_baseline_ppm(counts, scores)
     budget_count = round(config.budget * config.n_instances)
     pool_size = min(max(config.engine_sizes), config.scoring_chunk)
@@ -390,14 +415,11 @@ def run(config: BenchConfig) -> dict:
     comparison = [compare_strategies(bits, model, truth, b, config)
                   for b in config.comparison_budgets]
     routes = route_benchmark(config, model, instances)
-    result = report(config, host, bits, model, engine, baseline, comparison, routes)
-    result["runs_score_range"] = [float(scores.min()), float(scores.max())]
-    return result
+    return report(config, host, bits, ppm, engine, baseline, comparison, routes)
 
 
-def report(config: BenchConfig, host: dict, bits: np.ndarray, model: PerformanceModel,
-           engine: list[dict], baseline: float, comparison: list[dict],
-           routes: dict[str, dict]) -> dict:
+def report(config: BenchConfig, host: dict, bits: np.ndarray, ppm: dict, engine: list[dict],
+           baseline: float, comparison: list[dict], routes: dict[str, dict]) -> dict:
     largest = engine[-1]["candidates_per_second"]
 
     def route(strategy: str, key: str) -> float | None:
@@ -412,8 +434,7 @@ def report(config: BenchConfig, host: dict, bits: np.ndarray, model: Performance
         "route_p50_ms": route("optimize", "p50_ms"), "route_p99_ms": route("optimize", "p99_ms"),
         "route_topk_p50_ms": route("topk", "p50_ms"), "route_topk_p99_ms": route("topk", "p99_ms"),
         "route": routes, "engine_runs": engine, "optimize_vs_simulated": comparison,
-        "ppm": {"kind": model.kind, **model.metrics}, "machine": host,
-        "config": dataclasses.asdict(config),
+        "ppm": ppm, "machine": host, "method": METHOD, "config": dataclasses.asdict(config),
     }
 
 
@@ -433,8 +454,8 @@ def _engine_lines(runs: list[dict]) -> list[str]:
 def _route_lines(routes: dict[str, dict]) -> list[str]:
     lines = ["Route over gRPC (dataset by reference, features cached)",
              f"  {'strategy':>10} {'p50':>10} {'p99':>10}"]
-    return lines + [f"  {name:>10} {_number(r['p50_ms'], ' ms'):>10} {_number(r['p99_ms'], ' ms'):>10}"
-                    for name, r in routes.items()]
+    return lines + [f"  {name:>10} {_number(r['p50_ms'], ' ms'):>10}"
+                    f" {_number(r['p99_ms'], ' ms'):>10}" for name, r in routes.items()]
 
 
 def _score_lines(title: str, rows: list[dict], names: list[str]) -> list[str]:
@@ -470,8 +491,9 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
             parser.add_argument(flag, nargs="+", type=type(field.default[0]), default=field.default)
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default)
-    values = {name: tuple(v) if isinstance(v, list) else v for name, v in vars(parser.parse_args(argv)).items()}
-    return BenchConfig(**values)
+    parsed = vars(parser.parse_args(argv))
+    return BenchConfig(**{name: tuple(v) if isinstance(v, list) else v
+                          for name, v in parsed.items()})
 
 
 def main(argv: list[str] | None = None) -> None:
