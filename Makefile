@@ -8,7 +8,7 @@ STAMP_PROTO := src/hyper/v1/.generated
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
-.PHONY: setup proto demo test bench-routing up down clean
+.PHONY: setup system-deps proto demo test bench-routing up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -29,7 +29,12 @@ proto: $(STAMP_PROTO)
 demo: setup
 	$(BIN)/hyper demo $(DATA) --budget $(BUDGET) --out out/demo/routing.json
 
-test: setup
+# Tests start a real redis-server; Debian's package provides it (CI runs as root).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+
+test: setup system-deps
 	$(BIN)/python -m pytest -q tests
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.

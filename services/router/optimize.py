@@ -141,9 +141,14 @@ def _best_move(problem: RoutingProblem, state: _State, self_q: np.ndarray, zq: n
 
 
 def item_kinds(problem: RoutingProblem) -> np.ndarray:
-    """An id per distinct (row, cost): items of one kind are interchangeable in a move."""
-    keys = np.hstack([problem.items.astype(np.float64), problem.costs[:, None]])
-    return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+    """An id per distinct (row, cost): items of one kind are interchangeable in a move.
+    Rows are hashed by a random 64-bit weighting (collisions ~2^-64 per pair), which is far
+    cheaper than sorting the rows themselves."""
+    weights = np.random.default_rng(0).integers(1, 2**63, problem.items.shape[1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        row_hash = (problem.items.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        keys = row_hash ^ (problem.costs.astype(np.float64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    return np.unique(keys, return_inverse=True)[1].ravel()
 
 
 def local_search(problem: RoutingProblem, chosen: np.ndarray, self_q: np.ndarray,

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Hashable
 
 import numpy as np
 
+from hyper import wire
 from hyper.clients import PPMClient, Tagged, TaggerClient
 from hyper.errors import InvalidArgument
 from hyper.features import FeatureMatrix
 from hyper.performance_models import PerformanceModel
 from hyper.router import selection
+from hyper.router.memo import Memo, file_identity
 from hyper.router.optimize import optimize
 from hyper.router.selection import RoutingProblem
 from hyper.schema import Dataset
+from hyper.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +237,30 @@ def build_problem(dataset: Dataset, budget: Budget, options: RouteOptions, tagge
     return problem, float(costs[:n].sum()) if costed else float(n)
 
 
+def dataset_fingerprint(dataset: Dataset) -> str:
+    return hashlib.sha256("\n".join(i.content_key() + i.id for i in dataset.instances)
+                          .encode()).hexdigest()
+
+
 class Router:
-    def __init__(self, tagger: TaggerClient, ppm: PPMClient):
+    def __init__(self, tagger: TaggerClient, ppm: PPMClient, memo_size: int = 8):
         self.tagger = tagger
         self.ppm = ppm
+        self.datasets = Memo(memo_size)
+        self.tags = Memo(memo_size)
+
+    def load_dataset(self, message: common_pb2.Dataset) -> tuple[Dataset, Hashable]:
+        """The dataset and a key that changes whenever its content may have."""
+        identity = file_identity(message.ref) if message.WhichOneof("source") == "ref" else None
+        if identity is None:
+            dataset = wire.dataset_from_proto(message)
+            return dataset, dataset_fingerprint(dataset)
+        return self.datasets.get_or_compute(identity, lambda: wire.dataset_from_proto(message)), identity
+
+    def tag(self, dataset: Dataset, key: Hashable) -> Tagged:
+        # The tagger's feature-set version is part of the key: a new tagger means new features.
+        version = self.tagger.feature_set_version()
+        return self.tags.get_or_compute((key, version), lambda: self.tagger.tag_with_raw(dataset.instances))
 
     @functools.lru_cache(maxsize=16)
     def _model(self, model: str, version: str) -> tuple[PerformanceModel, str]:
@@ -245,9 +270,10 @@ class Router:
         # Versions are immutable, so a resolved one is cached; "latest" is resolved per call.
         return self._model(name, version or self.ppm.latest_version(name))
 
-    def route(self, dataset: Dataset, budget: Budget, options: RouteOptions) -> RoutePlan:
+    def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
+              dataset_key: Hashable | None = None) -> RoutePlan:
         _validate(options, dataset)
-        tagged = self.tagger.tag_with_raw(dataset.instances)
+        tagged = self.tag(dataset, dataset_key or dataset_fingerprint(dataset))
         model, version = self.model(options.ppm_model, options.ppm_version)
         problem, total = build_problem(dataset, budget, options, tagged, model)
         chosen = solve(problem, options)

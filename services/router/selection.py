@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from hyper.candidates import active_columns, knapsack_mixes, knapsack_orders
+from hyper.candidates import active_columns, count_vectors, knapsack_mixes, knapsack_orders
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel
 
@@ -48,7 +48,7 @@ class RoutingProblem:
 
     def counts(self, chosen: np.ndarray) -> np.ndarray:
         """Count vectors of one (M,) or many (N, M) boolean selections: one matrix product."""
-        return np.atleast_2d(chosen).astype(np.float32) @ self.items
+        return count_vectors(chosen, self.items)
 
     def score(self, chosen: np.ndarray) -> np.ndarray:
         return self.model.predict(self.counts(chosen))

@@ -58,9 +58,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
     @rpc
     def Route(self, request, context):
-        dataset = wire.dataset_from_proto(request.dataset)
+        dataset, key = self.router.load_dataset(request.dataset)
         options = options_from_proto(request)
-        plan = self.router.route(dataset, budget_from_proto(request.budget), options)
+        plan = self.router.route(dataset, budget_from_proto(request.budget), options, key)
         response = response_from_plan(plan, options, dataset.n_skipped)
         ROUTES.labels(options.strategy).inc()
         for route, count in response.n_by_source.items():

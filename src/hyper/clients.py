@@ -25,6 +25,9 @@ class TaggerClient:
     def __init__(self, channel):
         self.stub = tagger_pb2_grpc.TaggerServiceStub(channel)
 
+    def feature_set_version(self) -> str:
+        return self.stub.GetCatalogue(tagger_pb2.GetCatalogueRequest()).feature_set_version
+
     def tag(self, instances: list[Instance], timeout: float = 1800,
             chunk_size: int = 2000) -> FeatureMatrix:
         return self.tag_with_raw(instances, timeout, chunk_size).features

@@ -259,3 +259,16 @@ def test_route_names_a_source_the_ppm_does_not_know(channels, sample, known_ppm)
     error = rpc_error(lambda: RouterClient(channels["router"]).route(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("sources[0].name")
+
+
+def test_a_changed_file_is_read_again_but_an_unchanged_one_is_not(channels, tmp_path, known_ppm):
+    path = tmp_path / "pairs.jsonl"
+    row = '{"id": "%s", "prompt": "How do I bake bread?", "response_a": "Knead %s.", "response_b": "Buy it."}\n'
+    path.write_text(row % ("a", "flour") + row % ("b", "dough"))
+    request = router_pb2.RouteRequest(dataset=common_pb2.Dataset(ref=common_pb2.DatasetRef(path=str(path))),
+                                      budget=router_pb2.Budget(count=1), ppm_model="known")
+    router = RouterClient(channels["router"])
+    assert router.route(request).n_instances == 2
+    with open(path, "a") as out:
+        out.write(row % ("c", "well"))
+    assert router.route(request).n_instances == 3

@@ -4,9 +4,10 @@ from hyper.cli import parse_budget, parse_columns
 from hyper.errors import InvalidArgument
 
 
-@pytest.mark.parametrize("text, expected", [("0.25", (0.25, None)), ("25%", (0.25, None)),
-                                            ("500", (None, 500)), ("1e-1", (0.1, None))])
-def test_budget_is_a_fraction_or_a_count(text, expected):
+@pytest.mark.parametrize("text, expected", [("0.25", {"fraction": 0.25}), ("25%", {"fraction": 0.25}),
+                                            ("500", {"count": 500}), ("1e-1", {"fraction": 0.1}),
+                                            ("$1200", {"money": 1200.0})])
+def test_budget_is_a_fraction_a_count_or_money(text, expected):
     assert parse_budget(text) == expected
 
 
