@@ -25,8 +25,9 @@ class TagResult:
 
 
 class Tagger:
-    def __init__(self, embedder: SentenceEmbedder, cache: FeatureCache):
+    def __init__(self, embedder: SentenceEmbedder, cache: FeatureCache, ner):
         self.embedder = embedder
+        self.ner = ner
         self.version = feature_set_version()
         self.cache = cache
 
@@ -35,7 +36,7 @@ class Tagger:
         keys = [i.content_key() for i in instances]
         raw, missing = self.cache.get_many(keys)
         if missing:
-            fresh = raw_textual_values([instances[i] for i in missing], self.embedder)
+            fresh = raw_textual_values([instances[i] for i in missing], self.embedder, self.ner)
             raw[missing] = fresh
             self.cache.put_many([keys[i] for i in missing], fresh)
         return raw.astype(np.float64), len(missing)

@@ -56,10 +56,9 @@ DESCRIPTIVE_VALUES: dict[str, tuple[str, ...]] = {
 OPEN_SET_DIMENSIONS = ("type_of_in_context_material", "format_constraints")
 PRESENT = "present"
 
-# What tagger v0 computes; the rest arrives with the tagging LM and BERTScore/NER (issue 4).
-COMPUTED_TEXTUAL = ("cosine_sim", "len_longer", "len_shorter", "prompt_len", "rouge",
-                    "token_len_diff")
-TAGGER_ALGORITHM_VERSION = "textual-v0"
+# The tagger computes every textual dimension; descriptive tags come from a tagging LM.
+COMPUTED_TEXTUAL = TEXTUAL_DIMENSIONS
+TAGGER_ALGORITHM_VERSION = "textual-v1"
 
 
 @dataclass(frozen=True)

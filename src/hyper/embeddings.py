@@ -42,6 +42,26 @@ class SentenceEmbedder:
     def _key(self, text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+    def encode_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward pass for both: L2-normalised sentence embeddings (cached, as `encode`
+        gives them) and each text's L2-normalised token embeddings without the special tokens
+        (what BERTScore matches)."""
+        import torch
+
+        with self._lock:
+            outputs = self.model.encode(texts, batch_size=self.batch_size, output_value=None,
+                                        show_progress_bar=False)
+            sentences = np.stack([o["sentence_embedding"].float().numpy() for o in outputs])
+            sentences /= np.maximum(np.linalg.norm(sentences, axis=1, keepdims=True), 1e-12)
+            self.store.put_many([self._key(t) for t in texts], sentences)
+            self.store.flush()
+        tokens = []
+        for output in outputs:
+            length = int(output["attention_mask"].sum())
+            vectors = torch.nn.functional.normalize(output["token_embeddings"][1:length - 1].float(), dim=1)
+            tokens.append(vectors.numpy())
+        return sentences, tokens
+
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         """L2-normalised embeddings, (len(texts), dim) float32; cached texts cost nothing."""
         keys = [self._key(text) for text in texts]

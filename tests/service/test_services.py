@@ -64,7 +64,7 @@ def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, samp
     first = stub.Tag(request)
     matrix = wire.feature_matrix_from_proto(first.features)
     assert matrix.bits.shape == (40, 90) and matrix.instance_ids == [i.id for i in sample]
-    assert (matrix.bits.sum(axis=1) == 6).all()  # six textual dimensions computed in v0
+    assert (matrix.bits.sum(axis=1) == 9).all()  # one bin of each of the nine textual dimensions
     raw = {r.instance_id: dict(r.values) for r in first.raw}
     assert all(0.0 <= v["rouge"] <= 1.0 and v["prompt_len"] > 0 for v in raw.values())
     second = stub.Tag(request)

@@ -9,6 +9,7 @@ from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCache
 from hyper.tagger.tagging import Tagger
+from hyper.tagger.textual import RAW_DIMENSIONS, load_ner
 
 pytestmark = pytest.mark.redis
 
@@ -44,7 +45,9 @@ def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, mo
     from hyper.tagger import tagging
 
     instances = hh_dataset.instances[:25]
-    tagger = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), 6))
+    ner = load_ner(Settings().ner_model)
+    dim = len(RAW_DIMENSIONS)
+    tagger = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), dim), ner)
     first = tagger.tag(instances)
     assert first.cache_misses == 25
 
@@ -52,7 +55,7 @@ def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, mo
         raise AssertionError("the model ran although every instance was cached")
 
     monkeypatch.setattr(tagging, "raw_textual_values", no_model_work)
-    second = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), 6)).tag(instances)
+    second = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), dim), ner).tag(instances)
     assert second.cache_hits == 25 and second.cache_misses == 0
     assert (second.features.bits == first.features.bits).all()
 

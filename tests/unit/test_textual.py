@@ -1,0 +1,60 @@
+"""The tagger's textual features, on the real offline models."""
+
+import numpy as np
+import pytest
+
+from hyper.catalogue import TEXTUAL_DIMENSIONS
+from hyper.config import Settings
+from hyper.embeddings import SentenceEmbedder
+from hyper.schema import Instance
+from hyper.tagger.textual import (RAW_DIMENSIONS, bertscore_f1, entity_similarity, length_penalised,
+                                  load_ner, raw_textual_values)
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
+
+
+@pytest.fixture(scope="module")
+def ner():
+    return load_ner(Settings().ner_model)
+
+
+def test_bertscore_is_one_for_identical_texts_and_lower_for_unrelated_ones(embedder):
+    texts = ["The cat sat on the mat.", "The cat sat on the mat.", "Quarterly revenue rose 4%."]
+    _, tokens = embedder.encode_tokens(texts)
+    identical, unrelated = bertscore_f1([tokens[0], tokens[0]], [tokens[1], tokens[2]])
+    assert identical == pytest.approx(1.0, abs=1e-5)
+    assert unrelated < 0.8
+    assert bertscore_f1([np.zeros((0, 3)), np.zeros((0, 3))], [np.ones((2, 3)), np.zeros((0, 3))]).tolist() == [0.0, 1.0]
+
+
+def test_length_penalty_follows_the_papers_formula():
+    scores = length_penalised(np.array([1.0, 1.0, 1.0, 0.5]), ["a b", "a b c d", "", ""],
+                              ["a b", "a b", "a", ""])
+    assert scores.tolist() == pytest.approx([1.0, np.exp(1 - 2), 0.0, 0.5])
+
+
+def test_entity_similarity_is_intersection_over_union(ner):
+    a = ["Barack Obama visited Paris in 2015.", "Nothing to see here."]
+    b = ["Obama flew to Paris.", "Nor here."]
+    similarity = entity_similarity(ner, a, b)
+    assert 0.0 < similarity[0] < 1.0  # "paris" is shared, the rest is not
+    assert similarity[1] == 1.0  # no entities on either side
+
+
+def test_every_textual_dimension_is_computed_in_catalogue_order(embedder, ner, hh_dataset):
+    assert RAW_DIMENSIONS == TEXTUAL_DIMENSIONS
+    raw = raw_textual_values(hh_dataset.instances[:20], embedder, ner)
+    assert raw.shape == (20, 9) and np.isfinite(raw).all()
+    values = dict(zip(RAW_DIMENSIONS, raw.T))
+    for name in ("bertscore", "bertscore_length", "entity_sim", "rouge"):
+        assert ((values[name] >= 0) & (values[name] <= 1 + 1e-6)).all(), name
+    assert (values["bertscore_length"] <= values["bertscore"] + 1e-9).all()
+    assert (values["len_longer"] >= values["len_shorter"]).all()
+    same = Instance("x", "Say hi.", "Hello there!", "Hello there!")
+    identical = dict(zip(RAW_DIMENSIONS, raw_textual_values([same], embedder, ner)[0]))
+    assert identical["bertscore"] == pytest.approx(1.0, abs=1e-5)
+    assert identical["cosine_sim"] == pytest.approx(1.0, abs=1e-5)
+    assert identical["token_len_diff"] == 0 and identical["rouge"] == 1.0
