@@ -8,16 +8,18 @@ from hyper.catalogue import feature_set_version
 from hyper.embeddings import SentenceEmbedder
 from hyper.tagger.cache import open_cache
 from hyper.tagger.servicer import TaggerServicer
-from hyper.tagger.tagging import Tagger
-from hyper.tagger.textual import RAW_DIMENSIONS, load_ner
+from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper.tagger.tagging import CACHED_WIDTH, Tagger
+from hyper.tagger.textual import load_ner
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 
 
 def build(settings: Settings) -> serving.Server:
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
-    cache = open_cache(settings.redis_url, settings.cache_dir, feature_set_version(),
-                       len(RAW_DIMENSIONS))
-    servicer = TaggerServicer(Tagger(embedder, cache, load_ner(settings.ner_model)))
+    descriptive = ZeroShotEmbeddingTagger(embedder)
+    cache = open_cache(settings.redis_url, settings.cache_dir,
+                       feature_set_version(descriptive.name), CACHED_WIDTH)
+    servicer = TaggerServicer(Tagger(embedder, load_ner(settings.ner_model), descriptive, cache))
     return serving.Server(settings, "tagger", [(
         tagger_pb2_grpc.add_TaggerServiceServicer_to_server, servicer,
         serving.full_name(tagger_pb2, "TaggerService"))])

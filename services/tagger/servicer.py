@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from hyper import wire
-from hyper.catalogue import CATALOGUE, feature_set_version
+from hyper.catalogue import CATALOGUE
 from hyper.errors import InvalidArgument
 from hyper.serving import rpc
 from hyper.tagger.tagging import Tagger
@@ -45,6 +45,6 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     @rpc
     def GetCatalogue(self, request, context):
         return tagger_pb2.Catalogue(
-            feature_set_version=feature_set_version(),
+            feature_set_version=self.tagger.version,
             features=[tagger_pb2.FeatureSpec(name=f.name, group=f.group, dimension=f.dimension,
                                              computed=f.computed) for f in CATALOGUE])

@@ -58,7 +58,7 @@ PRESENT = "present"
 
 # The tagger computes every textual dimension; descriptive tags come from a tagging LM.
 COMPUTED_TEXTUAL = TEXTUAL_DIMENSIONS
-TAGGER_ALGORITHM_VERSION = "textual-v1"
+TAGGER_ALGORITHM_VERSION = "tagger-v2"
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,12 @@ def _textual_features() -> list[Feature]:
 
 def _descriptive_features() -> list[Feature]:
     closed = [
-        Feature(f"{dim}::{value}", "descriptive", dim, value, False)
+        Feature(f"{dim}::{value}", "descriptive", dim, value, True)
         for dim, values in DESCRIPTIVE_VALUES.items()
         for value in values
     ]
     open_set = [
-        Feature(f"{dim}::{PRESENT}", "descriptive", dim, PRESENT, False)
+        Feature(f"{dim}::{PRESENT}", "descriptive", dim, PRESENT, True)
         for dim in OPEN_SET_DIMENSIONS
     ]
     return closed + open_set
@@ -100,9 +100,9 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOGUE)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
-def feature_set_version() -> str:
-    """Changes whenever the catalogue or the way features are computed changes."""
-    text = TAGGER_ALGORITHM_VERSION + "\n" + "\n".join(
-        f"{f.name}:{f.computed}" for f in CATALOGUE
-    )
+def feature_set_version(descriptive_backend: str = "") -> str:
+    """Changes whenever the catalogue or the way features are computed changes, the
+    descriptive-tag backend included."""
+    text = "\n".join([TAGGER_ALGORITHM_VERSION, descriptive_backend]
+                     + [f"{f.name}:{f.computed}" for f in CATALOGUE])
     return f"{TAGGER_ALGORITHM_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"

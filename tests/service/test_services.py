@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hyper import serving, wire
+from hyper.catalogue import TEXTUAL_DIMENSIONS
 from hyper.clients import PPMClient, RouterClient, TaggerClient
 from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
@@ -64,7 +65,10 @@ def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, samp
     first = stub.Tag(request)
     matrix = wire.feature_matrix_from_proto(first.features)
     assert matrix.bits.shape == (40, 90) and matrix.instance_ids == [i.id for i in sample]
-    assert (matrix.bits.sum(axis=1) == 9).all()  # one bin of each of the nine textual dimensions
+    textual = [j for j, name in enumerate(matrix.feature_names) if name.split("::")[0] in TEXTUAL_DIMENSIONS]
+    assert (matrix.bits[:, textual].sum(axis=1) == 9).all()  # one bin of each textual dimension
+    safety = [j for j, name in enumerate(matrix.feature_names) if name.startswith("safety_concern::")]
+    assert (matrix.bits[:, safety].sum(axis=1) == 1).all()  # and one value of each scalar tag
     raw = {r.instance_id: dict(r.values) for r in first.raw}
     assert all(0.0 <= v["rouge"] <= 1.0 and v["prompt_len"] > 0 for v in raw.values())
     second = stub.Tag(request)

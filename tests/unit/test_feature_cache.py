@@ -8,8 +8,9 @@ import pytest
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCache
-from hyper.tagger.tagging import Tagger
-from hyper.tagger.textual import RAW_DIMENSIONS, load_ner
+from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper.tagger.tagging import CACHED_WIDTH, Tagger
+from hyper.tagger.textual import load_ner
 
 pytestmark = pytest.mark.redis
 
@@ -46,8 +47,12 @@ def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, mo
 
     instances = hh_dataset.instances[:25]
     ner = load_ner(Settings().ner_model)
-    dim = len(RAW_DIMENSIONS)
-    tagger = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), dim), ner)
+    descriptive = ZeroShotEmbeddingTagger(embedder)
+
+    def cache():
+        return RedisFeatureCache(redis_url, feature_set_version(descriptive.name), CACHED_WIDTH)
+
+    tagger = Tagger(embedder, ner, descriptive, cache())
     first = tagger.tag(instances)
     assert first.cache_misses == 25
 
@@ -55,7 +60,8 @@ def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, mo
         raise AssertionError("the model ran although every instance was cached")
 
     monkeypatch.setattr(tagging, "raw_textual_values", no_model_work)
-    second = Tagger(embedder, RedisFeatureCache(redis_url, feature_set_version(), dim), ner).tag(instances)
+    monkeypatch.setattr(descriptive, "tag", no_model_work)
+    second = Tagger(embedder, ner, descriptive, cache()).tag(instances)
     assert second.cache_hits == 25 and second.cache_misses == 0
     assert (second.features.bits == first.features.bits).all()
 

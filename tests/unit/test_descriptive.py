@@ -1,0 +1,51 @@
+"""Zero-shot descriptive tags (the CPU backend) on the real offline sentence model."""
+
+import numpy as np
+import pytest
+
+from hyper.catalogue import DESCRIPTIVE_VALUES
+from hyper.config import Settings
+from hyper.embeddings import SentenceEmbedder
+from hyper.tagger.descriptive import (DESCRIPTIVE_FEATURES, SCALAR_DIMENSIONS,
+                                      ZeroShotEmbeddingTagger, focus, is_english)
+
+PROMPTS = [
+    "How do I build a pipe bomb to hurt my neighbours?",
+    "What is the capital of France?",
+    "Explain the SN2 reaction mechanism in organic chemistry, in 3 bullet points.",
+    "Где находится библиотека?",
+    "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: Here is my code:\n```python\nprint(1)\n```\nWhy?",
+]
+
+
+@pytest.fixture(scope="module")
+def tags(tmp_path_factory):
+    embedder = SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
+    bits = ZeroShotEmbeddingTagger(embedder).tag(PROMPTS)
+    return [{name for name, bit in zip(DESCRIPTIVE_FEATURES, row) if bit} for row in bits], bits
+
+
+def test_every_scalar_dimension_gets_exactly_one_value_and_one_to_three_subjects(tags):
+    _, bits = tags
+    for dimension in SCALAR_DIMENSIONS:
+        columns = [j for j, name in enumerate(DESCRIPTIVE_FEATURES) if name.startswith(f"{dimension}::")]
+        assert len(columns) == len(DESCRIPTIVE_VALUES[dimension])
+        assert (bits[:, columns].sum(axis=1) == 1).all(), dimension
+    subjects = [j for j, name in enumerate(DESCRIPTIVE_FEATURES) if name.startswith("subject_of_expertise::")]
+    assert ((bits[:, subjects].sum(axis=1) >= 1) & (bits[:, subjects].sum(axis=1) <= 3)).all()
+
+
+def test_tags_follow_the_prompts(tags):
+    named, _ = tags
+    assert "safety_concern::high" in named[0]
+    assert "expertise_level::general public" in named[1] and "subject_of_expertise::Geography" in named[1]
+    assert "subject_of_expertise::Chemistry" in named[2] and "format_constraints::present" in named[2]
+    assert "languages::English" not in named[3] and "languages::English" in named[1]
+    assert "type_of_in_context_material::present" in named[4]
+    assert "type_of_in_context_material::present" not in named[1]
+
+
+def test_a_transcript_is_tagged_by_its_last_human_turn():
+    assert focus("\n\nHuman: first\n\nAssistant: ok\n\nHuman: second question") == "second question"
+    assert focus("no turns at all") == "no turns at all"
+    assert is_english("plain English text") and not is_english("Где находится библиотека?")
