@@ -9,6 +9,7 @@ from hyper.embeddings import SentenceEmbedder
 from hyper.tagger.cache import open_cache
 from hyper.tagger.servicer import TaggerServicer
 from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper.tagger.judging import RewardModelJudge
 from hyper.tagger.tagging import CACHED_WIDTH, Tagger
 from hyper.tagger.textual import load_ner
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
@@ -19,7 +20,8 @@ def build(settings: Settings) -> serving.Server:
     descriptive = ZeroShotEmbeddingTagger(embedder)
     cache = open_cache(settings.redis_url, settings.cache_dir,
                        feature_set_version(descriptive.name), CACHED_WIDTH)
-    servicer = TaggerServicer(Tagger(embedder, load_ner(settings.ner_model), descriptive, cache))
+    servicer = TaggerServicer(Tagger(embedder, load_ner(settings.ner_model), descriptive, cache),
+                              RewardModelJudge(embedder, settings.judge_file))
     return serving.Server(settings, "tagger", [(
         tagger_pb2_grpc.add_TaggerServiceServicer_to_server, servicer,
         serving.full_name(tagger_pb2, "TaggerService"))])

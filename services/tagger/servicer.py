@@ -8,17 +8,20 @@ from hyper import wire
 from hyper.catalogue import CATALOGUE
 from hyper.errors import InvalidArgument
 from hyper.serving import rpc
+from hyper.tagger.judging import RewardModelJudge
 from hyper.tagger.tagging import Tagger
 from hyper.tagger.textual import RAW_DIMENSIONS
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 
 INSTANCES_TAGGED = Counter("hyper_tagger_instances_total", "Instances tagged.")
+INSTANCES_ANNOTATED = Counter("hyper_tagger_instances_annotated_total", "Pairs given AI labels.")
 CACHE_LOOKUPS = Counter("hyper_tagger_cache_lookups_total", "Feature cache lookups.", ["result"])
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
-    def __init__(self, tagger: Tagger):
+    def __init__(self, tagger: Tagger, judge: RewardModelJudge):
         self.tagger = tagger
+        self.judge = judge
 
     @rpc
     def Tag(self, request, context):
@@ -41,6 +44,17 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         return tagger_pb2.TagResponse(features=wire.feature_matrix_to_proto(result.features),
                                       raw=raw, cache_hits=result.cache_hits,
                                       cache_misses=result.cache_misses)
+
+    @rpc
+    def Annotate(self, request, context):
+        if not request.instances:
+            raise InvalidArgument("instances", "is empty")
+        instances = wire.instances_from_proto(request.instances)
+        judgements = self.judge.annotate(instances)
+        INSTANCES_ANNOTATED.inc(len(instances))
+        return tagger_pb2.AnnotateResponse(judge=self.judge.name, judgements=[
+            tagger_pb2.Judgement(instance_id=i.id, label=j.label, confidence=j.confidence,
+                                 consistency=j.consistency) for i, j in zip(instances, judgements)])
 
     @rpc
     def GetCatalogue(self, request, context):

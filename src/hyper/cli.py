@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 
 from hyper import logs
@@ -157,6 +158,51 @@ def cmd_curve(args, settings: Settings) -> dict:
     return summary
 
 
+def cmd_judge_train(args, settings: Settings) -> None:
+    """Trains the CPU AI judge on a file's human labels and saves it where the tagger looks."""
+    from hyper import ingest
+    from hyper.embeddings import SentenceEmbedder
+    from hyper.rm_trainer.encoding import encode_pairs
+    from hyper.rm_trainer.judge import save_judge, train_judge
+    from hyper.rm_trainer.proxy import ProxyConfig
+
+    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+                                  args.skip_bad_rows)
+    labelled = [i for i in dataset.instances if "human" in i.labels]
+    if not labelled:
+        raise InvalidArgument("data", "has no human labels to train a judge on")
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
+    phi_a, phi_b = encode_pairs(labelled, embedder, show_progress=True)
+    judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in labelled],
+                        ProxyConfig(seed=args.seed), embedder.model_name)
+    save_judge(judge, settings.judge_file)
+    print(f"judge trained on {len(labelled)} pairs; cross-fitted agreement with humans "
+          f"{judge.agreement_with_human:.1%}; saved to {settings.judge_file}")
+
+
+def cmd_annotate(args, settings: Settings) -> None:
+    """AI labels from the tagger's judge, written as a plain-format file (label_ai and
+    judge_confidence added; the `uncertainty` strategy reads the confidences)."""
+    import dataclasses
+
+    from hyper import ingest, serving
+    from hyper.clients import TaggerClient
+    from hyper.loop import write_plain_jsonl
+
+    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+                                  args.skip_bad_rows)
+    client = TaggerClient(serving.channel(settings.address("tagger"), settings))
+    judgements = client.annotate(dataset.instances)
+    labelled = [dataclasses.replace(i, labels=dict(i.labels, ai=j.label), judge_confidence=j.confidence)
+                for i, j in zip(dataset.instances, judgements)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_plain_jsonl(out, labelled)
+    agreeing = [i.labels["ai"] == i.labels["human"] for i in labelled if "human" in i.labels]
+    print(f"annotated {len(labelled)} pairs -> {out}"
+          + (f"; agreement with human labels {np.mean(agreeing):.1%}" if agreeing else ""))
+
+
 def cmd_inspect(args, settings: Settings) -> None:
     """Validates a file as Route would read it and summarises what it holds."""
     from collections import Counter
@@ -300,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(curve)
     _route_args(curve, budget_required=False)
     curve.set_defaults(run=cmd_curve, out="out/curve.png")
+    judge = commands.add_parser("judge", help="the CPU AI judge").add_subparsers(
+        dest="judge_command", required=True)
+    judge_train = judge.add_parser("train", help="train the judge on a file's human labels")
+    _data_args(judge_train)
+    judge_train.set_defaults(run=cmd_judge_train)
+    annotate = commands.add_parser("annotate", help="AI labels for a file, from the tagger's judge")
+    _data_args(annotate)
+    annotate.add_argument("--out", required=True, help="plain-format JSONL to write")
+    annotate.set_defaults(run=cmd_annotate)
     train = commands.add_parser("train", help="run the PPM training loop on human-labelled data")
     _data_args(train)
     _mixes_arg(train)

@@ -25,6 +25,10 @@ class TaggerClient:
     def __init__(self, channel):
         self.stub = tagger_pb2_grpc.TaggerServiceStub(channel)
 
+    def annotate(self, instances: list[Instance], timeout: float = 1800) -> list:
+        request = tagger_pb2.AnnotateRequest(instances=[wire.instance_to_proto(i) for i in instances])
+        return list(self.stub.Annotate(request, timeout=timeout).judgements)
+
     def feature_set_version(self) -> str:
         return self.stub.GetCatalogue(tagger_pb2.GetCatalogueRequest()).feature_set_version
 

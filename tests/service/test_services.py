@@ -276,3 +276,26 @@ def test_a_changed_file_is_read_again_but_an_unchanged_one_is_not(channels, tmp_
     with open(path, "a") as out:
         out.write(row % ("c", "well"))
     assert router.route(request).n_instances == 3
+
+
+def test_annotate_labels_pairs_with_the_saved_judge_and_says_when_there_is_none(channels, services, hh_dataset):
+    from hyper.embeddings import SentenceEmbedder
+    from hyper.rm_trainer.encoding import encode_pairs
+    from hyper.rm_trainer.judge import save_judge, train_judge
+    from hyper.rm_trainer.proxy import ProxyConfig
+
+    tagger = TaggerClient(channels["tagger"])
+    unlabelled = [dataclasses.replace(i, labels={}) for i in hh_dataset.instances[:30]]
+    error = rpc_error(lambda: tagger.annotate(unlabelled))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "hyper judge train" in error.details()
+
+    training = hh_dataset.instances[100:400]
+    embedder = SentenceEmbedder(services.embedding_model, services.cache_dir)
+    phi_a, phi_b = encode_pairs(training, embedder)
+    judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in training], ProxyConfig(),
+                        embedder.model_name)
+    save_judge(judge, services.judge_file)
+    judgements = tagger.annotate(unlabelled)
+    assert [j.instance_id for j in judgements] == [i.id for i in unlabelled]
+    assert {j.label for j in judgements} <= {"A", "B"}
+    assert all(0.5 <= j.confidence <= 1.0 and j.consistency == 1.0 for j in judgements)
