@@ -223,15 +223,14 @@ def budget_curve(problem: RoutingProblem, options: RouteOptions, total: float) -
 
 
 def build_problem(dataset: Dataset, budget: Budget, options: RouteOptions, tagged: Tagged,
-                  model: PerformanceModel) -> tuple[RoutingProblem, float]:
+                  model: PerformanceModel, confidence: np.ndarray | None = None
+                  ) -> tuple[RoutingProblem, float]:
     """The routing problem and the budget's 100% in its units (instances or cost)."""
     n = len(dataset)
     items = paid_items(tagged.features, model, options.sources)
     costs = item_costs(dataset, options, tagged.features, tagged.raw)
     uniform = len(options.sources) == 1 and bool(np.all(costs == 1.0))
     amount, costed = budget_in_cost_units(budget, costs, n, uniform)
-    confidence = np.array([np.nan if i.judge_confidence is None else i.judge_confidence
-                           for i in dataset.instances])
     problem = RoutingProblem(items, np.tile(np.arange(n), len(options.sources)),
                              costs if costed else np.ones_like(costs), amount, n, model, confidence)
     return problem, float(costs[:n].sum()) if costed else float(n)
@@ -270,12 +269,23 @@ class Router:
         # Versions are immutable, so a resolved one is cached; "latest" is resolved per call.
         return self._model(name, version or self.ppm.latest_version(name))
 
+    def judge_confidence(self, dataset: Dataset) -> np.ndarray:
+        """The dataset's AI-judge confidences; the tagger's judge fills in missing ones."""
+        given = np.array([np.nan if i.judge_confidence is None else i.judge_confidence
+                          for i in dataset.instances])
+        if not np.isnan(given).any():
+            return given
+        judged = self.tagger.annotate(dataset.instances)  # not memoised: the judge may be retrained
+        return np.where(np.isnan(given), [j.confidence for j in judged], given)
+
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
               dataset_key: Hashable | None = None) -> RoutePlan:
         _validate(options, dataset)
-        tagged = self.tag(dataset, dataset_key or dataset_fingerprint(dataset))
+        key = dataset_key or dataset_fingerprint(dataset)
+        tagged = self.tag(dataset, key)
         model, version = self.model(options.ppm_model, options.ppm_version)
-        problem, total = build_problem(dataset, budget, options, tagged, model)
+        confidence = self.judge_confidence(dataset) if options.strategy == "uncertainty" else None
+        problem, total = build_problem(dataset, budget, options, tagged, model, confidence)
         chosen = solve(problem, options)
         routes, gains, costs = _per_instance(problem, chosen, selection.item_gains(problem),
                                              options.sources)

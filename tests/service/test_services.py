@@ -278,24 +278,40 @@ def test_a_changed_file_is_read_again_but_an_unchanged_one_is_not(channels, tmp_
     assert router.route(request).n_instances == 3
 
 
-def test_annotate_labels_pairs_with_the_saved_judge_and_says_when_there_is_none(channels, services, hh_dataset):
+def save_a_judge(services, instances) -> None:
     from hyper.embeddings import SentenceEmbedder
     from hyper.rm_trainer.encoding import encode_pairs
     from hyper.rm_trainer.judge import save_judge, train_judge
     from hyper.rm_trainer.proxy import ProxyConfig
 
-    tagger = TaggerClient(channels["tagger"])
-    unlabelled = [dataclasses.replace(i, labels={}) for i in hh_dataset.instances[:30]]
-    error = rpc_error(lambda: tagger.annotate(unlabelled))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "hyper judge train" in error.details()
-
-    training = hh_dataset.instances[100:400]
     embedder = SentenceEmbedder(services.embedding_model, services.cache_dir)
-    phi_a, phi_b = encode_pairs(training, embedder)
-    judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in training], ProxyConfig(),
+    phi_a, phi_b = encode_pairs(instances, embedder)
+    judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in instances], ProxyConfig(),
                         embedder.model_name)
     save_judge(judge, services.judge_file)
+
+
+def test_annotate_labels_pairs_with_the_saved_judge_and_says_when_there_is_none(channels, services, hh_dataset):
+    tagger = TaggerClient(channels["tagger"])
+    unlabelled = [dataclasses.replace(i, labels={}) for i in hh_dataset.instances[:30]]
+    if not services.judge_file.exists():
+        error = rpc_error(lambda: tagger.annotate(unlabelled))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "hyper judge train" in error.details()
+        save_a_judge(services, hh_dataset.instances[100:400])
     judgements = tagger.annotate(unlabelled)
     assert [j.instance_id for j in judgements] == [i.id for i in unlabelled]
     assert {j.label for j in judgements} <= {"A", "B"}
     assert all(0.5 <= j.confidence <= 1.0 and j.consistency == 1.0 for j in judgements)
+
+
+def test_uncertainty_asks_the_tagger_judge_when_the_dataset_has_no_confidences(
+        channels, services, hh_dataset, known_ppm):
+    if not services.judge_file.exists():
+        save_a_judge(services, hh_dataset.instances[100:400])
+    unlabelled = [dataclasses.replace(i, labels={}) for i in hh_dataset.instances[:30]]
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(unlabelled), budget=router_pb2.Budget(count=5), strategy="uncertainty",
+        ppm_model="known"))
+    judged = {j.instance_id: j.confidence for j in TaggerClient(channels["tagger"]).annotate(unlabelled)}
+    humans = {a.id for a in response.assignments if a.route == "human"}
+    assert humans == set(sorted(judged, key=judged.get)[:5])
