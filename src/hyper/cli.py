@@ -328,6 +328,15 @@ def _mixes_arg(parser: argparse.ArgumentParser) -> None:
                         help="bootstrap refits of the PPM behind prediction intervals")
 
 
+def _data_command(commands, name: str, help_text: str, run, *more_args, **defaults) -> None:
+    """A subcommand that reads a dataset file, with its extra arguments and defaults."""
+    parser = commands.add_parser(name, help=help_text)
+    _data_args(parser)
+    for add_args in more_args:
+        add_args(parser)
+    parser.set_defaults(run=run, **defaults)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hyper", description="Route preference pairs to human "
                                      "or AI annotation (HyPER).")
@@ -335,35 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("up", help="start tagger, ppm and router locally").set_defaults(run=cmd_up)
     commands.add_parser("down", help="stop the local services").set_defaults(run=cmd_down)
     commands.add_parser("status", help="health of the local services").set_defaults(run=cmd_status)
-    inspect = commands.add_parser("inspect", help="validate a dataset file and summarise it")
-    _data_args(inspect)
-    inspect.set_defaults(run=cmd_inspect)
-    route = commands.add_parser("route", help="call Route over gRPC and summarise the result")
-    _data_args(route)
-    _route_args(route)
-    route.set_defaults(run=cmd_route)
-    curve = commands.add_parser("curve", help="predicted score against budget, as a PNG")
-    _data_args(curve)
-    _route_args(curve, budget_required=False)
-    curve.set_defaults(run=cmd_curve, out="out/curve.png")
+    _data_command(commands, "inspect", "validate a dataset file and summarise it", cmd_inspect)
+    _data_command(commands, "route", "call Route over gRPC and summarise the result", cmd_route,
+                  _route_args)
+    _data_command(commands, "curve", "predicted score against budget, as a PNG", cmd_curve,
+                  lambda parser: _route_args(parser, budget_required=False), out="out/curve.png")
     judge = commands.add_parser("judge", help="the CPU AI judge").add_subparsers(
         dest="judge_command", required=True)
-    judge_train = judge.add_parser("train", help="train the judge on a file's human labels")
-    _data_args(judge_train)
-    judge_train.set_defaults(run=cmd_judge_train)
-    annotate = commands.add_parser("annotate", help="AI labels for a file, from the tagger's judge")
-    _data_args(annotate)
-    annotate.add_argument("--out", required=True, help="plain-format JSONL to write")
-    annotate.set_defaults(run=cmd_annotate)
-    train = commands.add_parser("train", help="run the PPM training loop on human-labelled data")
-    _data_args(train)
-    _mixes_arg(train)
-    train.set_defaults(run=cmd_train)
-    demo = commands.add_parser("demo", help="up + train + route + down, writing the result")
-    _data_args(demo)
-    _route_args(demo)
-    _mixes_arg(demo)
-    demo.set_defaults(run=cmd_demo, out="out/demo/routing.json")
+    _data_command(judge, "train", "train the judge on a file's human labels", cmd_judge_train)
+    _data_command(commands, "annotate", "AI labels for a file, from the tagger's judge",
+                  cmd_annotate, lambda parser: parser.add_argument(
+                      "--out", required=True, help="plain-format JSONL to write"))
+    _data_command(commands, "train", "run the PPM training loop on human-labelled data",
+                  cmd_train, _mixes_arg)
+    _data_command(commands, "demo", "up + train + route + down, writing the result", cmd_demo,
+                  _route_args, _mixes_arg, out="out/demo/routing.json")
     return parser
 
 
