@@ -95,7 +95,7 @@ def routing_summary(response) -> dict:
 
 
 def print_route(summary: dict) -> None:
-    n, human = summary["n_instances"], summary["n_human"]
+    n = summary["n_instances"]
     print(f"strategy         {summary['strategy']}")
     print(f"instances        {n}" + (f" ({summary['n_skipped_rows']} bad rows skipped)"
                                      if summary["n_skipped_rows"] else ""))

@@ -1,6 +1,5 @@
 """Zero-shot descriptive tags (the CPU backend) on the real offline sentence model."""
 
-import numpy as np
 import pytest
 
 from hyper.catalogue import DESCRIPTIVE_VALUES
