@@ -34,7 +34,7 @@ from hyper.ppm.fitting import fit_ppm
 from hyper.rm_trainer.encoding import encode_pairs
 from hyper.rm_trainer.job import Encoded, train_and_evaluate
 from hyper.rm_trainer.judge import cross_fitted_labels
-from hyper.rm_trainer.proxy import ProxyConfig, targets_and_weights
+from hyper.rm_trainer.proxy import ProxyConfig, pairwise_accuracy, targets_and_weights
 from hyper.router.routing import RouteOptions, solve
 from hyper.router.selection import RoutingProblem
 from hyper.tagger.cache import DiskFeatureCache
@@ -81,8 +81,8 @@ def score_mixes(encoded, evaluation, masks, seed: int, chunk: int = 64) -> np.nd
     """Accuracy of a proxy RM per mix on one held-out split ((pairs, targets))."""
     config = ProxyConfig(seed=seed)
     pairs, targets = evaluation
-    return np.concatenate([train_and_evaluate(encoded, pairs, targets, masks[start:start + chunk],
-                                              config)[0]
+    return np.concatenate([pairwise_accuracy(train_and_evaluate(encoded, pairs, masks[start:start + chunk],
+                                                                config)[0], targets)
                            for start in range(0, len(masks), chunk)])
 
 

@@ -19,8 +19,8 @@ from hyper.clients import PPMClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.rm_trainer.encoding import encode_pairs
-from hyper.rm_trainer.proxy import (ProxyConfig, pairwise_accuracy, predict_margins,
-                                    targets_and_weights, train_heads)
+from hyper.rm_trainer.evaluation import rewardbench_scores
+from hyper.rm_trainer.proxy import ProxyConfig, predict_margins, targets_and_weights, train_heads
 from hyper.rm_trainer.spec import RunSpec, load_mixes
 from hyper.v1 import ppm_pb2
 from hyper import wire
@@ -53,39 +53,49 @@ def mix_targets(encoded: Encoded, human_masks: np.ndarray) -> tuple[np.ndarray, 
 
 
 def train_and_evaluate(encoded: Encoded, eval_pairs: tuple[np.ndarray, np.ndarray],
-                       eval_targets: np.ndarray, human_masks: np.ndarray, config: ProxyConfig
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """One proxy RM per mix (one vmapped program): eval accuracy and final training loss."""
+                       human_masks: np.ndarray, config: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One proxy RM per mix (one vmapped program): its margins r(A) - r(B) on the eval pairs,
+    (n_mixes, n_eval), and its final training loss."""
     targets, weights = mix_targets(encoded, human_masks)
     params, losses = train_heads(encoded.phi_a, encoded.phi_b, targets, weights, config)
-    margins = predict_margins(params, eval_pairs[0], eval_pairs[1], config)
-    return pairwise_accuracy(margins, eval_targets), np.asarray(losses)
+    return predict_margins(params, eval_pairs[0], eval_pairs[1], config), np.asarray(losses)
 
 
-def _run(spec: RunSpec, index: int, mixes: dict, eval_accuracy: float, loss: float) -> ppm_pb2.Run:
+def eval_scores(margins: np.ndarray, eval_targets: np.ndarray, subsets: list[str]) -> dict:
+    """RewardBench-style scores of one RM; pairs the human called a tie are left out."""
+    decided = eval_targets != 0
+    correct = np.sign(margins[decided]) == eval_targets[decided]
+    return rewardbench_scores(correct, [s for s, d in zip(subsets, decided) if d])
+
+
+def _run(spec: RunSpec, index: int, mixes: dict, scores: dict, loss: float) -> ppm_pb2.Run:
+    metrics = {"final_train_loss": loss, "overall": scores["overall"]}
+    metrics.update({f"category/{k}": v for k, v in scores["categories"].items()})
+    metrics.update({f"subset/{k}": v for k, v in scores["subsets"].items()})
     return ppm_pb2.Run(
         run_id=str(mixes["run_ids"][index]), experiment=spec.experiment, state="succeeded",
-        eval_score=eval_accuracy,
+        eval_score=scores["overall"],
         count_vector=wire.count_vectors_to_proto(mixes["feature_names"].tolist(),
                                                  mixes["count_vectors"][index]),
         n_human=int(mixes["human_masks"][index].sum()), n_total=mixes["human_masks"].shape[1],
-        metrics={"eval_accuracy": eval_accuracy, "final_train_loss": loss},
+        metrics=metrics,
         config_json=spec.model_dump_json())
 
 
 def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
     embedder = SentenceEmbedder(spec.embedding_model, spec.cache_dir)
     encoded = encode_pool(spec, mixes["instance_ids"].tolist(), embedder)
-    eval_set = ingest.read_dataset(spec.eval, "plain")
+    eval_set = ingest.read_dataset(spec.eval)  # plain, or RewardBench's layout
     eval_a, eval_b = encode_pairs(eval_set.instances, embedder)
     eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
     config = spec.proxy.config()
+    subsets = [i.subset for i in eval_set.instances]
     for start in range(0, len(pending), spec.chunk_size):
         chunk = pending[start:start + spec.chunk_size]
-        accuracy, losses = train_and_evaluate(encoded, (eval_a, eval_b), eval_targets,
-                                              mixes["human_masks"][chunk], config)
-        for index, acc, loss in zip(chunk, accuracy.tolist(), losses.tolist()):
-            ppm.record_run(_run(spec, index, mixes, acc, loss))
+        margins, losses = train_and_evaluate(encoded, (eval_a, eval_b), mixes["human_masks"][chunk],
+                                             config)
+        for index, row, loss in zip(chunk, margins, losses.tolist()):
+            ppm.record_run(_run(spec, index, mixes, eval_scores(row, eval_targets, subsets), loss))
         log.info("progress", extra={"trained": start + len(chunk), "of": len(pending)})
 
 

@@ -11,6 +11,7 @@ content-derived id, and "format" when no format fits.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance, NotFound
 from hyper.schema import Dataset, Instance, normalize_label, stable_id
 
-FORMATS = ("hh-rlhf", "multipref-raw", "multipref-features", "plain")
+FORMATS = ("hh-rlhf", "multipref-raw", "multipref-features", "plain", "rewardbench")
 
 ASSISTANT_TURN = "\n\nAssistant:"
 HUMAN_TURN = "\n\nHuman:"
@@ -68,6 +69,15 @@ def _response(record: Record, name: str) -> str:
     value = record.get(name)
     if value is None:
         raise _BadField(name, "missing")
+    if not isinstance(value, str):
+        raise _BadField(name, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _optional_text(record: Record, name: str) -> str:
+    value = record.get(name)
+    if value is None:
+        return ""
     if not isinstance(value, str):
         raise _BadField(name, f"expected a string, got {type(value).__name__}")
     return value
@@ -169,6 +179,21 @@ def _read_hh_rlhf(record: Record) -> Instance:
     return _place_ranked_pair(stable_id(prompt, chosen, rejected), prompt, chosen, rejected)
 
 
+# ---------------------------------------------------------------------------- rewardbench
+
+
+def _read_rewardbench(record: Record) -> Instance:
+    """RewardBench's layout (prompt, chosen, rejected, subset): an evaluation set."""
+    prompt, chosen, rejected = (_text(record, "prompt"), _response(record, "chosen"),
+                                _response(record, "rejected"))
+    pair_id = (_identifier(record, "id") if record.get("id") is not None
+               else stable_id(prompt, chosen, rejected))
+    subset = record.get("subset") or ""
+    if not isinstance(subset, str):
+        raise _BadField("subset", f"expected a string, got {type(subset).__name__}")
+    return dataclasses.replace(_place_ranked_pair(pair_id, prompt, chosen, rejected), subset=subset)
+
+
 # ---------------------------------------------------------------------------- multipref-raw
 
 ANNOTATION_LISTS = {"normal": "normal_worker_annotations", "expert": "expert_worker_annotations"}
@@ -246,6 +271,7 @@ def _read_plain(record: Record) -> Instance:
         labels=_optional_labels(record, label_columns),
         judge_confidence=_judge_confidence(record),
         costs=costs,
+        subset=_optional_text(record, "subset"),
     )
 
 
@@ -266,6 +292,8 @@ class _Format:
 
 _FORMATS: dict[str, _Format] = {
     "hh-rlhf": _Format(_read_hh_rlhf, frozenset({"chosen", "rejected"}), "id"),
+    "rewardbench": _Format(_read_rewardbench,
+                           frozenset({"id", "prompt", "chosen", "rejected", "subset"}), "id"),
     "multipref-raw": _Format(
         _read_multipref_raw,
         frozenset({"comparison_id", "text", "completion_a", "completion_b"})
@@ -280,7 +308,7 @@ _FORMATS: dict[str, _Format] = {
     ),
     "plain": _Format(
         _read_plain,
-        frozenset({"id", "prompt", "response_a", "response_b", "judge_confidence"}),
+        frozenset({"id", "prompt", "response_a", "response_b", "judge_confidence", "subset"}),
         "id",
         field_prefixes=(PLAIN_LABEL_PREFIX, PLAIN_COST_PREFIX),
     ),
@@ -290,6 +318,8 @@ _FORMATS: dict[str, _Format] = {
 def detect_format(first_record: Mapping, row: int = 1) -> str:
     """The format whose identifying columns the record has; checked in order, first match wins."""
     present = set(first_record)
+    if {"prompt", "chosen", "rejected"} <= present:
+        return "rewardbench"
     if {"chosen", "rejected"} <= present:
         return "hh-rlhf"
     if {"comparison_id", "completion_a"} <= present:
@@ -426,6 +456,8 @@ def plain_record(instance: Instance) -> dict:
     record.update({f"{PLAIN_COST_PREFIX}{source}": cost for source, cost in instance.costs.items()})
     if instance.judge_confidence is not None:
         record["judge_confidence"] = instance.judge_confidence
+    if instance.subset:
+        record["subset"] = instance.subset
     return record
 
 

@@ -46,6 +46,7 @@ class Instance:
     labels: dict[str, str] = field(default_factory=dict)
     judge_confidence: float | None = None
     costs: dict[str, float] = field(default_factory=dict)  # per paid source, when known
+    subset: str = ""  # an evaluation set's subset (RewardBench style), "" elsewhere
 
     def content_key(self) -> str:
         """Hash of the text alone (not the labels): the key features are cached under."""

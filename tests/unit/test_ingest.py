@@ -11,6 +11,7 @@ import pytest
 
 from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance, NotFound
 from hyper.ingest import FORMATS, detect_format, read_dataset
+from hyper.ingest import plain_record as to_plain_record
 from hyper.schema import stable_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +94,8 @@ SAMPLES = {
         }
     ],
     "plain": [dict(plain_record("p1", label="tie"), label_ai="B", judge_confidence=0.75)],
+    "rewardbench": [{"prompt": "Explain tides.", "chosen": "The moon pulls the sea.",
+                     "rejected": "Wind.", "subset": "xstest-should-respond", "id": 7}],
 }
 
 TIDES = ("Explain tides.", "The moon pulls the sea.", "Wind.")
@@ -118,6 +121,20 @@ def test_pair_formats_read_from_every_file_kind(tmp_path, format_name, suffix):
         EXPECTED[format_name]
     )
     assert named.instances == detected.instances
+
+
+@pytest.mark.parametrize("suffix", FILE_KINDS)
+def test_rewardbench_eval_sets_keep_their_subset(tmp_path, suffix):
+    path = write_records(tmp_path, SAMPLES["rewardbench"], suffix)
+
+    [instance] = read_dataset(path).instances
+
+    assert instance.id == "7" and instance.subset == "xstest-should-respond"
+    responses = {"A": instance.response_a, "B": instance.response_b}
+    assert responses[instance.labels["human"]] == "The moon pulls the sea."
+    (tmp_path / "plain").mkdir()
+    again = read_dataset(write_records(tmp_path / "plain", [to_plain_record(instance)], ".jsonl"))
+    assert again.instances[0].subset == "xstest-should-respond"  # kept through the plain format
 
 
 @pytest.mark.parametrize("suffix", FILE_KINDS)
