@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from hyper import logs
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
+from hyper.jobs import JobFailed
 
 log = logging.getLogger("hyper")
 USER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
@@ -203,6 +204,66 @@ def cmd_annotate(args, settings: Settings) -> None:
           + (f"; agreement with human labels {np.mean(agreeing):.1%}" if agreeing else ""))
 
 
+def _job_settings(args):
+    from hyper.jobs import JobSettings
+
+    overrides = {k: v for k, v in {"accelerator": args.accelerator, "image": args.image,
+                                   "namespace": args.namespace, "local_workers": args.workers}.items()
+                 if v is not None}
+    return JobSettings(**overrides)
+
+
+def _manifests(args, settings):
+    from hyper.jobs import render_job, spec_run_name
+
+    manifests = []
+    for spec in args.specs:
+        run, experiment = spec_run_name(Path(spec))
+        manifests.append(render_job(run, args.spec_path_in_cluster or str(Path(spec).resolve()),
+                                    settings, experiment))
+    return manifests
+
+
+def cmd_jobs_render(args, settings: Settings) -> None:
+    """Writes one Job manifest per spec, for `kubectl create -f DIR`."""
+    from hyper.jobs import write_manifests
+
+    for path in write_manifests(_manifests(args, _job_settings(args)), Path(args.out)):
+        print(path)
+
+
+def cmd_jobs_submit(args, settings: Settings) -> None:
+    from hyper.jobs import run_local, submit_kubernetes
+
+    job_settings = _job_settings(args)
+    if args.backend == "kubernetes":
+        for name in submit_kubernetes(_manifests(args, job_settings), job_settings.namespace):
+            print(f"created job {name} in {job_settings.namespace}")
+        return
+    codes = run_local([Path(s) for s in args.specs], job_settings.local_workers,
+                      settings.home.resolve() / "logs" / "jobs")
+    for spec, code in zip(args.specs, codes):
+        print(f"{spec}: {'succeeded' if code == 0 else f'failed (exit {code})'}")
+    if any(codes):
+        raise JobFailed(f"{sum(1 for c in codes if c)} of {len(codes)} jobs failed; logs in "
+                        f"{settings.home.resolve() / 'logs' / 'jobs'}")
+
+
+def cmd_jobs_status(args, settings: Settings) -> None:
+    """Runs recorded in ppm, with their state and score."""
+    from hyper import serving
+    from hyper.clients import PPMClient
+
+    runs = PPMClient(serving.channel(settings.address("ppm"), settings)).list_runs(args.experiment)
+    print(f"{'run':<44s} {'state':<10s} {'score':>7s} {'human':>6s}  reason")
+    for run in runs:
+        score = f"{run.eval_score:.4f}" if run.state == "succeeded" else ""
+        print(f"{run.run_id[:44]:<44s} {run.state:<10s} {score:>7s} {run.n_human:6d}  "
+              f"{run.failure_reason[:60]}")
+    states = [r.state for r in runs]
+    print(f"{len(runs)} runs: {states.count('succeeded')} succeeded, {states.count('failed')} failed")
+
+
 def cmd_inspect(args, settings: Settings) -> None:
     """Validates a file as Route would read it and summarises what it holds."""
     from collections import Counter
@@ -355,6 +416,24 @@ def build_parser() -> argparse.ArgumentParser:
     _data_command(commands, "annotate", "AI labels for a file, from the tagger's judge",
                   cmd_annotate, lambda parser: parser.add_argument(
                       "--out", required=True, help="plain-format JSONL to write"))
+    jobs = commands.add_parser("jobs", help="rm-trainer Jobs").add_subparsers(
+        dest="jobs_command", required=True)
+    for name, run, help_text in (("render", cmd_jobs_render, "write Job manifests for kubectl"),
+                                 ("submit", cmd_jobs_submit, "run specs locally or as Kubernetes Jobs")):
+        job_parser = jobs.add_parser(name, help=help_text)
+        job_parser.add_argument("specs", nargs="+", help="run spec files (JSON)")
+        job_parser.add_argument("--accelerator", choices=("cpu", "gpu", "tpu"))
+        job_parser.add_argument("--image")
+        job_parser.add_argument("--namespace")
+        job_parser.add_argument("--workers", type=int, help="local backend: jobs at a time")
+        job_parser.add_argument("--spec-path-in-cluster", default="",
+                                help="where the spec lies on the cluster's shared volume")
+        job_parser.set_defaults(run=run)
+    jobs.choices["render"].add_argument("--out", default="out/jobs")
+    jobs.choices["submit"].add_argument("--backend", choices=("local", "kubernetes"), default="local")
+    status = jobs.add_parser("status", help="runs recorded in ppm")
+    status.add_argument("--experiment", default="")
+    status.set_defaults(run=cmd_jobs_status)
     _data_command(commands, "train", "run the PPM training loop on human-labelled data",
                   cmd_train, _mixes_arg)
     _data_command(commands, "demo", "up + train + route + down, writing the result", cmd_demo,

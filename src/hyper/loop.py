@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +23,8 @@ from hyper.candidates import count_vectors, first_in_order, knapsack_orders
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
-from hyper.errors import HyperError, InvalidArgument
+from hyper.errors import InvalidArgument
+from hyper.jobs import JobFailed, run_local
 from hyper.rm_trainer.encoding import encode_pairs
 from hyper.rm_trainer.judge import cross_fitted_labels
 from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
@@ -59,10 +58,6 @@ class LoopResult:
     all_ai_accuracy: float
     ppm_version: str
     ppm_metrics: dict
-
-
-class JobFailed(HyperError):
-    pass
 
 
 def split_pool_eval(instances: list[Instance], eval_fraction: float, seed: int
@@ -108,18 +103,6 @@ def candidate_mixes(bits: np.ndarray, n_candidates: int, seed: int
     return names, masks
 
 
-def run_local_job(spec_path: Path, log_path: Path) -> None:
-    """The local job runner: the Job's own entry point as a subprocess (progress to stderr)."""
-    command = [sys.executable, "-m", "hyper.rm_trainer.job", "--spec", str(spec_path)]
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.PIPE)
-        for line in process.stderr:
-            log_file.write(line)
-            sys.stderr.buffer.write(line)
-    if process.wait() != 0:
-        raise JobFailed(f"rm-trainer exited with {process.returncode}; see {log_path}")
-
-
 def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: TaggerClient,
              ppm: PPMClient) -> LoopResult:
     pool, eval_set = split_pool_eval(dataset.instances, config.eval_fraction, config.seed)
@@ -148,7 +131,9 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
     (workdir / "spec.json").write_text(spec.model_dump_json(indent=1))
 
     log.info("training %d proxy reward models (experiment %s)", len(names), experiment)
-    run_local_job(workdir / "spec.json", workdir / "job.log")
+    [exit_code] = run_local([workdir / "spec.json"], workers=1)
+    if exit_code != 0:
+        raise JobFailed(f"rm-trainer exited with {exit_code} for {workdir / 'spec.json'}")
     info = ppm.fit(config.model, config.kind, experiment, config.holdout_fraction, config.seed,
                    config.n_bootstrap)
     runs = {r.run_id: r for r in ppm.list_runs(experiment)}

@@ -315,3 +315,23 @@ def test_uncertainty_asks_the_tagger_judge_when_the_dataset_has_no_confidences(
     judged = {j.instance_id: j.confidence for j in TaggerClient(channels["tagger"]).annotate(unlabelled)}
     humans = {a.id for a in response.assignments if a.route == "human"}
     assert humans == set(sorted(judged, key=judged.get)[:5])
+
+
+def test_a_failing_job_records_every_run_as_failed_once_and_exits_non_zero(services, tmp_path, channels):
+    from hyper.jobs import run_local
+    from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
+
+    masks = np.zeros((2, 3), dtype=bool)
+    save_mixes(tmp_path / "mixes.npz", ["bad-r0", "bad-r1"], ["a", "b", "c"], masks,
+               np.zeros((2, 2)), ["f0", "f1"])
+    spec = RunSpec(experiment="bad-exp", pool=str(tmp_path / "missing-pool.jsonl"),
+                   eval=str(tmp_path / "missing-eval.jsonl"), mixes=str(tmp_path / "mixes.npz"),
+                   ppm_address=services.address("ppm"), proxy=ProxySpec(steps=2),
+                   cache_dir=str(services.cache_dir))
+    (tmp_path / "spec.json").write_text(spec.model_dump_json())
+    assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [1]
+    runs = PPMClient(channels["ppm"]).list_runs("bad-exp")
+    assert [(r.run_id, r.state) for r in runs] == [("bad-r0", "failed"), ("bad-r1", "failed")]
+    assert all("missing-pool.jsonl" in r.failure_reason for r in runs)
+    assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [0]  # a retry
+    assert len(PPMClient(channels["ppm"]).list_runs("bad-exp")) == 2  # nothing recorded twice
