@@ -99,6 +99,34 @@ def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMCli
         log.info("progress", extra={"trained": start + len(chunk), "of": len(pending)})
 
 
+def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
+    """`full` mode: one fine-tuned decoder RM per mix, one after the other."""
+    from transformers import AutoTokenizer
+
+    from hyper.rm_trainer.full import reward_margins, train
+
+    if spec.full is None:
+        raise ValueError("mode 'full' needs the 'full' section (model_dir, ...)")
+    pool = ingest.read_dataset(spec.pool, "plain")
+    eval_set = ingest.read_dataset(spec.eval)
+    eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
+    config = spec.full.config()
+    tokenizer = AutoTokenizer.from_pretrained(config.model_dir)
+    for index in pending:
+        mask = mixes["human_masks"][index]
+        labels = [i.labels["human"] if human else i.labels["ai"] for i, human in zip(pool.instances, mask)]
+        losses = []
+
+        def progress(step: int, metrics: dict) -> None:
+            losses.append(metrics["loss"])
+            log.info("step", extra={"run": str(mixes["run_ids"][index]), "step": step, **metrics})
+
+        state = train(config, tokenizer, pool.instances, labels, log=progress)
+        margins = reward_margins(state, tokenizer, eval_set.instances, config.max_length)
+        scores = eval_scores(margins, eval_targets, [i.subset for i in eval_set.instances])
+        ppm.record_run(_run(spec, index, mixes, scores, losses[-1] if losses else 0.0))
+
+
 def record_failures(spec: RunSpec, mixes: dict, ppm: PPMClient, reason: str) -> None:
     done = {r.run_id for r in ppm.list_runs(spec.experiment)}
     for run_id in mixes["run_ids"].tolist():
@@ -118,7 +146,7 @@ def run_job(spec: RunSpec) -> int:
     if not pending:
         return 0
     try:
-        train_and_record(spec, mixes, pending, ppm)
+        (train_full_and_record if spec.mode == "full" else train_and_record)(spec, mixes, pending, ppm)
     except Exception as error:  # noqa: BLE001 - every unfinished run gets a recorded reason
         log.exception("training failed")
         record_failures(spec, mixes, ppm, f"{type(error).__name__}: {error}")

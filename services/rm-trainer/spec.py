@@ -23,6 +23,26 @@ class ProxySpec(BaseModel):
         return ProxyConfig(**self.model_dump())
 
 
+class FullSpec(BaseModel):
+    """`full` mode: fine-tune this Llama-family checkpoint (safetensors) as the reward model."""
+
+    model_dir: str
+    learning_rate: float = Field(1e-5, gt=0)
+    final_learning_rate: float = Field(1e-6, gt=0)
+    warmup_fraction: float = Field(0.03, ge=0, lt=1)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(128, ge=1)
+    max_length: int = Field(4096, ge=8)
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    seed: int = 0
+    checkpoint_dir: str = ""
+
+    def config(self):
+        from hyper.rm_trainer.full import FullConfig
+
+        return FullConfig(**self.model_dump())
+
+
 class RunSpec(BaseModel):
     experiment: str
     # Data moves by reference: paths (or, later, object-store URIs), never inline in gRPC.
@@ -31,8 +51,9 @@ class RunSpec(BaseModel):
     mixes: str = Field(description=".npz: run_ids, instance_ids, human_masks, count_vectors, "
                                    "feature_names")
     ppm_address: str
-    mode: Literal["proxy"] = "proxy"
+    mode: Literal["proxy", "full"] = "proxy"
     proxy: ProxySpec = ProxySpec()
+    full: FullSpec | None = None
     embedding_model: str = ""
     cache_dir: str = ".hyper/cache"
     chunk_size: int = Field(64, ge=1)

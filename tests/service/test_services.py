@@ -335,3 +335,28 @@ def test_a_failing_job_records_every_run_as_failed_once_and_exits_non_zero(servi
     assert all("missing-pool.jsonl" in r.failure_reason for r in runs)
     assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [0]  # a retry
     assert len(PPMClient(channels["ppm"]).list_runs("bad-exp")) == 2  # nothing recorded twice
+
+
+def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset):
+    from hyper.jobs import run_local
+    from hyper.loop import write_plain_jsonl
+    from hyper.rm_trainer.spec import FullSpec, RunSpec, save_mixes
+    from tests.support.tiny_llama import make_tiny_llama
+
+    pool = [dataclasses.replace(i, labels=dict(i.labels, ai="A")) for i in hh_dataset.instances[:16]]
+    write_plain_jsonl(tmp_path / "pool.jsonl", pool)
+    write_plain_jsonl(tmp_path / "eval.jsonl", hh_dataset.instances[16:24])
+    masks = np.array([[True] * 16, [False] * 16])
+    save_mixes(tmp_path / "mixes.npz", ["full-r0", "full-r1"], [i.id for i in pool], masks,
+               np.zeros((2, 2)), ["f0", "f1"])
+    model = make_tiny_llama(tmp_path / "model", [i.prompt[:300] for i in hh_dataset.instances[:100]])
+    spec = RunSpec(experiment="full-exp", pool=str(tmp_path / "pool.jsonl"),
+                   eval=str(tmp_path / "eval.jsonl"), mixes=str(tmp_path / "mixes.npz"),
+                   ppm_address=services.address("ppm"), mode="full",
+                   full=FullSpec(model_dir=str(model), batch_size=8, max_length=64, dtype="float32"),
+                   cache_dir=str(services.cache_dir))
+    (tmp_path / "spec.json").write_text(spec.model_dump_json())
+    assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [0]
+    runs = PPMClient(channels["ppm"]).list_runs("full-exp")
+    assert [(r.run_id, r.state) for r in runs] == [("full-r0", "succeeded"), ("full-r1", "succeeded")]
+    assert all(0.0 <= r.eval_score <= 1.0 and "category/other" in r.metrics for r in runs)
