@@ -39,6 +39,7 @@ class FullConfig:
     dtype: str = "bfloat16"
     seed: int = 0
     checkpoint_dir: str = ""
+    distributed: bool = False
 
 
 def schedule(config: FullConfig, total_steps: int) -> optax.Schedule:
@@ -127,6 +128,8 @@ def train(config: FullConfig, tokenizer, instances: list[Instance], labels: list
     """One fine-tuning run; ties carry no Bradley-Terry pair and are left out."""
     kept = [(i, l) for i, l in zip(instances, labels) if l in ("A", "B")]
     data = tokenize_pairs(tokenizer, [i for i, _ in kept], [l for _, l in kept], config.max_length)
+    if config.distributed and not jax.distributed.is_initialized():
+        jax.distributed.initialize()
     mesh = device_mesh()
     if config.batch_size % mesh.shape["data"]:
         raise ValueError(f"batch_size {config.batch_size} must divide over {mesh.shape['data']} devices")

@@ -36,6 +36,10 @@ class FullSpec(BaseModel):
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     seed: int = 0
     checkpoint_dir: str = ""
+    # Multi-host (a TPU pod slice, several GPU nodes): join the other hosts with
+    # jax.distributed.initialize() before building the mesh; JAX reads the coordinator from
+    # the environment (TPU metadata, or JAX_COORDINATOR_ADDRESS / process id and count).
+    distributed: bool = False
 
     def config(self):
         from hyper.rm_trainer.full import FullConfig
