@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from hyper.atomic import write_json_atomic
 from hyper.errors import InvalidArgument, NotFound
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -24,13 +25,6 @@ def check_name(field: str, value: str) -> str:
     if not NAME.match(value):
         raise InvalidArgument(field, f"{value!r} must match {NAME.pattern}")
     return value
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 class ModelRegistry:

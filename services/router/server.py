@@ -6,14 +6,14 @@ from hyper import serving
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
 from hyper.router.routing import Router
-from hyper.router.servicer import RouterServicer
+from hyper.router.servicer import RouteStore, RouterServicer
 from hyper.v1 import router_pb2, router_pb2_grpc
 
 
 def build(settings: Settings) -> serving.Server:
     servicer = RouterServicer(Router(
         TaggerClient(serving.channel(settings.address("tagger"), settings)),
-        PPMClient(serving.channel(settings.address("ppm"), settings))))
+        PPMClient(serving.channel(settings.address("ppm"), settings))), RouteStore(settings.home))
     return serving.Server(settings, "router", [(
         router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,
         serving.full_name(router_pb2, "RouterService"))])

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
+from pathlib import Path
+
+from google.protobuf import json_format
 from prometheus_client import Counter, Histogram
 
 from hyper import wire
+from hyper.errors import InvalidArgument, NotFound
+from hyper.atomic import write_json_atomic
 from hyper.router.routing import (DEFAULT_SOURCE, Budget, CostModel, RouteOptions, Router, Source)
 from hyper.router.selection import DEFAULT_CANDIDATES
 from hyper.serving import rpc
@@ -52,9 +60,31 @@ def response_from_plan(plan, options: RouteOptions, n_skipped: int) -> router_pb
         optimal_budget_fraction=best, total_cost=float(plan.costs.sum()), n_by_source=n_by_source)
 
 
+class RouteStore:
+    """Route results as JSON files, one per route id, written atomically."""
+
+    ID = re.compile(r"^[0-9a-f]{32}$")
+
+    def __init__(self, root: Path):
+        self.root = Path(root) / "routes"
+
+    def save(self, response: router_pb2.RouteResponse) -> None:
+        write_json_atomic(self.root / f"{response.route_id}.json",
+                          json_format.MessageToDict(response, preserving_proto_field_name=True))
+
+    def load(self, route_id: str) -> router_pb2.RouteResponse:
+        if not self.ID.match(route_id):
+            raise InvalidArgument("route_id", f"{route_id!r} is not a route id (32 hex digits)")
+        path = self.root / f"{route_id}.json"
+        if not path.is_file():
+            raise NotFound(f"no route {route_id}")
+        return json_format.ParseDict(json.loads(path.read_text()), router_pb2.RouteResponse())
+
+
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, store: RouteStore):
         self.router = router
+        self.store = store
 
     @rpc
     def Route(self, request, context):
@@ -62,9 +92,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         options = options_from_proto(request)
         plan = self.router.route(dataset, budget_from_proto(request.budget), options, key)
         response = response_from_plan(plan, options, dataset.n_skipped)
+        response.route_id = uuid.uuid4().hex
+        self.store.save(response)
         ROUTES.labels(options.strategy).inc()
         for route, count in response.n_by_source.items():
             INSTANCES_ROUTED.labels(route).inc(count)
         BUDGET_FRACTION.observe(plan.budget_fraction)
         PREDICTED_SCORE.observe(plan.predicted_score)
         return response
+
+    @rpc
+    def GetRoute(self, request, context):
+        return self.store.load(request.route_id)

@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from hyper import logs
+from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
 from hyper.jobs import JobFailed
@@ -111,14 +112,6 @@ def print_route(summary: dict) -> None:
     print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2e})" for a in top))
 
 
-def write_json(path: str, data: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(out)
-
-
 def cmd_route(args, settings: Settings) -> dict:
     from hyper import serving
     from hyper.clients import RouterClient
@@ -127,7 +120,7 @@ def cmd_route(args, settings: Settings) -> dict:
     response = client.route(route_request(args))
     summary = routing_summary(response)
     if args.out:
-        write_json(args.out, summary)
+        write_json_atomic(args.out, summary)
     if args.json:
         print(json_format.MessageToJson(response, preserving_proto_field_name=True))
     else:
@@ -149,7 +142,7 @@ def cmd_curve(args, settings: Settings) -> dict:
     png = Path(args.out)
     plot_budget_curve(summary["budget_curve"], summary["optimal_budget_fraction"], png,
                       f"{Path(args.data).name}: {args.strategy}, PPM {summary['ppm_version']}")
-    write_json(str(png.with_suffix(".json")), summary)
+    write_json_atomic(str(png.with_suffix(".json")), summary)
     print(f"{'budget':>7s} {'predicted':>10s} {'interval':>21s} {'paid':>6s}")
     for p in summary["budget_curve"]:
         print(f"{p['budget_fraction']:7.0%} {p['predicted']:10.4f} "
@@ -339,7 +332,7 @@ def cmd_demo(args, settings: Settings) -> None:
         args.json = False
         out, args.out = args.out, None
         summary = cmd_route(args, settings)
-        write_json(out, {**summary, "training": asdict(result)})
+        write_json_atomic(out, {**summary, "training": asdict(result)})
         print("== predicted score against budget", flush=True)
         args.out = str(Path(out).with_name("budget_curve.png"))
         cmd_curve(args, settings)

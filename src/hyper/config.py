@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     tagger_metrics_port: int = 9101
     ppm_metrics_port: int = 9102
     router_metrics_port: int = 9103
+    gateway_port: int = 8080
+    # The REST gateway's bearer token; empty = no authentication (local use).
+    gateway_token: str = ""
     # Where the router finds its peers; empty = this host's ports above.
     tagger_address: str = ""
     ppm_address: str = ""

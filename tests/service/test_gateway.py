@@ -1,0 +1,88 @@
+"""The REST gateway in front of real router and ppm processes."""
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from hyper import wire
+from hyper.catalogue import FEATURE_NAMES
+from hyper.gateway import as_json, create_app
+from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.ppm.store import ModelRegistry
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(scope="module")
+def gateway(services):
+    ppm = PerformanceModel("linear", list(FEATURE_NAMES),
+                           QuadraticForm(0.6, np.random.default_rng(5).normal(0, 1e-3, len(FEATURE_NAMES))))
+    ModelRegistry(services.ppm_dir).save("gateway", ppm.to_json())
+    return TestClient(create_app(services.model_copy(update={"gateway_token": "s3cret"})))
+
+
+def route_body(instances, **budget) -> dict:
+    """A RouteRequest as a REST client writes it: proto JSON with the proto's field names."""
+    return {"dataset": {"inline": {"instances": [as_json(wire.instance_to_proto(i)) for i in instances]}},
+            "budget": budget, "strategy": "topk", "ppm_model": "gateway"}
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+def test_route_over_rest_is_persisted_and_can_be_read_back(gateway, hh_dataset):
+    reply = gateway.post("/v1/route", json=route_body(hh_dataset.instances[:12], count=3), headers=AUTH)
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert result["n_human"] == 3 and len(result["assignments"]) == 12
+    again = gateway.get(f"/v1/routes/{result['route_id']}", headers=AUTH)
+    assert again.status_code == 200 and again.json() == result
+
+
+def test_rest_errors_name_the_field_like_grpc(gateway, hh_dataset):
+    bad = gateway.post("/v1/route", json=route_body(hh_dataset.instances[:4], fraction=1.5), headers=AUTH)
+    assert bad.status_code == 400
+    assert bad.json()["error"] == {"code": "INVALID_ARGUMENT",
+                                   "message": "budget.fraction: 1.5 is not in [0, 1]"}
+    typo = gateway.post("/v1/route", json={"budgett": {}}, headers=AUTH)
+    assert typo.status_code == 400 and "budgett" in typo.json()["error"]["message"]
+    missing = gateway.get("/v1/routes/" + "0" * 32, headers=AUTH)
+    assert missing.status_code == 404
+    assert gateway.get("/v1/routes/not-an-id", headers=AUTH).status_code == 400
+
+
+def test_the_gateway_wants_its_bearer_token_and_documents_itself(gateway):
+    assert gateway.get("/v1/runs").status_code == 401
+    assert gateway.get("/v1/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert gateway.get("/v1/runs", headers=AUTH).status_code == 200
+    paths = gateway.get("/openapi.json").json()["paths"]
+    assert {"/v1/route", "/v1/routes/{route_id}", "/v1/runs"} <= set(paths)
+
+
+def test_the_gateway_process_serves_http(services):
+    """The entry point users run (`hyper-gateway`), as a real process on a loopback port."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_ports
+
+    [port] = free_ports(1)
+    env = dict(os.environ, **services.to_env(), HYPER_GATEWAY_PORT=str(port))
+    process = subprocess.Popen([sys.executable, "-c", "from hyper.gateway import main; main()"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
+                time.sleep(0.2)
+        assert reply.status == 200 and b"/v1/route" in reply.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
