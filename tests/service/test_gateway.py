@@ -70,7 +70,7 @@ def test_the_gateway_process_serves_http(services):
     from tests.conftest import free_ports
 
     [port] = free_ports(1)
-    env = dict(os.environ, **services.to_env(), HYPER_GATEWAY_PORT=str(port))
+    env = {**os.environ, **services.to_env(), "HYPER_GATEWAY_PORT": str(port)}
     process = subprocess.Popen([sys.executable, "-c", "from hyper.gateway import main; main()"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
