@@ -10,7 +10,7 @@ HELM := $(VENV)/tools/helm
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
-.PHONY: setup system-deps proto demo test bench-routing bench-quality up down clean
+.PHONY: setup system-deps kube-binaries proto demo test bench-routing bench-quality up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -31,10 +31,20 @@ proto: $(STAMP_PROTO)
 demo: setup
 	$(BIN)/hyper demo $(DATA) --budget $(BUDGET) --out out/demo/routing.json
 
-# Tests start a real redis-server; Debian's package provides it (CI runs as root).
+# Tests start real servers from Debian's packages: redis-server, prometheus (+ promtool) and
+# etcd (for the kube-apiserver harness). CI runs as root.
+SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus etcd:etcd-server openssl:openssl
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || \
+		missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+# A real kube-apiserver, controller-manager and kubectl (v1.20.2) built from Debian's source
+# package for the k8s tests; cached outside the repository (first build: minutes).
+KUBE_BIN ?= $(HOME)/.cache/hyper/kube-v1.20.2
+kube-binaries:
+	scripts/build_kube.sh $(KUBE_BIN)
 
 # The tests drive the real vLLM path on the CPU. The CPU build pulls CUDA builds of
 # torchvision & co. that break `import vllm` (torchvision::nms); they are not needed.
@@ -47,8 +57,8 @@ $(STAMP_VLLM): $(STAMP_INSTALL)
 $(HELM): scripts/install_k8s_tools.py $(STAMP_INSTALL)
 	$(BIN)/python scripts/install_k8s_tools.py $(VENV)/tools
 
-test: setup system-deps $(STAMP_VLLM) $(HELM)
-	PATH=$(CURDIR)/$(VENV)/tools:$$PATH $(BIN)/python -m pytest -q tests
+test: setup system-deps kube-binaries $(STAMP_VLLM) $(HELM)
+	HYPER_KUBE_BIN=$(KUBE_BIN) PATH=$(CURDIR)/$(VENV)/tools:$$PATH $(BIN)/python -m pytest -q tests
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
 bench-routing: setup

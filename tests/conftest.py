@@ -48,6 +48,18 @@ def services(tmp_path_factory):
     processes.down()
 
 
+@pytest.fixture(scope="module")
+def channels(services):
+    """gRPC channels to the session's tagger, ppm and router."""
+    from hyper import serving
+
+    opened = {name: serving.channel(services.address(name), services)
+              for name in ("tagger", "ppm", "router")}
+    yield opened
+    for ch in opened.values():
+        ch.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A throwaway real redis-server on a unix socket (installed by `make test`'s set-up)."""

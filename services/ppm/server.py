@@ -10,7 +10,8 @@ from hyper.v1 import ppm_pb2, ppm_pb2_grpc
 
 
 def build(settings: Settings) -> serving.Server:
-    servicer = PPMServicer(ModelRegistry(settings.ppm_dir), RunStore(settings.ppm_dir))
+    servicer = PPMServicer(ModelRegistry(settings.ppm_dir), RunStore(settings.ppm_dir),
+                            settings.ppm_record_token)
     return serving.Server(settings, "ppm", [(
         ppm_pb2_grpc.add_PPMServiceServicer_to_server, servicer,
         serving.full_name(ppm_pb2, "PPMService"))])

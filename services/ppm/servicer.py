@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from google.protobuf import json_format
 from prometheus_client import Counter, Gauge
 
 from hyper import wire
-from hyper.errors import InvalidArgument
+from hyper.errors import InvalidArgument, Unauthenticated
 from hyper.performance_models import PerformanceModel
 from hyper.ppm.fitting import fit_ppm
 from hyper.ppm.store import DEFAULT_MODEL, ModelRegistry, RunStore, check_name
@@ -37,9 +38,18 @@ def _run_to_dict(run: ppm_pb2.Run) -> dict:
 
 
 class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
-    def __init__(self, registry: ModelRegistry, runs: RunStore):
+    def __init__(self, registry: ModelRegistry, runs: RunStore, record_token: str = ""):
         self.registry = registry
         self.runs = runs
+        self.record_token = record_token
+
+    def _check_recorder(self, context) -> None:
+        """Only the training Jobs record runs when a record token is configured."""
+        if not self.record_token:
+            return
+        presented = dict(context.invocation_metadata()).get("authorization", "")
+        if not hmac.compare_digest(presented, f"Bearer {self.record_token}"):
+            raise Unauthenticated("RecordRun needs the run-recording token (HYPER_PPM_RECORD_TOKEN)")
 
     @functools.lru_cache(maxsize=32)
     def _model(self, model: str, version: str) -> tuple[PerformanceModel, str]:
@@ -110,6 +120,7 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
 
     @rpc
     def RecordRun(self, request, context):
+        self._check_recorder(context)
         run = request.run
         if run.state not in RUN_STATES:
             raise InvalidArgument("run.state", f"{run.state!r} is not one of {RUN_STATES}")

@@ -1,7 +1,7 @@
 """On-disk state of the ppm service: a versioned model registry and the run records.
 
-Writes are atomic (temporary file + rename); a run id is recorded at most once (exclusive
-create), so a retried or duplicated training Job never doubles a run.
+Writes are atomic (temporary file + rename); a run's result is recorded at most once
+(exclusive create), so a retried or duplicated training Job never doubles a run.
 """
 
 from __future__ import annotations
@@ -69,20 +69,32 @@ class ModelRegistry:
 
 
 class RunStore:
-    """runs/<experiment>/<run_id>.json, created exactly once."""
+    """runs/<experiment>/<run_id>.json: a run's result, created exactly once.
+
+    A failed attempt is kept apart (runs/<experiment>/failed/<run_id>.json, the latest reason)
+    and does not end the run: a retried Job trains it again, and its result then replaces the
+    failure in listings. A run therefore has one entry, its result or its latest failure.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root) / "runs"
 
     def record(self, run: dict) -> bool:
+        """True if this call recorded something new: a first result, or a failure of a run
+        that has no result yet (a failure after the result is ignored)."""
         experiment = check_name("run.experiment", run["experiment"])
         run_id = check_name("run.run_id", run["run_id"])
-        path = self.root / experiment / f"{run_id}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{run_id}.{os.getpid()}.{threading.get_ident()}.tmp")
+        result = self.root / experiment / f"{run_id}.json"
+        if run["state"] != "succeeded":
+            if result.exists():
+                return False
+            write_json_atomic(self.root / experiment / "failed" / f"{run_id}.json", run)
+            return True
+        result.parent.mkdir(parents=True, exist_ok=True)
+        tmp = result.with_name(f".{run_id}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(run, sort_keys=True))
         try:
-            os.link(tmp, path)  # fails if the run already exists: exactly-once
+            os.link(tmp, result)  # fails if the result already exists: exactly-once
             return True
         except FileExistsError:
             return False
@@ -90,5 +102,10 @@ class RunStore:
             tmp.unlink()
 
     def list(self, experiment: str = "") -> list[dict]:
-        pattern = f"{check_name('experiment', experiment)}/*.json" if experiment else "*/*.json"
-        return [json.loads(path.read_text()) for path in sorted(self.root.glob(pattern))]
+        """Every run's result, or its latest failure when it has no result, by experiment and id."""
+        directory = check_name("experiment", experiment) if experiment else "*"
+        entries = {(path.parent.parent.name, path.stem): path
+                   for path in self.root.glob(f"{directory}/failed/*.json")}
+        entries.update({(path.parent.name, path.stem): path
+                        for path in self.root.glob(f"{directory}/*.json")})
+        return [json.loads(entries[key].read_text()) for key in sorted(entries)]

@@ -1,8 +1,9 @@
 """The rm-trainer Job: train one proxy RM per candidate mix, evaluate it, report it to ppm.
 
 The same entry point is the container's command in Kubernetes and a subprocess of the local
-runner. It exits 0 only once every run of the spec is recorded; runs already recorded (a
-retried Job) are skipped, and a crash records the unfinished runs as failed with the reason.
+runner. It exits 0 only once every run of the spec has its result; runs with a result (a retried Job)
+are skipped, and a crash records the unfinished runs as failed with the reason and exits 1, so
+that Kubernetes retries the pod (backoffLimit) and the retry trains what is still missing.
 """
 
 from __future__ import annotations
@@ -127,8 +128,12 @@ def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: P
         ppm.record_run(_run(spec, index, mixes, scores, losses[-1] if losses else 0.0))
 
 
+def finished_runs(ppm: PPMClient, experiment: str) -> set[str]:
+    return {r.run_id for r in ppm.list_runs(experiment) if r.state == "succeeded"}
+
+
 def record_failures(spec: RunSpec, mixes: dict, ppm: PPMClient, reason: str) -> None:
-    done = {r.run_id for r in ppm.list_runs(spec.experiment)}
+    done = finished_runs(ppm, spec.experiment)
     for run_id in mixes["run_ids"].tolist():
         if run_id not in done:
             ppm.record_run(ppm_pb2.Run(run_id=run_id, experiment=spec.experiment,
@@ -137,12 +142,14 @@ def record_failures(spec: RunSpec, mixes: dict, ppm: PPMClient, reason: str) -> 
 
 
 def run_job(spec: RunSpec) -> int:
-    ppm = PPMClient(serving.channel(spec.ppm_address, Settings()))
+    settings = Settings()
+    ppm = PPMClient(serving.channel(spec.ppm_address or settings.address("ppm"), settings),
+                    record_token=settings.ppm_record_token)
     mixes = load_mixes(spec.mixes)
-    done = {r.run_id for r in ppm.list_runs(spec.experiment)}
+    done = finished_runs(ppm, spec.experiment)
     pending = [i for i, run_id in enumerate(mixes["run_ids"].tolist()) if run_id not in done]
     log.info("starting", extra={"experiment": spec.experiment, "pending": len(pending),
-                                "already_recorded": len(mixes["run_ids"]) - len(pending)})
+                                "already_finished": len(mixes["run_ids"]) - len(pending)})
     if not pending:
         return 0
     try:

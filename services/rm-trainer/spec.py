@@ -50,11 +50,14 @@ class FullSpec(BaseModel):
 class RunSpec(BaseModel):
     experiment: str
     # Data moves by reference: paths (or, later, object-store URIs), never inline in gRPC.
+    # A relative path is relative to the spec file, so an experiment directory can be copied
+    # onto a cluster's shared volume and run there unchanged.
     pool: str = Field(description="plain-format JSONL with label_human and label_ai")
     eval: str = Field(description="plain-format JSONL with label_human")
     mixes: str = Field(description=".npz: run_ids, instance_ids, human_masks, count_vectors, "
                                    "feature_names")
-    ppm_address: str
+    # Empty: HYPER_PPM_ADDRESS of the Job's environment (what the chart sets in the cluster).
+    ppm_address: str = ""
     mode: Literal["proxy", "full"] = "proxy"
     proxy: ProxySpec = ProxySpec()
     full: FullSpec | None = None
@@ -64,7 +67,10 @@ class RunSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> "RunSpec":
-        return cls.model_validate_json(Path(path).read_text())
+        spec = cls.model_validate_json(Path(path).read_text())
+        base = Path(path).resolve().parent
+        return spec.model_copy(update={name: str(base / getattr(spec, name))
+                                       for name in ("pool", "eval", "mixes", "cache_dir")})
 
 
 MIX_ARRAYS = ("run_ids", "instance_ids", "human_masks", "count_vectors", "feature_names")

@@ -301,6 +301,17 @@ def cmd_status(args, settings: Settings) -> None:
         print(f"{service:7s} {status}")
 
 
+def cmd_health(args, settings: Settings) -> None:
+    """A gRPC health check that exits non-zero unless SERVING: the pods' probe where the
+    cluster has no gRPC probes (Kubernetes < 1.24) or the service speaks TLS."""
+    from hyper.serving import health_status
+
+    status = health_status(args.address, settings, timeout=args.timeout)
+    print(f"{args.address} {status}")
+    if status != "SERVING":
+        sys.exit(1)
+
+
 def cmd_train(args, settings: Settings):
     from hyper import ingest, serving
     from hyper.clients import PPMClient, TaggerClient
@@ -398,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("up", help="start tagger, ppm and router locally").set_defaults(run=cmd_up)
     commands.add_parser("down", help="stop the local services").set_defaults(run=cmd_down)
     commands.add_parser("status", help="health of the local services").set_defaults(run=cmd_status)
+    health = commands.add_parser("health", help="gRPC health check of one server (exit 1 unless SERVING)")
+    health.add_argument("address", help="host:port")
+    health.add_argument("--timeout", type=float, default=2.0)
+    health.set_defaults(run=cmd_health)
     _data_command(commands, "inspect", "validate a dataset file and summarise it", cmd_inspect)
     _data_command(commands, "route", "call Route over gRPC and summarise the result", cmd_route,
                   _route_args)

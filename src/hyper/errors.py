@@ -48,3 +48,7 @@ class InvalidArgument(HyperError):
 
 class NotFound(HyperError):
     """A named thing (model, version, run, dataset file) does not exist."""
+
+
+class Unauthenticated(HyperError):
+    """A caller without the credentials an RPC requires (mapped to gRPC UNAUTHENTICATED)."""

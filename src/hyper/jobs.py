@@ -35,7 +35,7 @@ class JobSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HYPER_JOB_")
 
-    image: str = "ghcr.io/example/hyper:0.1.0"
+    image: str = "ghcr.io/example/hyper-rm-trainer:0.1.0"
     namespace: str = "default"
     accelerator: Literal["cpu", "gpu", "tpu"] = "cpu"
     gpu_count: int = Field(1, ge=1)
@@ -45,7 +45,11 @@ class JobSettings(BaseSettings):
     tpu_chips: int = Field(8, ge=1)
     backoff_limit: int = Field(3, ge=0)
     ttl_seconds_after_finished: int = Field(86400, ge=0)
-    state_claim: str = "hyper-state"
+    # The Helm release the Jobs belong to: its ConfigMap (ppm address, TLS), Secret (the
+    # run-recording token) and state volume claim are <release>-config|-secrets|-state.
+    release: str = "hyper"
+    state_claim: str = ""  # empty: <release>-state
+    tls_secret: str = ""   # the release's gRPC TLS Secret, when it has one (tls.secretName)
     local_workers: int = Field(1, ge=1)
 
 
@@ -67,10 +71,27 @@ def _accelerator(pod: dict, container: dict, settings: JobSettings) -> None:
         pod["tolerations"] = [{"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+TLS_DIR = "/etc/hyper/tls"
+
+
+def _release(pod: dict, container: dict, settings: JobSettings) -> None:
+    """Points the Job at its release's ConfigMap, Secret, state claim and TLS Secret."""
+    container["envFrom"][0]["configMapRef"]["name"] = f"{settings.release}-config"
+    for variable in container["env"]:
+        if "valueFrom" in variable:
+            variable["valueFrom"]["secretKeyRef"]["name"] = f"{settings.release}-secrets"
+    pod["volumes"][0]["persistentVolumeClaim"]["claimName"] = (settings.state_claim
+                                                                or f"{settings.release}-state")
+    if settings.tls_secret:
+        pod["volumes"].append({"name": "tls", "secret": {"secretName": settings.tls_secret}})
+        container["volumeMounts"].append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+
+
 def render_job(run: str, spec_path: str, settings: JobSettings, experiment: str = "") -> dict:
     """The Job manifest for one run spec: the chart's base manifest with this run filled in."""
     manifest = copy.deepcopy(yaml.safe_load(BASE_MANIFEST.read_text()))
-    labels = {"hyper.dev/run": NAME.sub("-", run.lower())[:63].strip("-")}
+    labels = {"app.kubernetes.io/instance": settings.release,
+              "hyper.dev/run": NAME.sub("-", run.lower())[:63].strip("-")}
     if experiment:
         labels["hyper.dev/experiment"] = NAME.sub("-", experiment.lower())[:63].strip("-")
     manifest["metadata"].update(name=job_name(run), namespace=settings.namespace)
@@ -82,7 +103,7 @@ def render_job(run: str, spec_path: str, settings: JobSettings, experiment: str 
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     container.update(image=settings.image, args=["--spec", spec_path])
-    pod["volumes"][0]["persistentVolumeClaim"]["claimName"] = settings.state_claim
+    _release(pod, container, settings)
     _accelerator(pod, container, settings)
     return manifest
 

@@ -16,11 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from hyper.config import Settings
 from hyper.errors import HyperError
+from hyper.serving import health_status
 
 SERVICES = ("ppm", "tagger", "router")
 
@@ -40,16 +38,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def health_status(address: str, timeout: float = 1.0) -> str:
-    try:
-        with grpc.insecure_channel(address) as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
-                                                        timeout=timeout)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    except grpc.RpcError as error:
-        return f"UNREACHABLE ({error.code().name})"
 
 
 class LocalProcesses:
@@ -82,7 +70,7 @@ class LocalProcesses:
             if not _alive(entry["pid"]):
                 tail = Path(entry["log"]).read_text(errors="replace")[-2000:]
                 raise ServiceFailed(f"{service} exited during start-up; log tail:\n{tail}")
-            if health_status(entry["address"]) == "SERVING":
+            if health_status(entry["address"], self.settings) == "SERVING":
                 return
             time.sleep(0.2)
         raise ServiceFailed(f"{service} not SERVING after the start-up timeout; see {entry['log']}")
@@ -121,6 +109,6 @@ class LocalProcesses:
 
     def status(self) -> dict[str, str]:
         state = self._state()
-        return {service: (health_status(state[service]["address"])
+        return {service: (health_status(state[service]["address"], self.settings)
                           if service in state and _alive(state[service]["pid"]) else "STOPPED")
                 for service in SERVICES}

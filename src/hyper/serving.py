@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from concurrent import futures
+from pathlib import Path
 from typing import Callable
 
 import grpc
@@ -17,7 +18,8 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 from hyper import logs
 from hyper.config import Settings
-from hyper.errors import DatasetRejected, HyperError, InvalidArgument, InvalidInstance, NotFound
+from hyper.errors import (DatasetRejected, HyperError, InvalidArgument, InvalidInstance, NotFound,
+                          Unauthenticated)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ HANDLING_SECONDS = Histogram("grpc_server_handling_seconds", "RPC handling time 
 _STATUS_OF = (
     ((InvalidArgument, InvalidInstance, DatasetRejected), grpc.StatusCode.INVALID_ARGUMENT),
     ((NotFound,), grpc.StatusCode.NOT_FOUND),
+    ((Unauthenticated,), grpc.StatusCode.UNAUTHENTICATED),
     ((HyperError,), grpc.StatusCode.FAILED_PRECONDITION),
 )
 
@@ -92,7 +95,31 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
 
 def channel(address: str, settings: Settings) -> grpc.Channel:
+    if settings.tls_ca:
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.tls_ca).read_bytes())
+        return grpc.secure_channel(address, credentials, options=settings.grpc_options)
     return grpc.insecure_channel(address, options=settings.grpc_options)
+
+
+def health_status(address: str, settings: Settings, timeout: float = 1.0) -> str:
+    """SERVING, NOT_SERVING, ... or UNREACHABLE (<gRPC code>): the overall health of a server."""
+    try:
+        with channel(address, settings) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
+                                                        timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    except grpc.RpcError as error:
+        return f"UNREACHABLE ({error.code().name})"
+
+
+def _listen(server: grpc.Server, address: str, settings: Settings) -> int:
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise HyperError("TLS needs both HYPER_TLS_CERT and HYPER_TLS_KEY")
+    if not settings.tls_cert:
+        return server.add_insecure_port(address)
+    credentials = grpc.ssl_server_credentials(
+        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())])
+    return server.add_secure_port(address, credentials)
 
 
 class Server:
@@ -113,8 +140,8 @@ class Server:
         reflection.enable_server_reflection(
             self.service_names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                   reflection.SERVICE_NAME], self.grpc)
-        self.port = self.grpc.add_insecure_port(
-            f"{settings.host}:{getattr(settings, f'{service}_port')}")
+        self.port = _listen(self.grpc, f"{settings.host}:{getattr(settings, f'{service}_port')}",
+                            settings)
         self.metrics_port = getattr(settings, f"{service}_metrics_port")
 
     def _set_health(self, status) -> None:
@@ -127,6 +154,7 @@ class Server:
         self.grpc.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "metrics_port": self.metrics_port,
+                                   "tls": bool(self.settings.tls_cert),
                                    "services": self.service_names})
 
     def serve_until_signal(self, grace_seconds: float = 5.0) -> None:

@@ -25,14 +25,6 @@ SERVICE_NAMES = {"tagger": "hyper.v1.TaggerService", "ppm": "hyper.v1.PPMService
 
 
 @pytest.fixture(scope="module")
-def channels(services):
-    opened = {name: serving.channel(services.address(name), services) for name in SERVICE_NAMES}
-    yield opened
-    for ch in opened.values():
-        ch.close()
-
-
-@pytest.fixture(scope="module")
 def sample(hh_dataset):
     return hh_dataset.instances[:40]
 
@@ -317,24 +309,41 @@ def test_uncertainty_asks_the_tagger_judge_when_the_dataset_has_no_confidences(
     assert humans == set(sorted(judged, key=judged.get)[:5])
 
 
-def test_a_failing_job_records_every_run_as_failed_once_and_exits_non_zero(services, tmp_path, channels):
+def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_results(
+        services, tmp_path, channels, hh_dataset):
     from hyper.jobs import run_local
+    from hyper.loop import write_plain_jsonl
     from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
 
-    masks = np.zeros((2, 3), dtype=bool)
-    save_mixes(tmp_path / "mixes.npz", ["bad-r0", "bad-r1"], ["a", "b", "c"], masks,
+    pool = [dataclasses.replace(i, labels={"human": i.labels["human"], "ai": i.labels["human"]})
+            for i in hh_dataset.instances[:40]]
+    eval_set = hh_dataset.instances[40:70]
+    masks = np.array([[True] * 40, [False] * 40])
+    save_mixes(tmp_path / "mixes.npz", ["retry-r0", "retry-r1"], [i.id for i in pool], masks,
                np.zeros((2, 2)), ["f0", "f1"])
-    spec = RunSpec(experiment="bad-exp", pool=str(tmp_path / "missing-pool.jsonl"),
-                   eval=str(tmp_path / "missing-eval.jsonl"), mixes=str(tmp_path / "mixes.npz"),
+    spec = RunSpec(experiment="retry-exp", pool=str(tmp_path / "pool.jsonl"),
+                   eval=str(tmp_path / "eval.jsonl"), mixes=str(tmp_path / "mixes.npz"),
                    ppm_address=services.address("ppm"), proxy=ProxySpec(steps=2),
                    cache_dir=str(services.cache_dir))
     (tmp_path / "spec.json").write_text(spec.model_dump_json())
+    ppm = PPMClient(channels["ppm"])
+
     assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [1]
-    runs = PPMClient(channels["ppm"]).list_runs("bad-exp")
-    assert [(r.run_id, r.state) for r in runs] == [("bad-r0", "failed"), ("bad-r1", "failed")]
-    assert all("missing-pool.jsonl" in r.failure_reason for r in runs)
-    assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [0]  # a retry
-    assert len(PPMClient(channels["ppm"]).list_runs("bad-exp")) == 2  # nothing recorded twice
+    runs = ppm.list_runs("retry-exp")
+    assert [(r.run_id, r.state) for r in runs] == [("retry-r0", "failed"), ("retry-r1", "failed")]
+    assert all("pool.jsonl" in r.failure_reason for r in runs)
+
+    write_plain_jsonl(tmp_path / "pool.jsonl", pool)  # the data arrives; the retry trains
+    write_plain_jsonl(tmp_path / "eval.jsonl", eval_set)
+    assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [0]
+    runs = ppm.list_runs("retry-exp")
+    assert [(r.run_id, r.state) for r in runs] == [("retry-r0", "succeeded"), ("retry-r1", "succeeded")]
+
+    assert run_local([tmp_path / "spec.json"], workers=1, log_dir=tmp_path / "logs") == [0]
+    assert [r.eval_score for r in ppm.list_runs("retry-exp")] == [r.eval_score for r in runs]
+    late_failure = ppm_pb2.Run(run_id="retry-r0", experiment="retry-exp", state="failed",
+                               failure_reason="a straggler")
+    assert not ppm.record_run(late_failure)  # a result is final
 
 
 def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset):

@@ -111,3 +111,16 @@ def test_a_run_is_recorded_exactly_once_even_under_concurrent_writers(tmp_path):
     assert sorted(results) == [False] * 7 + [True]
     assert store.list("exp") == [run]
     assert list((tmp_path / "runs" / "exp").iterdir()) == [tmp_path / "runs" / "exp" / "r1.json"]
+
+
+def test_a_failure_stands_until_a_retry_records_the_result_which_is_final(tmp_path):
+    store = RunStore(tmp_path)
+    failed = {"experiment": "exp", "run_id": "r1", "state": "failed", "failure_reason": "OOMKilled"}
+    succeeded = {"experiment": "exp", "run_id": "r1", "state": "succeeded", "eval_score": 0.6}
+    other = {"experiment": "exp", "run_id": "r2", "state": "failed", "failure_reason": "evicted"}
+    assert store.record(failed) and store.record(other)
+    assert store.list("exp") == [failed, other]
+    assert store.record(succeeded)
+    assert store.list("exp") == [succeeded, other]
+    assert not store.record(failed)  # a straggling attempt cannot undo a result
+    assert store.list() == [succeeded, other]

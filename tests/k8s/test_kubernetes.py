@@ -1,0 +1,194 @@
+"""The chart and the training Jobs against a real Kubernetes API server (v1.20.2, see
+tests/support/kube.py) with a test agent in the node's place (tests/support/node_agent.py):
+the chart installs, and Jobs created with kubectl or the Python client train proxy RMs that
+record their results in ppm (the session's real ppm process) and become Complete."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from kubernetes import client
+
+from hyper.clients import PPMClient
+from hyper.loop import write_plain_jsonl
+from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
+from tests.support.kube import KubeCluster, missing_binaries
+from tests.support.node_agent import NodeAgent
+
+pytestmark = pytest.mark.k8s
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "hyper"
+NAMESPACE = "hyper"
+VOLUME = "/var/lib/hyper"  # where the trainer pods mount the state claim
+CRON_EXPERIMENT = "k8s-cron"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_binaries()
+    if missing:
+        pytest.fail(f"missing {missing}: scripts/build_kube.sh builds them (make test runs it)")
+    kube = KubeCluster(tmp_path_factory.mktemp("kube")).start()
+    yield kube
+    kube.stop()
+
+
+@pytest.fixture(scope="module")
+def installed(cluster, tmp_path_factory) -> list[dict]:
+    """The chart rendered for this v1.20 server and applied with kubectl, the trainer
+    CronJob pointed at an experiment's spec on the state volume."""
+    rendered = subprocess.run(
+        [shutil.which("helm"), "template", "hyper", str(CHART), "--kube-version", "1.20.2",
+         "--namespace", NAMESPACE, "--set", f"trainer.spec={VOLUME}/experiments/{CRON_EXPERIMENT}/spec.json"],
+        capture_output=True, text=True, check=True).stdout
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=rendered)
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+@pytest.fixture(scope="module")
+def node(cluster, installed, services, tmp_path_factory):
+    """The node: runs rm-trainer pods with the release's claim. In a cluster the chart's
+    ConfigMap sends trainers to the ppm Service; here ppm is the test session's process."""
+    cluster.kubectl("patch", "configmap", "hyper-config", "-n", NAMESPACE, "--type", "merge", "-p",
+                    json.dumps({"data": {"HYPER_PPM_ADDRESS": services.address("ppm")}}))
+    state = tmp_path_factory.mktemp("state-volume")
+    agent = NodeAgent(cluster.api_client(), NAMESPACE, "app.kubernetes.io/name=rm-trainer",
+                      {"hyper-state": state}, tmp_path_factory.mktemp("node")).start()
+    agent.state = state
+    yield agent
+    agent.stop()
+
+
+def prepare_experiment(state: Path, experiment: str, dataset, n_mixes: int = 3) -> Path:
+    """An experiment directory on the state volume, as a user copies it there: data, mixes
+    and a spec with relative paths and no ppm address (the release's ConfigMap has it)."""
+    directory = state / "experiments" / experiment
+    directory.mkdir(parents=True)
+    pool = [dataclasses.replace(i, labels={"human": i.labels["human"], "ai": i.labels["human"]})
+            for i in dataset.instances[:48]]
+    write_plain_jsonl(directory / "pool.jsonl", pool)
+    write_plain_jsonl(directory / "eval.jsonl", dataset.instances[48:80])
+    masks = np.random.default_rng(0).random((n_mixes, len(pool))) < 0.5
+    save_mixes(directory / "mixes.npz", [f"{experiment}-r{i}" for i in range(n_mixes)],
+               [i.id for i in pool], masks, masks.sum(axis=1, keepdims=True), ["n_human"])
+    spec = RunSpec(experiment=experiment, pool="pool.jsonl", eval="eval.jsonl", mixes="mixes.npz",
+                   proxy=ProxySpec(steps=20), cache_dir="../../cache")
+    (directory / "spec.json").write_text(spec.model_dump_json(indent=1))
+    return directory / "spec.json"
+
+
+def wait_for_job(cluster, node, name: str, timeout: float = 300) -> client.V1Job:
+    batch = client.BatchV1Api(cluster.api_client())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = batch.read_namespaced_job_status(name, NAMESPACE)
+        if any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or []):
+            return job
+        time.sleep(0.5)
+    logs = "\n".join(p.read_text()[-2000:] for p in node.workdir.glob("*.log"))
+    raise TimeoutError(f"job {name} did not finish in {timeout} s; pod logs:\n{logs}")
+
+
+def condition(job: client.V1Job, node) -> str:
+    """Complete or Failed; a failure comes with the pods' logs."""
+    state = next(c.type for c in job.status.conditions if c.status == "True")
+    if state == "Failed":
+        logs = {p.name: p.read_text()[-1500:] for p in node.workdir.glob(f"{job.metadata.name}-*.log")}
+        print(f"job {job.metadata.name} failed; pod logs: {json.dumps(logs, indent=1)}")
+    return state
+
+
+def job_pods(cluster, name: str) -> list[str]:
+    pods = client.CoreV1Api(cluster.api_client()).list_namespaced_pod(
+        NAMESPACE, label_selector=f"job-name={name}")
+    return sorted(p.status.phase for p in pods.items)
+
+
+def recorded(channels, experiment: str) -> list[tuple[str, str]]:
+    return [(r.run_id, r.state) for r in PPMClient(channels["ppm"]).list_runs(experiment)]
+
+
+def hyper_cli(cluster, *args: str) -> str:
+    env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig)}
+    result = subprocess.run([sys.executable, "-m", "hyper.cli", *args], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_chart_installs_on_a_v1_20_api_server(cluster, installed):
+    for document in installed:
+        kind, name = document["kind"].lower(), document["metadata"]["name"]
+        live = json.loads(cluster.kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json").stdout)
+        assert live["apiVersion"] == document["apiVersion"], (kind, name)
+    cronjob = next(d for d in installed if d["kind"] == "CronJob")
+    assert cronjob["apiVersion"] == "batch/v1beta1"  # what 1.20 serves; current clusters get batch/v1
+    pods = client.CoreV1Api(cluster.api_client()).list_namespaced_pod(NAMESPACE)
+    owners = {p.metadata.labels["app.kubernetes.io/name"] for p in pods.items}
+    assert {"tagger", "ppm", "router", "gateway", "redis"} <= owners  # the controllers made pods
+
+
+def test_kubectl_create_job_from_the_cronjob_trains_and_reports_to_ppm(cluster, node, hh_dataset, channels):
+    prepare_experiment(node.state, CRON_EXPERIMENT, hh_dataset)
+    cluster.kubectl("create", "job", "cron-run", "--from=cronjob/hyper-rm-trainer", "-n", NAMESPACE)
+    job = wait_for_job(cluster, node, "cron-run")
+    assert condition(job, node) == "Complete" and job.status.succeeded == 1
+    assert recorded(channels, CRON_EXPERIMENT) == [(f"{CRON_EXPERIMENT}-r{i}", "succeeded") for i in range(3)]
+
+
+def test_kubectl_create_f_a_rendered_job_trains_and_reports_to_ppm(cluster, node, hh_dataset, channels, tmp_path):
+    spec = prepare_experiment(node.state, "k8s-rendered", hh_dataset)
+    hyper_cli(cluster, "jobs", "render", str(spec), "--namespace", NAMESPACE, "--out", str(tmp_path),
+              "--spec-path-in-cluster", f"{VOLUME}/experiments/k8s-rendered/spec.json")
+    [manifest] = tmp_path.glob("*.yaml")
+    cluster.kubectl("create", "-f", str(manifest))
+    job = wait_for_job(cluster, node, yaml.safe_load(manifest.read_text())["metadata"]["name"])
+    assert condition(job, node) == "Complete"
+    assert recorded(channels, "k8s-rendered") == [(f"k8s-rendered-r{i}", "succeeded") for i in range(3)]
+
+
+def test_hyper_jobs_submit_creates_the_job_through_the_python_client(cluster, node, hh_dataset, channels):
+    spec = prepare_experiment(node.state, "k8s-client", hh_dataset)
+    out = hyper_cli(cluster, "jobs", "submit", str(spec), "--backend", "kubernetes", "--namespace",
+                    NAMESPACE, "--spec-path-in-cluster", f"{VOLUME}/experiments/k8s-client/spec.json")
+    name = out.split()[2]
+    assert out.startswith(f"created job {name} in {NAMESPACE}")
+    assert condition(wait_for_job(cluster, node, name), node) == "Complete"
+    assert recorded(channels, "k8s-client") == [(f"k8s-client-r{i}", "succeeded") for i in range(3)]
+
+
+def test_a_failed_pod_is_retried_and_each_run_is_recorded_once(cluster, node, hh_dataset, channels, tmp_path):
+    spec = prepare_experiment(node.state, "k8s-retry", hh_dataset)
+    pool = spec.with_name("pool.jsonl")
+    pool.rename(pool.with_suffix(".late"))  # the first pod finds its data missing and fails
+    hyper_cli(cluster, "jobs", "render", str(spec), "--namespace", NAMESPACE,
+              "--out", str(tmp_path), "--spec-path-in-cluster", f"{VOLUME}/experiments/k8s-retry/spec.json")
+    [manifest] = tmp_path.glob("*.yaml")
+    name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
+    cluster.kubectl("create", "-f", str(manifest))
+
+    batch = client.BatchV1Api(cluster.api_client())
+    deadline = time.monotonic() + 180
+    while not batch.read_namespaced_job_status(name, NAMESPACE).status.failed:
+        assert time.monotonic() < deadline, "the first pod did not fail"
+        time.sleep(0.3)
+    assert recorded(channels, "k8s-retry") == [(f"k8s-retry-r{i}", "failed") for i in range(3)]
+    pool.with_suffix(".late").rename(pool)  # the data arrives before the controller's retry
+
+    job = wait_for_job(cluster, node, name)
+    assert condition(job, node) == "Complete" and (job.status.failed, job.status.succeeded) == (1, 1)
+    assert job_pods(cluster, name) == ["Failed", "Succeeded"]
+    runs = PPMClient(channels["ppm"]).list_runs("k8s-retry")
+    assert [(r.run_id, r.state) for r in runs] == [(f"k8s-retry-r{i}", "succeeded") for i in range(3)]
+    assert len({r.run_id for r in runs}) == len(runs) == 3
