@@ -60,6 +60,33 @@ def channels(services):
         ch.close()
 
 
+@pytest.fixture(scope="module")
+def gateway_url(services):
+    """`hyper-gateway` as a real process on a free loopback port, in front of the services."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    [port] = free_ports(1)
+    env = {**os.environ, **services.to_env(), "HYPER_GATEWAY_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/livez", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A throwaway real redis-server on a unix socket (installed by `make test`'s set-up)."""

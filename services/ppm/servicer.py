@@ -20,7 +20,7 @@ from hyper.v1 import ppm_pb2, ppm_pb2_grpc
 
 RUNS_RECORDED = Counter("hyper_ppm_runs_recorded_total", "Training runs recorded.", ["state"])
 MODELS_FITTED = Counter("hyper_ppm_models_fitted_total", "PPM versions fitted.", ["kind"])
-MODEL_VERSION = Gauge("hyper_ppm_model_version_number", "Latest fitted version number.", ["model"])
+MODEL_VERSION = Gauge("hyper_ppm_model_version", "Number of the latest fitted PPM version.", ["model"])
 RUN_STATES = ("succeeded", "failed")
 
 

@@ -5,6 +5,9 @@ ppm's gRPC APIs, with the same validation (gRPC's errors become HTTP errors nami
     GET  /v1/routes/{id}    a persisted Route result
     GET  /v1/runs           training runs recorded in ppm (?experiment=...)
     GET  /docs              OpenAPI documentation
+    GET  /healthz           ready: the router answers its health check (503 otherwise)
+    GET  /livez             the process is alive
+    GET  /metrics           Prometheus metrics
 
 A bearer token is required when HYPER_GATEWAY_TOKEN is set.
 """
@@ -12,16 +15,25 @@ A bearer token is required when HYPER_GATEWAY_TOKEN is set.
 from __future__ import annotations
 
 import hmac
+import time
 
 import grpc
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
+from prometheus_client import Counter, Histogram, make_asgi_app
 
 from hyper import serving
 from hyper.clients import PPMClient, RouterClient
 from hyper.config import Settings
+from hyper.serving import health_status
 from hyper.v1 import ppm_pb2, router_pb2
+
+REQUESTS = Counter("hyper_gateway_requests_total", "HTTP requests answered by the gateway.",
+                   ["method", "route", "code"])
+REQUEST_SECONDS = Histogram("hyper_gateway_request_duration_seconds", "HTTP request handling time.",
+                            ["method", "route"],
+                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
 HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
                grpc.StatusCode.FAILED_PRECONDITION: 409, grpc.StatusCode.UNAVAILABLE: 503,
@@ -43,6 +55,16 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.gateway_token and not hmac.compare_digest(authorization, expected):
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"  # templated: bounded labels
+        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        REQUEST_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
 
     @app.exception_handler(grpc.RpcError)
     async def grpc_error(request: Request, error: grpc.RpcError) -> JSONResponse:
@@ -67,6 +89,17 @@ def create_app(settings: Settings) -> FastAPI:
     def runs(experiment: str = "") -> dict:
         return as_json(ppm.stub.ListRuns(ppm_pb2.ListRunsRequest(experiment=experiment)))
 
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        status = health_status(settings.address("router"), settings)
+        return JSONResponse(status_code=200 if status == "SERVING" else 503,
+                            content={"router": status})
+
+    @app.get("/livez")
+    def livez() -> dict:
+        return {"status": "alive"}
+
+    app.mount("/metrics", make_asgi_app())
     return app
 
 
@@ -78,3 +111,7 @@ def main() -> None:
     settings = Settings()
     logs.configure("gateway", settings.log_level)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,6 @@ CPU, GPU or TPU node pool set from `JobSettings`.
 
 from __future__ import annotations
 
-import copy
 import re
 import subprocess
 import sys
@@ -22,7 +21,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.errors import HyperError, InvalidArgument
 
-BASE_MANIFEST = Path(__file__).resolve().parents[2] / "helm" / "hyper" / "files" / "rm-trainer-job.yaml"
+# In a source checkout the chart's own file; in an installed wheel (the images) its copy.
+BASE_MANIFEST = next((path for path in (
+    Path(__file__).resolve().parents[2] / "helm" / "hyper" / "files" / "rm-trainer-job.yaml",
+    Path(sys.prefix) / "share" / "hyper" / "rm-trainer-job.yaml") if path.is_file()), None)
 NAME = re.compile(r"[^a-z0-9-]+")
 
 
@@ -89,7 +91,10 @@ def _release(pod: dict, container: dict, settings: JobSettings) -> None:
 
 def render_job(run: str, spec_path: str, settings: JobSettings, experiment: str = "") -> dict:
     """The Job manifest for one run spec: the chart's base manifest with this run filled in."""
-    manifest = copy.deepcopy(yaml.safe_load(BASE_MANIFEST.read_text()))
+    if BASE_MANIFEST is None:
+        raise HyperError("the base Job manifest (rm-trainer-job.yaml) is neither in a source "
+                         "checkout nor under <prefix>/share/hyper: reinstall the package")
+    manifest = yaml.safe_load(BASE_MANIFEST.read_text())
     labels = {"app.kubernetes.io/instance": settings.release,
               "hyper.dev/run": NAME.sub("-", run.lower())[:63].strip("-")}
     if experiment:

@@ -14,7 +14,7 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hyper import logs
 from hyper.config import Settings
@@ -28,6 +28,8 @@ HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by
 HANDLING_SECONDS = Histogram("grpc_server_handling_seconds", "RPC handling time on the server.",
                              ["grpc_service", "grpc_method"],
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+IN_FLIGHT = Gauge("grpc_server_in_flight_requests",
+                  "RPCs being handled or waiting for a worker thread (the queue depth).", ["grpc_service"])
 
 _STATUS_OF = (
     ((InvalidArgument, InvalidInstance, DatasetRejected), grpc.StatusCode.INVALID_ARGUMENT),
@@ -81,14 +83,19 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         else:
             return handler
 
+        in_flight = IN_FLIGHT.labels(service)
+
         def timed(request_or_iterator, context):
             start = time.perf_counter()
             try:
                 return inner(request_or_iterator, context)
             finally:
+                in_flight.dec()
                 code = context.code() or grpc.StatusCode.OK
                 HANDLED.labels(service, method, code.name).inc()
                 HANDLING_SECONDS.labels(service, method).observe(time.perf_counter() - start)
+
+        in_flight.inc()  # counted from arrival: intercept_service runs before a worker is free
 
         return wrap(timed, request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)

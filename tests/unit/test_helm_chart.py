@@ -23,19 +23,34 @@ def helm(*args: str) -> str:
     return result.stdout
 
 
-def render(kube_version: str) -> list[dict]:
+def render(kube_version: str, *options: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(helm("template", "hyper", str(CHART),
-                                               "--kube-version", kube_version)) if d]
+                                               "--kube-version", kube_version, *options)) if d]
+
+
+def pod_specs(documents: list[dict]) -> dict[str, dict]:
+    """Every pod template of the release, by workload name."""
+    specs = {}
+    for d in documents:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            specs[d["metadata"]["name"]] = d["spec"]["template"]["spec"]
+        elif d["kind"] == "CronJob":
+            specs[d["metadata"]["name"]] = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return specs
+
+
+VARIANT = ("--set", "services.tagger.backend=vllm", "--set", "tls.enabled=true",
+           "--set", "tls.secretName=hyper-tls", "--set", "redis.externalUrl=redis://cache:6379/0")
 
 
 def test_the_chart_lints_strictly():
     assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART))
 
 
-@pytest.mark.parametrize("kube_version", ["1.30.0", "1.34.0"])
-def test_rendered_manifests_validate_strictly_against_current_kubernetes(tmp_path, kube_version):
+@pytest.mark.parametrize("kube_version, options", [("1.30.0", ()), ("1.34.0", ()), ("1.30.0", VARIANT)])
+def test_rendered_manifests_validate_strictly_against_current_kubernetes(tmp_path, kube_version, options):
     rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(helm("template", "hyper", str(CHART), "--kube-version", kube_version))
+    rendered.write_text(helm("template", "hyper", str(CHART), "--kube-version", kube_version, *options))
     validate = Path(sys.executable).with_name("kubernetes-validate")
     result = subprocess.run([str(validate), "--strict", "-k", kube_version, str(rendered)],
                             capture_output=True, text=True, timeout=120)
@@ -59,3 +74,63 @@ def test_the_chart_and_hyper_jobs_render_the_same_trainer_job():
     chart_container, cli_container = from_chart["containers"][0], from_cli["containers"][0]
     for key in ("command", "securityContext", "volumeMounts", "env", "resources"):
         assert chart_container[key] == cli_container[key], key
+
+
+def test_every_pod_is_locked_down_and_sized():
+    for name, pod in pod_specs(render("1.30.0")).items():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"], name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+
+
+def test_probes_use_grpc_health_where_the_cluster_has_it_and_hyper_health_otherwise():
+    def probes(documents):
+        return {n: p["containers"][0]["readinessProbe"] for n, p in pod_specs(documents).items()
+                if n in ("hyper-tagger", "hyper-ppm", "hyper-router")}
+
+    assert all(p["grpc"] for p in probes(render("1.30.0")).values())
+    assert probes(render("1.20.2"))["hyper-ppm"]["exec"]["command"] == ["hyper", "health", "localhost:50052"]
+    assert all("exec" in p for p in probes(render("1.30.0", *VARIANT)).values())  # TLS: kubelets' probes can't
+
+
+def test_network_policies_let_only_the_router_reach_the_tagger_and_trainers_reach_ppm():
+    policies = {d["metadata"]["name"]: d["spec"] for d in render("1.30.0") if d["kind"] == "NetworkPolicy"}
+    assert set(policies) == {f"hyper-{n}" for n in ("tagger", "ppm", "router", "gateway", "redis", "rm-trainer")}
+
+    def callers(name):
+        [grpc] = [rule for rule in policies[name]["ingress"] if "from" in rule]
+        return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in grpc["from"]}
+
+    assert callers("hyper-tagger") == {"router"}
+    assert callers("hyper-ppm") == {"router", "gateway", "rm-trainer"}
+    assert callers("hyper-redis") == {"tagger"}
+    assert policies["hyper-rm-trainer"]["ingress"] == []
+
+
+def test_the_vllm_tagger_asks_for_a_gpu_node_and_tls_mounts_the_secret():
+    documents = render("1.30.0", *VARIANT)
+    tagger = pod_specs(documents)["hyper-tagger"]
+    assert tagger["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert tagger["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert tagger["containers"][0]["image"].endswith("/hyper-tagger-gpu:0.1.0")
+    [config] = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hyper-config"]
+    assert config["data"]["HYPER_TAGGING_BACKEND"] == "vllm" and config["data"]["HYPER_TLS_CA"]
+    for name, pod in pod_specs(documents).items():
+        if name != "hyper-redis":
+            assert {"name": "tls", "secret": {"secretName": "hyper-tls"}} in pod["volumes"], name
+    assert not [d for d in documents if d["kind"] == "StatefulSet"]  # external Redis: none of ours
+    [secret] = [d for d in documents if d["kind"] == "Secret"]
+    assert secret["stringData"]["redis-url"] == "redis://cache:6379/0"
+
+
+def test_a_service_monitor_is_rendered_only_where_the_operator_crds_exist():
+    def monitors(*options):
+        return [d for d in render("1.30.0", *options) if d["kind"] == "ServiceMonitor"]
+
+    assert monitors() == []
+    [monitor] = monitors("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "http"}

@@ -1,0 +1,40 @@
+"""Grafana dashboards: generated from hyper.dashboards, committed in the chart, provisioned
+as ConfigMaps the Grafana sidecar picks up. Their PromQL is checked by promtool and answered
+by a real Prometheus in tests/monitoring."""
+
+import json
+import shutil
+import subprocess
+
+import yaml
+
+from hyper.dashboards import CHART_DASHBOARDS, DASHBOARDS, render
+
+
+def test_the_committed_dashboards_are_the_generated_ones():
+    committed = {p.stem: p.read_text() for p in CHART_DASHBOARDS.glob("*.json")}
+    assert committed == {uid: render(uid) for uid in DASHBOARDS}, \
+        "regenerate with: python -m hyper.dashboards"
+
+
+def test_every_panel_queries_prometheus_through_the_datasource_variable():
+    for uid in DASHBOARDS:
+        board = json.loads(render(uid))
+        assert [v["name"] for v in board["templating"]["list"]] == ["datasource"]
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids)), uid
+        for panel in board["panels"]:
+            assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}"
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs)), panel["title"]
+
+
+def test_the_chart_provisions_each_dashboard_for_the_grafana_sidecar():
+    chart = CHART_DASHBOARDS.parent
+    rendered = subprocess.run([shutil.which("helm"), "template", "hyper", str(chart)],
+                              capture_output=True, text=True, check=True).stdout
+    maps = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap"
+            and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    provisioned = {name: json.loads(body) for m in maps for name, body in m["data"].items()}
+    assert provisioned == {f"{uid}.json": json.loads(render(uid)) for uid in DASHBOARDS}
