@@ -134,3 +134,14 @@ def test_a_service_monitor_is_rendered_only_where_the_operator_crds_exist():
     assert monitors() == []
     [monitor] = monitors("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "http"}
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu", "tpu"])
+def test_the_chart_schedules_trainer_jobs_like_hyper_jobs_render(accelerator):
+    [cronjob] = [d for d in render("1.30.0", "--set", f"trainer.accelerator={accelerator}")
+                 if d["kind"] == "CronJob"]
+    from_chart = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    from_cli = render_job("r", "/spec.json", JobSettings(accelerator=accelerator))["spec"]["template"]["spec"]
+    for key in ("nodeSelector", "tolerations"):
+        assert from_chart.get(key) == from_cli.get(key), key
+    assert from_chart["containers"][0]["resources"] == from_cli["containers"][0]["resources"]
