@@ -5,7 +5,8 @@ through the pod status API, which is all the Job controller needs to count succe
 failures and retries. What a container runtime would do is reduced to the part our Jobs
 depend on: the container's command, args and env, and its volumes bind-mounted at their
 mount paths in a private mount namespace (persistentVolumeClaims from `claims`, emptyDirs
-fresh per pod). Images, resources, securityContext and scheduling are not enforced.
+fresh per pod). The "image" is this checkout's virtualenv, kept visible under the volumes.
+Images, resources, securityContext and scheduling are not enforced.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from typing import Callable
 from kubernetes import client
 
 log = logging.getLogger(__name__)
+REPOSITORY = Path(__file__).resolve().parents[2]
+# Mount points for trees a volume would hide; outside every path our pods mount.
+STAGING = Path("/run/hyper-node-agent")
 MERGE_PATCH = "application/merge-patch+json"
 # Mounts first, then exec the container's command: `sh -c SCRIPT sh HOST1 PATH1 ... -- ARGV`.
 MOUNT_SCRIPT = """
@@ -107,6 +111,7 @@ class NodeAgent:
                 continue
             del self.running[uid]
             shutil.rmtree(pod.scratch, ignore_errors=True)
+            shutil.rmtree(STAGING / uid, ignore_errors=True)  # empty mount points
             exit_code = 128 - code if code < 0 else code  # killed by a signal, as a runtime reports it
             reason = "Completed" if code == 0 else ("OOMKilled" if code == -9 else "Error")
             terminated = {"exitCode": exit_code, "reason": reason, "finishedAt": _now()}
@@ -175,8 +180,10 @@ class NodeAgent:
             raise KeyError(f"{kind} {name}: {error.reason}") from error
 
     def _mounts(self, pod: client.V1Pod, container, scratch: Path) -> list[tuple[str, str]]:
-        """(host directory, mount path) per volume mount. A mount must not hide the
-        interpreter the pod runs with (this process's own virtualenv)."""
+        """Bind mounts, in order: (source, target). Besides the pod's volumes, the trees this
+        process runs from (the "image": the virtualenv and the checkout) stay visible even
+        where a volume covers them (an emptyDir at /tmp over a checkout under /tmp): they are
+        bound to a staging directory first and back into place after the volumes."""
         volumes = {v.name: v for v in pod.spec.volumes or []}
         mounts = []
         for mount in container.volume_mounts or []:
@@ -188,7 +195,10 @@ class NodeAgent:
                 host.mkdir()
             else:
                 continue  # the projected service-account token: our Jobs do not use it
-            if Path(sys.prefix).is_relative_to(mount.mount_path):
-                raise ValueError(f"volume {mount.name} at {mount.mount_path} would hide {sys.prefix}")
             mounts.append((str(host), mount.mount_path))
-        return mounts
+        image = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), REPOSITORY}
+        hidden = sorted(str(path) for path in image
+                        if any(path.is_relative_to(target) for _, target in mounts))
+        stage = STAGING / pod.metadata.uid
+        staged = [(path, str(stage / str(i))) for i, path in enumerate(hidden)]
+        return staged + mounts + [(copy, path) for path, copy in staged]
