@@ -22,7 +22,6 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from kubernetes import client
 
@@ -50,17 +49,16 @@ def _now() -> str:
 
 
 class NodeAgent:
-    """Runs the pods of `namespace` that match `label_selector` until `stop()`. `on_start(pod, process)`, if given, is called
-    for every pod started: a test's way to make something happen to it (kill it, say)."""
+    """Runs the pods of `namespace` that match `label_selector` until `stop()`; each pod's
+    output goes to <workdir>/<pod>.log."""
 
     def __init__(self, api_client, namespace: str, label_selector: str, claims: dict[str, Path],
-                 workdir: Path, on_start: Callable[[client.V1Pod, subprocess.Popen], None] | None = None):
+                 workdir: Path):
         self.core = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.label_selector = label_selector
         self.claims = claims
         self.workdir = Path(workdir)
-        self.on_start = on_start
         self.running: dict[str, PodProcess] = {}
         self.seen: set[str] = set()
         self.stopping = threading.Event()
@@ -101,8 +99,6 @@ class NodeAgent:
             self._patch(pod.metadata.name, {"phase": "Running", "startTime": _now(),
                                             "containerStatuses": [self._container_status(
                                                 pod, {"running": {"startedAt": _now()}})]})
-            if self.on_start:
-                self.on_start(pod, self.running[pod.metadata.uid].process)
 
     def _report_finished(self) -> None:
         for uid, pod in list(self.running.items()):
@@ -113,7 +109,7 @@ class NodeAgent:
             shutil.rmtree(pod.scratch, ignore_errors=True)
             shutil.rmtree(STAGING / uid, ignore_errors=True)  # empty mount points
             exit_code = 128 - code if code < 0 else code  # killed by a signal, as a runtime reports it
-            reason = "Completed" if code == 0 else ("OOMKilled" if code == -9 else "Error")
+            reason = "Completed" if code == 0 else "Error"
             terminated = {"exitCode": exit_code, "reason": reason, "finishedAt": _now()}
             live = self.core.read_namespaced_pod(pod.name, self.namespace)
             self._patch(pod.name, {"phase": "Succeeded" if code == 0 else "Failed",
