@@ -66,22 +66,24 @@ def gateway_url(services):
     import os
     import subprocess
     import sys
-    import time
     import urllib.request
+
+    from tests.support.polling import wait_for
 
     [port] = free_ports(1)
     env = {**os.environ, **services.to_env(), "HYPER_GATEWAY_PORT": str(port)}
     process = subprocess.Popen([sys.executable, "-m", "hyper.gateway"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def alive() -> bool:
+        assert process.poll() is None, "the gateway exited during start-up"
         try:
-            urllib.request.urlopen(f"{url}/livez", timeout=2)
-            break
+            return urllib.request.urlopen(f"{url}/livez", timeout=2).status == 200
         except OSError:
-            assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
-            time.sleep(0.2)
+            return False
+
+    wait_for(alive, "the gateway's /livez", timeout=30)
     yield url
     process.terminate()
     process.wait(timeout=10)

@@ -1,9 +1,9 @@
 """The rm-trainer Job: train one proxy RM per candidate mix, evaluate it, report it to ppm.
 
 The same entry point is the container's command in Kubernetes and a subprocess of the local
-runner. It exits 0 only once every run of the spec has its result; runs with a result (a retried Job)
-are skipped, and a crash records the unfinished runs as failed with the reason and exits 1, so
-that Kubernetes retries the pod (backoffLimit) and the retry trains what is still missing.
+runner. It exits 0 only once every run of the spec has its result; runs with a result (a
+retried Job) are skipped, and a crash records the unfinished runs as failed with the reason
+and exits 1, so that Kubernetes retries the pod (backoffLimit) and the retry trains the rest.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from hyper.loop import write_plain_jsonl
 from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
 from tests.support.kube import KubeCluster, missing_binaries
 from tests.support.node_agent import NodeAgent
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -90,14 +90,17 @@ def prepare_experiment(state: Path, experiment: str, dataset, n_mixes: int = 3) 
 
 def wait_for_job(cluster, node, name: str, timeout: float = 300) -> client.V1Job:
     batch = client.BatchV1Api(cluster.api_client())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> client.V1Job | None:
         job = batch.read_namespaced_job_status(name, NAMESPACE)
-        if any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or []):
-            return job
-        time.sleep(0.5)
-    logs = "\n".join(p.read_text()[-2000:] for p in node.workdir.glob("*.log"))
-    raise TimeoutError(f"job {name} did not finish in {timeout} s; pod logs:\n{logs}")
+        done = any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or [])
+        return job if done else None
+
+    try:
+        return wait_for(finished, f"job {name} to finish", timeout)
+    except TimeoutError as error:
+        logs = "\n".join(p.read_text()[-2000:] for p in node.workdir.glob("*.log"))
+        raise TimeoutError(f"{error}; pod logs:\n{logs}") from error
 
 
 def condition(job: client.V1Job, node) -> str:
@@ -179,10 +182,8 @@ def test_a_failed_pod_is_retried_and_each_run_is_recorded_once(cluster, node, hh
     cluster.kubectl("create", "-f", str(manifest))
 
     batch = client.BatchV1Api(cluster.api_client())
-    deadline = time.monotonic() + 180
-    while not batch.read_namespaced_job_status(name, NAMESPACE).status.failed:
-        assert time.monotonic() < deadline, "the first pod did not fail"
-        time.sleep(0.3)
+    wait_for(lambda: batch.read_namespaced_job_status(name, NAMESPACE).status.failed,
+             "the first pod to fail", timeout=180)
     assert recorded(channels, "k8s-retry") == [(f"k8s-retry-r{i}", "failed") for i in range(3)]
     pool.with_suffix(".late").rename(pool)  # the data arrives before the controller's retry
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 
@@ -24,6 +23,7 @@ from hyper.gateway import as_json
 from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from tests.conftest import free_ports
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.service]
 
@@ -98,13 +98,6 @@ def query(url: str, expr: str) -> list[dict]:
     reply = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
     assert reply["status"] == "success", (expr, reply)
     return reply["data"]["result"]
-
-
-def wait_for(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_every_services_metrics_pass_promtool(services, gateway_url, traffic):

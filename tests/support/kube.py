@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import requests
+
+from tests.conftest import free_ports
+from tests.support.polling import wait_for
 
 KUBE_BIN = Path(os.environ.get("HYPER_KUBE_BIN", Path.home() / ".cache" / "hyper" / "kube-v1.20.2"))
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
@@ -27,12 +28,6 @@ def missing_binaries() -> list[str]:
     return missing + ([] if shutil.which("etcd") else ["etcd (apt-get install etcd-server)"])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
@@ -43,7 +38,7 @@ class KubeCluster:
 
     def __init__(self, workdir: Path):
         self.workdir = Path(workdir)
-        self.port = free_port()
+        [self.port] = free_ports(1)
         self.server = f"https://127.0.0.1:{self.port}"
         self.kubeconfig = self.workdir / "kubeconfig"
         self.processes: list[subprocess.Popen] = []
@@ -78,7 +73,7 @@ current-context: local
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._credentials()
         w = self.workdir
-        etcd_port, etcd_peer = free_port(), free_port()
+        etcd_port, etcd_peer = free_ports(2)
         self._spawn("etcd", ["etcd", "--data-dir", str(w / "etcd"),
                              "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
                              "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -102,30 +97,24 @@ current-context: local
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             self._check_alive()
             try:
-                response = requests.get(f"{self.server}/readyz", verify=str(self.workdir / "serving.crt"),
-                                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2)
-                if response.status_code == 200:
-                    return
+                return requests.get(f"{self.server}/readyz", verify=str(self.workdir / "serving.crt"),
+                                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).ok
             except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"kube-apiserver not ready in {timeout} s; see {self.workdir}/kube-apiserver.log")
+                return False
+
+        wait_for(ready, f"kube-apiserver /readyz (see {self.workdir}/kube-apiserver.log)", timeout)
 
     def _wait_for_service_account_token(self, timeout: float) -> None:
         """Pods cannot be created before the default ServiceAccount has its token."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def has_token() -> str:
             self._check_alive()
-            out = self.kubectl("get", "serviceaccount", "default", "-o", "jsonpath={.secrets[0].name}",
-                               check=False)
-            if out.returncode == 0 and out.stdout.strip():
-                return
-            time.sleep(0.3)
-        raise TimeoutError("the default ServiceAccount got no token; see kube-controller-manager.log")
+            return self.kubectl("get", "serviceaccount", "default", "-o", "jsonpath={.secrets[0].name}",
+                                check=False).stdout.strip()
+
+        wait_for(has_token, "the default ServiceAccount's token (see kube-controller-manager.log)", timeout)
 
     def _check_alive(self) -> None:
         for process in self.processes:
