@@ -10,7 +10,7 @@ HELM := $(VENV)/tools/helm
 BUDGET ?= 0.25
 DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
 
-.PHONY: setup system-deps kube-binaries proto demo test bench-routing bench-quality up down clean
+.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -57,7 +57,15 @@ $(STAMP_VLLM): $(STAMP_INSTALL)
 $(HELM): scripts/install_k8s_tools.py $(STAMP_INSTALL)
 	$(BIN)/python scripts/install_k8s_tools.py $(VENV)/tools
 
-test: setup system-deps kube-binaries $(STAMP_VLLM) $(HELM)
+# ruff (style, imports, bugbear), the import graph's architecture rules, and mypy, which sees
+# src/hyper and services/* as the one `hyper` package through a tree of links.
+lint: setup
+	$(BIN)/ruff check src services bench tests scripts
+	$(BIN)/python scripts/import_graph.py --check
+	$(BIN)/python scripts/layout.py .typecheck >/dev/null
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p hyper
+
+test: setup lint system-deps kube-binaries $(STAMP_VLLM) $(HELM)
 	HYPER_KUBE_BIN=$(KUBE_BIN) PATH=$(CURDIR)/$(VENV)/tools:$$PATH $(BIN)/python -m pytest -q tests
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
@@ -75,4 +83,4 @@ down:
 	$(BIN)/hyper down
 
 clean:
-	rm -rf $(VENV) .hyper out src/hyper/v1/*_pb2*.py src/hyper/v1/*_pb2*.pyi $(STAMP_PROTO)
+	rm -rf $(VENV) .hyper out .typecheck src/hyper/v1/*_pb2*.py src/hyper/v1/*_pb2*.pyi $(STAMP_PROTO)

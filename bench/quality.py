@@ -25,18 +25,20 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from hyper import ingest
+from hyper import dataset_files
 from hyper.candidates import count_vectors, first_in_order, knapsack_orders
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
+from hyper.judge_training import cross_fitted_labels
 from hyper.loop import split_pool_eval
+from hyper.pairs import encode_pairs, targets_and_weights
 from hyper.ppm.fitting import fit_ppm
-from hyper.rm_trainer.encoding import encode_pairs
+from hyper.proxy_rm import pairwise_accuracy
 from hyper.rm_trainer.job import Encoded, train_and_evaluate
-from hyper.rm_trainer.judge import cross_fitted_labels
-from hyper.rm_trainer.proxy import ProxyConfig, pairwise_accuracy, targets_and_weights
-from hyper.router.routing import RouteOptions, solve
+from hyper.route_api import RouteOptions
+from hyper.router.routing import solve
 from hyper.router.selection import RoutingProblem
+from hyper.run_spec import ProxySpec
 from hyper.tagger.cache import DiskFeatureCache
 from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
 from hyper.tagger.tagging import CACHED_WIDTH, Tagger
@@ -57,7 +59,7 @@ def progress(message: str) -> None:
 
 def prepare(settings: Settings, seed: int):
     """Pool and eval pairs encoded, AI labels cross-fitted, pool features tagged."""
-    dataset = ingest.read_dataset(DATA)
+    dataset = dataset_files.read_dataset(DATA)
     pool, held_out = split_pool_eval(dataset.instances, 0.4, seed)
     splits = {"dev": held_out[: len(held_out) // 2], "test": held_out[len(held_out) // 2:]}
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
@@ -67,7 +69,7 @@ def prepare(settings: Settings, seed: int):
                          targets_and_weights([i.labels["human"] for i in pairs])[0])
                   for name, pairs in splits.items()}
     human = [i.labels["human"] for i in pool]
-    judge = cross_fitted_labels(phi_a, phi_b, human, ProxyConfig(seed=seed))
+    judge = cross_fitted_labels(phi_a, phi_b, human, ProxySpec(seed=seed))
     progress(f"judge agrees with humans on {judge.agreement_with_human:.1%}; tagging the pool")
     descriptive = ZeroShotEmbeddingTagger(embedder)
     tagger = Tagger(embedder, load_ner(settings.ner_model), descriptive,
@@ -79,7 +81,7 @@ def prepare(settings: Settings, seed: int):
 
 def score_mixes(encoded, evaluation, masks, seed: int, chunk: int = 64) -> np.ndarray:
     """Accuracy of a proxy RM per mix on one held-out split ((pairs, targets))."""
-    config = ProxyConfig(seed=seed)
+    config = ProxySpec(seed=seed)
     pairs, targets = evaluation
     return np.concatenate([pairwise_accuracy(train_and_evaluate(encoded, pairs, masks[start:start + chunk],
                                                                 config)[0], targets)
@@ -113,8 +115,9 @@ def interval(values: list[float]) -> dict:
 
 def evaluate(encoded, evaluation: dict, masks_by_seed: list[np.ndarray], seeds: list[int]) -> dict:
     """Test accuracy (mean, 95% interval over seeds) and dev accuracy of one strategy's mixes."""
-    test = [float(score_mixes(encoded, evaluation["test"], m[None], s)[0]) for m, s in zip(masks_by_seed, seeds)]
-    dev = [float(score_mixes(encoded, evaluation["dev"], m[None], s)[0]) for m, s in zip(masks_by_seed, seeds)]
+    pairs = list(zip(masks_by_seed, seeds, strict=True))
+    test = [float(score_mixes(encoded, evaluation["test"], m[None], s)[0]) for m, s in pairs]
+    dev = [float(score_mixes(encoded, evaluation["dev"], m[None], s)[0]) for m, s in pairs]
     return {**interval(test), "dev_mean": float(np.mean(dev)),
             "n_human": int(np.mean([m.sum() for m in masks_by_seed]))}
 

@@ -31,19 +31,27 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from hyper import ingest, serving
-from hyper.candidates import (active_columns, count_vectors, first_in_order, knapsack_mixes,
-                              knapsack_orders)
-from hyper.catalogue import (DESCRIPTIVE_VALUES, FEATURE_INDEX, FEATURE_NAMES, N_BINS,
-                             OPEN_SET_DIMENSIONS, PRESENT, SUBJECTS, TEXTUAL_DIMENSIONS,
-                             bin_label)
+from hyper import dataset_files, ingest, serving
+from hyper.candidates import active_columns, count_vectors, first_in_order, knapsack_mixes, knapsack_orders
+from hyper.catalogue import (
+    DESCRIPTIVE_VALUES,
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    N_BINS,
+    OPEN_SET_DIMENSIONS,
+    PRESENT,
+    SUBJECTS,
+    TEXTUAL_DIMENSIONS,
+    bin_label,
+)
 from hyper.clients import RouterClient
 from hyper.config import Settings
 from hyper.local import LocalProcesses
 from hyper.performance_models import PerformanceModel
 from hyper.ppm.fitting import fit_ppm
 from hyper.ppm.store import ModelRegistry
-from hyper.router.routing import RouteOptions, solve
+from hyper.route_api import RouteOptions
+from hyper.router.routing import solve
 from hyper.router.selection import RoutingProblem
 from hyper.schema import Instance, stable_id
 from hyper.v1 import common_pb2, router_pb2
@@ -263,7 +271,7 @@ def baseline_seconds(frame: pd.DataFrame, masks: np.ndarray, bits: np.ndarray,
 def hh_variants(n: int) -> list[Instance]:
     """n distinct instances from the bundled HH-RLHF pairs. Round r > 0 suffixes the prompt:
     every content key differs, while responses (and their cached embeddings) are shared."""
-    base = ingest.read_dataset(HH_DATA).instances
+    base = dataset_files.read_dataset(HH_DATA).instances
     return [_variant(base[k % len(base)], k // len(base)) for k in range(n)]
 
 
@@ -294,7 +302,7 @@ def local_services(home: Path):
     """tagger, ppm and router as real processes on free loopback ports; always stopped."""
     ports = ("tagger_port", "ppm_port", "router_port", "tagger_metrics_port", "ppm_metrics_port",
              "router_metrics_port")
-    settings = Settings(home=home, **dict(zip(ports, free_ports(len(ports)))))
+    settings = Settings(home=home, **dict(zip(ports, free_ports(len(ports)), strict=True)))
     processes = LocalProcesses(settings)
     try:
         processes.up()

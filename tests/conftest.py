@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper import ingest
+from hyper import dataset_files
 from hyper.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def local_settings(home: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def hh_dataset():
-    return ingest.read_dataset(HH_DATA)
+    return dataset_files.read_dataset(HH_DATA)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,7 @@ def gateway_url(services):
 
     [port] = free_ports(1)
     env = {**os.environ, **services.to_env(), "HYPER_GATEWAY_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway.server"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 

@@ -40,7 +40,7 @@ def fit_quadratic(counts: np.ndarray, scores: np.ndarray) -> QuadraticForm:
     coef, intercept = _ridge_on_standardised(poly.transform(counts), scores)
     n_features = counts.shape[1]
     linear, quadratic = np.zeros(n_features), np.zeros((n_features, n_features))
-    for beta, powers in zip(coef, poly.powers_):
+    for beta, powers in zip(coef, poly.powers_, strict=True):
         active = np.flatnonzero(powers)
         if powers.sum() == 1:
             linear[active[0]] += beta

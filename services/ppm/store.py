@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
 from pathlib import Path
 
-from hyper.atomic import write_json_atomic
+from hyper.atomic import create_once, write_json_atomic
 from hyper.errors import InvalidArgument, NotFound
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -90,16 +89,7 @@ class RunStore:
                 return False
             write_json_atomic(self.root / experiment / "failed" / f"{run_id}.json", run)
             return True
-        result.parent.mkdir(parents=True, exist_ok=True)
-        tmp = result.with_name(f".{run_id}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(run, sort_keys=True))
-        try:
-            os.link(tmp, result)  # fails if the result already exists: exactly-once
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink()
+        return create_once(result, json.dumps(run, sort_keys=True))
 
     def list(self, experiment: str = "") -> list[dict]:
         """Every run's result, or its latest failure when it has no result, by experiment and id."""

@@ -11,7 +11,6 @@ Checkpoints are written with orbax.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -22,27 +21,13 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hyper.rm_trainer.llama import LlamaRewardModel, LlamaSpec, params_from_safetensors
+from hyper.run_spec import FullSpec
 from hyper.schema import Instance
 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
 
 
-@dataclass(frozen=True)
-class FullConfig:
-    model_dir: str
-    learning_rate: float = 1e-5
-    final_learning_rate: float = 1e-6
-    warmup_fraction: float = 0.03
-    epochs: int = 1
-    batch_size: int = 8
-    max_length: int = 1024
-    dtype: str = "bfloat16"
-    seed: int = 0
-    checkpoint_dir: str = ""
-    distributed: bool = False
-
-
-def schedule(config: FullConfig, total_steps: int) -> optax.Schedule:
+def schedule(config: FullSpec, total_steps: int) -> optax.Schedule:
     warmup = max(1, int(round(config.warmup_fraction * total_steps)))
     return optax.join_schedules([
         optax.linear_schedule(0.0, config.learning_rate, warmup),
@@ -64,7 +49,7 @@ def fsdp_sharding(params, mesh: Mesh):
         dims = [d for d in np.argsort(shape)[::-1] if shape[d] % size == 0 and shape[d] >= size]
         if size == 1 or len(shape) < 2 or not dims:
             return NamedSharding(mesh, PartitionSpec())
-        axes = [None] * len(shape)
+        axes: list[str | None] = [None] * len(shape)
         axes[dims[0]] = "data"
         return NamedSharding(mesh, PartitionSpec(*axes))
 
@@ -74,7 +59,7 @@ def fsdp_sharding(params, mesh: Mesh):
 def tokenize_pairs(tokenizer, instances: list[Instance], labels: list[str], max_length: int) -> dict:
     """chosen/rejected token batches: prompt + response, cut from the left to keep the end."""
     chosen, rejected = [], []
-    for instance, label in zip(instances, labels):
+    for instance, label in zip(instances, labels, strict=True):
         a, b = instance.prompt + instance.response_a, instance.prompt + instance.response_b
         chosen.append(a if label == "A" else b)
         rejected.append(b if label == "A" else a)
@@ -104,7 +89,7 @@ def train_step(state: train_state.TrainState, batch: dict):
     return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
 
 
-def create_state(config: FullConfig, total_steps: int, mesh: Mesh) -> train_state.TrainState:
+def create_state(config: FullSpec, total_steps: int, mesh: Mesh) -> train_state.TrainState:
     spec = LlamaSpec.from_pretrained(config.model_dir)
     model = LlamaRewardModel(spec, DTYPES[config.dtype])
     params = params_from_safetensors(config.model_dir, spec, jax.random.key(config.seed))
@@ -123,11 +108,11 @@ def batches(data: dict, batch_size: int, rng: np.random.Generator, mesh: Mesh):
         yield {k: jax.device_put(v[rows], sharding) for k, v in data.items()}
 
 
-def train(config: FullConfig, tokenizer, instances: list[Instance], labels: list[str],
+def train(config: FullSpec, tokenizer, instances: list[Instance], labels: list[str],
           log=lambda step, metrics: None) -> train_state.TrainState:
     """One fine-tuning run; ties carry no Bradley-Terry pair and are left out."""
-    kept = [(i, l) for i, l in zip(instances, labels) if l in ("A", "B")]
-    data = tokenize_pairs(tokenizer, [i for i, _ in kept], [l for _, l in kept], config.max_length)
+    kept = [(i, label) for i, label in zip(instances, labels, strict=True) if label in ("A", "B")]
+    data = tokenize_pairs(tokenizer, [i for i, _ in kept], [label for _, label in kept], config.max_length)
     if config.distributed and not jax.distributed.is_initialized():
         jax.distributed.initialize()
     mesh = device_mesh()

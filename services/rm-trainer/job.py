@@ -9,22 +9,22 @@ and exits 1, so that Kubernetes retries the pod (backoffLimit) and the retry tra
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from hyper import ingest, logs, serving
+from hyper import dataset_files, logs, serving, wire
 from hyper.clients import PPMClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
-from hyper.rm_trainer.encoding import encode_pairs
+from hyper.pairs import encode_pairs, targets_and_weights
+from hyper.proxy_rm import predict_margins, train_heads
 from hyper.rm_trainer.evaluation import rewardbench_scores
-from hyper.rm_trainer.proxy import ProxyConfig, predict_margins, targets_and_weights, train_heads
-from hyper.rm_trainer.spec import RunSpec, load_mixes
+from hyper.run_spec import ProxySpec, RunSpec, load_mixes
 from hyper.v1 import ppm_pb2
-from hyper import wire
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Encoded:
 
 
 def encode_pool(spec: RunSpec, expected_ids: list[str], embedder: SentenceEmbedder) -> Encoded:
-    pool = ingest.read_dataset(spec.pool, "plain")
+    pool = dataset_files.read_dataset(spec.pool, "plain")
     if pool.ids != expected_ids:
         raise ValueError(f"{spec.mixes}: instance_ids do not match the pool {spec.pool}")
     phi_a, phi_b = encode_pairs(pool.instances, embedder)
@@ -54,7 +54,7 @@ def mix_targets(encoded: Encoded, human_masks: np.ndarray) -> tuple[np.ndarray, 
 
 
 def train_and_evaluate(encoded: Encoded, eval_pairs: tuple[np.ndarray, np.ndarray],
-                       human_masks: np.ndarray, config: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
+                       human_masks: np.ndarray, config: ProxySpec) -> tuple[np.ndarray, np.ndarray]:
     """One proxy RM per mix (one vmapped program): its margins r(A) - r(B) on the eval pairs,
     (n_mixes, n_eval), and its final training loss."""
     targets, weights = mix_targets(encoded, human_masks)
@@ -66,7 +66,7 @@ def eval_scores(margins: np.ndarray, eval_targets: np.ndarray, subsets: list[str
     """RewardBench-style scores of one RM; pairs the human called a tie are left out."""
     decided = eval_targets != 0
     correct = np.sign(margins[decided]) == eval_targets[decided]
-    return rewardbench_scores(correct, [s for s, d in zip(subsets, decided) if d])
+    return rewardbench_scores(correct, [s for s, d in zip(subsets, decided, strict=True) if d])
 
 
 def _run(spec: RunSpec, index: int, mixes: dict, scores: dict, loss: float) -> ppm_pb2.Run:
@@ -86,18 +86,24 @@ def _run(spec: RunSpec, index: int, mixes: dict, scores: dict, loss: float) -> p
 def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
     embedder = SentenceEmbedder(spec.embedding_model, spec.cache_dir)
     encoded = encode_pool(spec, mixes["instance_ids"].tolist(), embedder)
-    eval_set = ingest.read_dataset(spec.eval)  # plain, or RewardBench's layout
+    eval_set = dataset_files.read_dataset(spec.eval)  # plain, or RewardBench's layout
     eval_a, eval_b = encode_pairs(eval_set.instances, embedder)
     eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
-    config = spec.proxy.config()
+    config = spec.proxy
     subsets = [i.subset for i in eval_set.instances]
     for start in range(0, len(pending), spec.chunk_size):
         chunk = pending[start:start + spec.chunk_size]
         margins, losses = train_and_evaluate(encoded, (eval_a, eval_b), mixes["human_masks"][chunk],
                                              config)
-        for index, row, loss in zip(chunk, margins, losses.tolist()):
+        for index, row, loss in zip(chunk, margins, losses.tolist(), strict=True):
             ppm.record_run(_run(spec, index, mixes, eval_scores(row, eval_targets, subsets), loss))
         log.info("progress", extra={"trained": start + len(chunk), "of": len(pending)})
+
+
+def log_step(run: str, losses: list[float], step: int, metrics: dict) -> None:
+    """What a person watching a full-mode run sees, one line per step; the losses are kept."""
+    losses.append(metrics["loss"])
+    log.info("step", extra={"run": run, "step": step, **metrics})
 
 
 def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
@@ -108,20 +114,17 @@ def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: P
 
     if spec.full is None:
         raise ValueError("mode 'full' needs the 'full' section (model_dir, ...)")
-    pool = ingest.read_dataset(spec.pool, "plain")
-    eval_set = ingest.read_dataset(spec.eval)
+    pool = dataset_files.read_dataset(spec.pool, "plain")
+    eval_set = dataset_files.read_dataset(spec.eval)
     eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
-    config = spec.full.config()
+    config = spec.full
     tokenizer = AutoTokenizer.from_pretrained(config.model_dir)
     for index in pending:
         mask = mixes["human_masks"][index]
-        labels = [i.labels["human"] if human else i.labels["ai"] for i, human in zip(pool.instances, mask)]
-        losses = []
-
-        def progress(step: int, metrics: dict) -> None:
-            losses.append(metrics["loss"])
-            log.info("step", extra={"run": str(mixes["run_ids"][index]), "step": step, **metrics})
-
+        labels = [i.labels["human"] if human else i.labels["ai"]
+                  for i, human in zip(pool.instances, mask, strict=True)]
+        losses: list[float] = []
+        progress = functools.partial(log_step, str(mixes["run_ids"][index]), losses)
         state = train(config, tokenizer, pool.instances, labels, log=progress)
         margins = reward_margins(state, tokenizer, eval_set.instances, config.max_length)
         scores = eval_scores(margins, eval_targets, [i.subset for i in eval_set.instances])

@@ -8,6 +8,7 @@ state of each sequence's last real token.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ class LlamaSpec:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "LlamaSpec":
+    def from_pretrained(cls, directory: str | Path) -> LlamaSpec:
         config = json.loads((Path(directory) / "config.json").read_text())
         rope = config.get("rope_parameters") or {}
         return cls(config["vocab_size"], config["hidden_size"], config["intermediate_size"],
@@ -140,6 +141,11 @@ class LlamaRewardModel(nn.Module):
         return nn.Dense(1, use_bias=False, dtype=jnp.float32, name="score")(final)[:, 0]
 
 
+def _kernel(tensors: dict, prefix: str, name: str) -> dict:
+    """A Dense kernel from a PyTorch Linear weight (out, in): transposed."""
+    return {"kernel": tensors[prefix + name + ".weight"].T}
+
+
 def params_from_safetensors(directory: str | Path, spec: LlamaSpec, rng: jax.Array) -> dict:
     """The model's weights in Flax layout (Dense kernels transposed); a fresh reward head."""
     from safetensors.numpy import load_file
@@ -152,7 +158,7 @@ def params_from_safetensors(directory: str | Path, spec: LlamaSpec, rng: jax.Arr
              "norm": {"weight": tensors["norm.weight"]}}
     for i in range(spec.num_hidden_layers):
         prefix = f"layers.{i}."
-        kernel = lambda name: {"kernel": tensors[prefix + name + ".weight"].T}
+        kernel = functools.partial(_kernel, tensors, prefix)
         model[f"layers_{i}"] = {
             "input_layernorm": {"weight": tensors[prefix + "input_layernorm.weight"]},
             "post_attention_layernorm": {"weight": tensors[prefix + "post_attention_layernorm.weight"]},

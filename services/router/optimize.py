@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyper.router.selection import (RoutingProblem, best_candidate, fill_in_order,
-                                    sample_candidates, topk)
+from hyper.router.selection import RoutingProblem, best_candidate, fill_in_order, sample_candidates, topk
 
 N_BLOCKS = 16
 SHORTLIST = 32  # items considered per side of a move
@@ -63,8 +62,8 @@ def _state(problem: RoutingProblem, chosen: np.ndarray, form) -> _State:
 
 
 def _fits(problem: RoutingProblem, state: _State) -> np.ndarray:
-    return ~state.chosen & ~state.used[problem.instance] & (
-        state.spent + problem.costs <= problem.budget + 1e-9)
+    return ~state.chosen & ~state.used[problem.instance] & problem.affords(
+        state.spent + problem.costs)
 
 
 def block_greedy(problem: RoutingProblem, self_q: np.ndarray, zq: np.ndarray, form) -> np.ndarray:
@@ -112,7 +111,7 @@ def _best_move(problem: RoutingProblem, state: _State, self_q: np.ndarray, zq: n
     add_gain, remove_change = _marginal(problem, state, self_q)
     outside = np.flatnonzero(~state.chosen)
     inside = np.flatnonzero(state.chosen)
-    best = (TOLERANCE, [], [])
+    best: tuple[float, list[int], list[int]] = (TOLERANCE, [], [])
     if len(outside) == 0:
         return best
     # An outside item whose instance is taken can only replace that instance's item, so it
@@ -124,7 +123,7 @@ def _best_move(problem: RoutingProblem, state: _State, self_q: np.ndarray, zq: n
         swap = remove_change[i][:, None] + add_gain[j][None, :] - 2.0 * (zq[i] @ problem.items[j].T)
         same_instance = problem.instance[i][:, None] == problem.instance[j][None, :]
         free = ~state.used[problem.instance[j]][None, :] | same_instance
-        fits = state.spent - problem.costs[i][:, None] + problem.costs[j][None, :] <= problem.budget + 1e-9
+        fits = problem.affords(state.spent - problem.costs[i][:, None] + problem.costs[j][None, :])
         swap = np.where(free & fits, swap, -np.inf)
         a, b = np.unravel_index(np.argmax(swap), swap.shape)
         if swap[a, b] > best[0]:

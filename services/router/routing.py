@@ -3,76 +3,48 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import logging
+import os
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Protocol
 
 import numpy as np
 
-from hyper import wire
-from hyper.clients import PPMClient, Tagged, TaggerClient
+from hyper import dataset_files
+from hyper.clients import Tagged
 from hyper.errors import InvalidArgument
-from hyper.features import FeatureMatrix
+from hyper.features import FeatureMatrix, column_positions
+from hyper.memo import Memo
 from hyper.performance_models import PerformanceModel
+from hyper.route_api import AI, DEFAULT_SOURCE, STRATEGIES, Budget, CostModel, CurvePoint, RouteOptions, Source
 from hyper.router import selection
-from hyper.router.memo import Memo, file_identity
 from hyper.router.optimize import optimize
 from hyper.router.selection import RoutingProblem
-from hyper.schema import Dataset
-from hyper.v1 import common_pb2
+from hyper.schema import Dataset, DatasetRef, Instance
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOURCE = "human"
-AI = "ai"
 TOKEN_DIMENSIONS = ("prompt_len", "len_longer", "len_shorter")
 
 
-@dataclass
-class Source:
-    name: str
-    cost: float = 1.0
+class TaggerPeer(Protocol):
+    """What the router needs of the tagger (the gRPC client, or a fake in tests)."""
+
+    def feature_set_version(self) -> str: ...
+
+    def tag_with_raw(self, instances: list[Instance]) -> Tagged: ...
+
+    def annotate(self, instances: list[Instance]) -> list: ...
 
 
-@dataclass
-class CostModel:
-    base: float = 0.0
-    per_1k_tokens: float = 0.0
-    feature_costs: dict[str, float] = field(default_factory=dict)
+class PPMPeer(Protocol):
+    """What the router needs of ppm: the latest version's name, and a model's artifact."""
 
+    def latest_version(self, model: str = "") -> str: ...
 
-@dataclass
-class Budget:
-    fraction: float | None = None
-    count: int | None = None
-    money: float | None = None
-
-
-@dataclass
-class RouteOptions:
-    strategy: str = "topk"
-    seed: int = 0
-    n_candidates: int = selection.DEFAULT_CANDIDATES
-    ppm_model: str = ""
-    ppm_version: str = ""
-    epsilon: float = 0.0
-    interval_level: float = 0.9
-    budget_curve: bool = False
-    curve_points: int = 11
-    sources: list[Source] = field(default_factory=lambda: [Source(DEFAULT_SOURCE)])
-    human_cost_model: CostModel | None = None
-
-
-@dataclass
-class CurvePoint:
-    budget_fraction: float
-    predicted: float
-    lower: float
-    upper: float
-    n_paid: int
-    cost: float
+    def artifact(self, model: str = "", version: str = "") -> dict: ...
 
 
 @dataclass
@@ -99,22 +71,22 @@ def paid_items(matrix: FeatureMatrix, model: PerformanceModel, sources: list[Sou
     """(n_sources * n, D) rows in the model's columns: block s holds every instance as routed to
     source s. A model column the tagger does not produce is an error; a tagger feature the model
     does not use is simply not counted."""
-    column = {name: j for j, name in enumerate(model.feature_names)}
-    known = set(matrix.feature_names)
+    unknown = [n for n in model.feature_names if n.split("|")[-1] not in set(matrix.feature_names)]
+    if unknown:
+        raise InvalidArgument("ppm_model", f"uses features the tagger does not produce: {unknown[:5]}")
     blocks = []
     for k, source in enumerate(sources):
         block = np.zeros((matrix.n_instances, len(model.feature_names)), dtype=np.float32)
-        pairs = [(i, column[source_column(source.name, f)]) for i, f in enumerate(matrix.feature_names)
-                 if source_column(source.name, f) in column]
-        if not pairs:
+        model_columns = [(j, name) for j, name in enumerate(model.feature_names)
+                         if name == source_column(source.name, name.split("|")[-1])]
+        if not model_columns:
             raise InvalidArgument(f"sources[{k}].name",
                                   f"the PPM has no feature columns for source {source.name!r}")
-        tagger_cols, model_cols = map(list, zip(*pairs))
-        block[:, model_cols] = matrix.bits[:, tagger_cols]
+        columns, names = zip(*model_columns, strict=True)
+        features = [name.split("|")[-1] for name in names]
+        block[:, list(columns)] = matrix.bits[:, column_positions(matrix.feature_names, features,
+                                                                    "features")]
         blocks.append(block)
-    unknown = [n for n in model.feature_names if n.split("|")[-1] not in known]
-    if unknown:
-        raise InvalidArgument("ppm_model", f"uses features the tagger does not produce: {unknown[:5]}")
     return np.vstack(blocks)
 
 
@@ -136,63 +108,47 @@ def item_costs(dataset: Dataset, options: RouteOptions, matrix: FeatureMatrix,
                raw: dict[str, np.ndarray]) -> np.ndarray:
     """Cost of every item: the instance's own cost for the source, else the source's rate."""
     blocks = []
-    for k, source in enumerate(options.sources):
-        if not source.cost > 0:
-            raise InvalidArgument(f"sources[{k}].cost", "must be > 0")
+    for source in options.sources:
         flat = (human_costs(options.human_cost_model, matrix, raw)
                 if source.name == DEFAULT_SOURCE and options.human_cost_model else
                 np.full(len(dataset), source.cost))
-        blocks.append([i.costs.get(source.name, c) for i, c in zip(dataset.instances, flat)])
+        blocks.append([i.costs.get(source.name, c) for i, c in zip(dataset.instances, flat, strict=True)])
     return np.concatenate(blocks).astype(np.float64)
 
 
 def budget_in_cost_units(budget: Budget, costs: np.ndarray, n: int, uniform: bool) -> tuple[float, bool]:
     """(budget, whether costs count); a count ignores costs, a fraction of varying costs is a
-    fraction of routing everything to the first paid source."""
-    given = [b for b in (budget.fraction, budget.count, budget.money) if b is not None]
-    if len(given) != 1:
-        raise InvalidArgument("budget", "give exactly one of a fraction, a count or money")
+    fraction of routing everything to the first paid source. (`Budget` has checked its own
+    ranges; what depends on the dataset is checked here.)"""
     if budget.count is not None:
-        if not 0 <= budget.count <= n:
-            raise InvalidArgument("budget.count", f"{budget.count} is not in [0, {n}]")
+        if budget.count > n:
+            raise InvalidArgument("budget.count", f"{budget.count} is more than the {n} instances")
         return float(budget.count), False
     if budget.money is not None:
-        if not budget.money >= 0:
-            raise InvalidArgument("budget.money", f"{budget.money} must be >= 0")
         return float(budget.money), True
-    if not 0.0 <= budget.fraction <= 1.0:
-        raise InvalidArgument("budget.fraction", f"{budget.fraction} is not in [0, 1]")
+    assert budget.fraction is not None
     if uniform:
         return float(round(budget.fraction * n)), False
     return budget.fraction * float(costs[:n].sum()), True
 
 
+Solver = Callable[[RoutingProblem, RouteOptions, np.random.Generator], np.ndarray]
+
+# One solver per name of the registry in hyper.route_api (a test checks they match).
+SOLVERS: dict[str, Solver] = {
+    "topk": lambda problem, options, rng: selection.topk(problem),
+    "simulated": lambda problem, options, rng: selection.simulated(problem, options.n_candidates, rng),
+    "optimal_pos": lambda problem, options, rng: selection.optimal_pos(problem),
+    "optimal_grad": lambda problem, options, rng: selection.optimal_grad(problem, options.epsilon),
+    "random": lambda problem, options, rng: selection.random_mix(problem, rng),
+    "uncertainty": lambda problem, options, rng: selection.uncertainty(problem),
+    "optimize": lambda problem, options, rng: optimize(problem, options.n_candidates, rng),
+}
+assert SOLVERS.keys() == STRATEGIES.keys()
+
+
 def solve(problem: RoutingProblem, options: RouteOptions) -> np.ndarray:
-    rng = np.random.default_rng(options.seed)
-    strategies = {
-        "topk": lambda: selection.topk(problem),
-        "simulated": lambda: selection.simulated(problem, options.n_candidates, rng),
-        "optimal_pos": lambda: selection.optimal_pos(problem),
-        "optimal_grad": lambda: selection.optimal_grad(problem, options.epsilon),
-        "random": lambda: selection.random_mix(problem, rng),
-        "uncertainty": lambda: selection.uncertainty(problem),
-        "optimize": lambda: optimize(problem, options.n_candidates, rng),
-    }
-    return strategies[options.strategy]()
-
-
-def _validate(options: RouteOptions, dataset: Dataset) -> None:
-    if options.strategy not in selection.STRATEGIES:
-        raise InvalidArgument("strategy", f"{options.strategy!r} is not one of {selection.STRATEGIES}")
-    if not dataset.instances:
-        raise InvalidArgument("dataset", "has no instances")
-    if not 0.0 < options.interval_level < 1.0:
-        raise InvalidArgument("interval_level", f"{options.interval_level} is not in (0, 1)")
-    if not 2 <= options.curve_points <= 101:
-        raise InvalidArgument("curve_points", f"{options.curve_points} is not in [2, 101]")
-    names = [s.name for s in options.sources]
-    if not names or len(set(names)) != len(names) or AI in names:
-        raise InvalidArgument("sources", f"need distinct paid sources other than {AI!r}: {names}")
+    return SOLVERS[options.strategy](problem, options, np.random.default_rng(options.seed))
 
 
 def _per_instance(problem: RoutingProblem, chosen: np.ndarray, gains: np.ndarray,
@@ -216,9 +172,10 @@ def budget_curve(problem: RoutingProblem, options: RouteOptions, total: float) -
         chosen = solve(at_budget, options)
         counts = at_budget.counts(chosen)
         lower, upper = problem.model.predict_interval(counts, options.interval_level)
-        points.append(CurvePoint(float(fraction), float(problem.model.predict(counts)[0]),
-                                 float(lower[0]), float(upper[0]), int(chosen.sum()),
-                                 float(problem.costs[chosen].sum())))
+        points.append(CurvePoint(budget_fraction=float(fraction),
+                                 predicted=float(problem.model.predict(counts)[0]),
+                                 lower=float(lower[0]), upper=float(upper[0]),
+                                 n_paid=int(chosen.sum()), cost=float(problem.costs[chosen].sum())))
     return points
 
 
@@ -241,33 +198,45 @@ def dataset_fingerprint(dataset: Dataset) -> str:
                           .encode()).hexdigest()
 
 
+def file_identity(ref: DatasetRef) -> tuple | None:
+    """What decides a dataset read from a file: the file's identity and how it is read.
+    None when the file cannot be stat'ed (reading it then reports the error)."""
+    try:
+        stat = os.stat(ref.path)
+    except OSError:
+        return None
+    return (os.path.realpath(ref.path), stat.st_mtime_ns, stat.st_size, ref)
+
+
 class Router:
-    def __init__(self, tagger: TaggerClient, ppm: PPMClient, memo_size: int = 8):
+    """The Route use case. Memos make a repeated Route cheap: a dataset file is read again,
+    and the tagger asked again, only when the file or the tagger's feature set has changed."""
+
+    def __init__(self, tagger: TaggerPeer, ppm: PPMPeer, memo_size: int = 8):
         self.tagger = tagger
         self.ppm = ppm
-        self.datasets = Memo(memo_size)
-        self.tags = Memo(memo_size)
+        self.datasets: Memo[Dataset] = Memo(memo_size)
+        self.tags: Memo[Tagged] = Memo(memo_size)
+        self.models: Memo[tuple[PerformanceModel, str]] = Memo(16)
 
-    def load_dataset(self, message: common_pb2.Dataset) -> tuple[Dataset, Hashable]:
-        """The dataset and a key that changes whenever its content may have."""
-        identity = file_identity(message.ref) if message.WhichOneof("source") == "ref" else None
+    def load_dataset(self, ref: DatasetRef) -> tuple[Dataset, Hashable]:
+        """The dataset a file holds, and a key that changes whenever its content may have."""
+        identity = file_identity(ref)
         if identity is None:
-            dataset = wire.dataset_from_proto(message)
+            dataset = dataset_files.read_dataset_ref(ref)
             return dataset, dataset_fingerprint(dataset)
-        return self.datasets.get_or_compute(identity, lambda: wire.dataset_from_proto(message)), identity
+        return self.datasets.get_or_compute(identity, lambda: dataset_files.read_dataset_ref(ref)), identity
 
     def tag(self, dataset: Dataset, key: Hashable) -> Tagged:
         # The tagger's feature-set version is part of the key: a new tagger means new features.
         version = self.tagger.feature_set_version()
         return self.tags.get_or_compute((key, version), lambda: self.tagger.tag_with_raw(dataset.instances))
 
-    @functools.lru_cache(maxsize=16)
-    def _model(self, model: str, version: str) -> tuple[PerformanceModel, str]:
-        return self.ppm.artifact(model, version)
-
     def model(self, name: str, version: str) -> tuple[PerformanceModel, str]:
         # Versions are immutable, so a resolved one is cached; "latest" is resolved per call.
-        return self._model(name, version or self.ppm.latest_version(name))
+        resolved = version or self.ppm.latest_version(name)
+        return self.models.get_or_compute(
+            (name, resolved), lambda: (PerformanceModel.from_json(self.ppm.artifact(name, resolved)), resolved))
 
     def judge_confidence(self, dataset: Dataset) -> np.ndarray:
         """The dataset's AI-judge confidences; the tagger's judge fills in missing ones."""
@@ -280,7 +249,8 @@ class Router:
 
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
               dataset_key: Hashable | None = None) -> RoutePlan:
-        _validate(options, dataset)
+        if not dataset.instances:
+            raise InvalidArgument("dataset", "has no instances")
         key = dataset_key or dataset_fingerprint(dataset)
         tagged = self.tag(dataset, key)
         model, version = self.model(options.ppm_model, options.ppm_version)

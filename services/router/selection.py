@@ -11,15 +11,15 @@ setting: items are instances and the budget is a count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from hyper.candidates import active_columns, count_vectors, knapsack_mixes, knapsack_orders
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel
 
-STRATEGIES = ("topk", "simulated", "optimal_pos", "optimal_grad", "random", "uncertainty",
-              "optimize")
-DEFAULT_CANDIDATES = 500
+# Costs are floats: a selection whose cost exceeds the budget by rounding alone still fits.
+BUDGET_SLACK = 1e-9
 CHUNK = 100  # candidates per vectorised block: bounds memory at (CHUNK, items, active columns)
 
 
@@ -55,8 +55,11 @@ class RoutingProblem:
 
     def feasible(self, chosen: np.ndarray) -> bool:
         picked = self.instance[chosen]
-        return (len(np.unique(picked)) == len(picked)
-                and self.costs[chosen].sum() <= self.budget + 1e-9)
+        return len(np.unique(picked)) == len(picked) and self.affords(self.costs[chosen].sum())
+
+    def affords(self, spent):
+        """Whether spending `spent` (a number or an array of them) stays within the budget."""
+        return spent <= self.budget + BUDGET_SLACK
 
 
 def item_gains(problem: RoutingProblem) -> np.ndarray:
@@ -76,7 +79,7 @@ def fill_in_order(problem: RoutingProblem, order: np.ndarray,
     used[problem.instance[chosen]] = True
     spent = problem.costs[chosen].sum()
     for item in order:
-        if not used[problem.instance[item]] and spent + problem.costs[item] <= problem.budget + 1e-9:
+        if not used[problem.instance[item]] and problem.affords(spent + problem.costs[item]):
             chosen[item] = True
             used[problem.instance[item]] = True
             spent += problem.costs[item]
@@ -152,7 +155,7 @@ def fill_many(problem: RoutingProblem, orders: np.ndarray) -> np.ndarray:
     for position in range(n_items):  # one step over all candidates at a time
         item = orders[:, position]
         instance, cost = problem.instance[item], problem.costs[item]
-        take = ~used[rows, instance] & (spent + cost <= problem.budget + 1e-9)
+        take = ~used[rows, instance] & problem.affords(spent + cost)
         chosen[rows[take], item[take]] = True
         used[rows[take], instance[take]] = True
         spent += np.where(take, cost, 0.0)

@@ -6,7 +6,8 @@ from hyper import serving
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
 from hyper.router.routing import Router
-from hyper.router.servicer import RouteStore, RouterServicer
+from hyper.router.servicer import RouterServicer
+from hyper.router.store import RouteStore
 from hyper.v1 import router_pb2, router_pb2_grpc
 
 

@@ -74,7 +74,7 @@ class RedisFeatureCache:
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32)):
+                for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32), strict=True):
                     pipe.set(self._key(key), vector.tobytes())
                 pipe.execute()
         except self._errors as error:

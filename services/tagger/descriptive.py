@@ -16,8 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hyper.catalogue import (CATALOGUE, DESCRIPTIVE_VALUES, FEATURE_INDEX, OPEN_SET_DIMENSIONS,
-                             PRESENT)
+from hyper.catalogue import CATALOGUE, DESCRIPTIVE_VALUES, FEATURE_INDEX, OPEN_SET_DIMENSIONS, PRESENT
 from hyper.embeddings import SentenceEmbedder
 
 DESCRIPTIVE_FEATURES = tuple(f.name for f in CATALOGUE if f.group == "descriptive")

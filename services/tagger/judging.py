@@ -11,18 +11,27 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from hyper.embeddings import SentenceEmbedder
 from hyper.errors import HyperError
-from hyper.rm_trainer.encoding import encode_pairs
-from hyper.rm_trainer.judge import SavedJudge, labels_from_margins, load_judge
+from hyper.judge import SavedJudge, labels_from_margins, load_judge
+from hyper.pairs import encode_pairs
 from hyper.schema import Instance
 
 
 class NoJudge(HyperError):
     pass
+
+
+class Judge(Protocol):
+    """An AI judge behind Annotate: the saved reward-model judge, or an LM judge (vLLM)."""
+
+    name: str
+
+    def annotate(self, instances: list[Instance]) -> list[Judgement]: ...
 
 
 @dataclass
@@ -62,4 +71,4 @@ class RewardModelJudge:
         swapped = judge.margins(phi_b, phi_a)
         labels, confidence = labels_from_margins(margins)
         agrees = (np.sign(-swapped) == np.sign(margins)).astype(np.float64)
-        return [Judgement(label, float(c), float(a)) for label, c, a in zip(labels, confidence, agrees)]
+        return [Judgement(label, float(c), float(a)) for label, c, a in zip(labels, confidence, agrees, strict=True)]

@@ -56,7 +56,7 @@ JUDGE_INSTRUCTIONS = (
 def tag_schema() -> dict:
     """The JSON schema every tagging reply must follow: enums are the catalogue's values."""
     strings = {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 5}
-    properties = {dim: {"enum": list(DESCRIPTIVE_VALUES[dim])} for dim in SCALAR}
+    properties: dict[str, object] = {dim: {"enum": list(DESCRIPTIVE_VALUES[dim])} for dim in SCALAR}
     properties["subject_of_expertise"] = {
         "type": "array", "items": {"enum": list(DESCRIPTIVE_VALUES["subject_of_expertise"])},
         "minItems": 1, "maxItems": MAX_SUBJECTS}
@@ -170,7 +170,7 @@ class VLLMJudge:
             verdicts = [self._verdict(outputs[2 * k + s], bool(s)) for s in (0, 1)]
             labels = [label for label, _ in verdicts]
             label = labels[0] if labels[0] == labels[1] else "tie"
-            agreeing = [p for l, p in verdicts if l == label]
+            agreeing = [p for verdict, p in verdicts if verdict == label]
             confidence = float(np.mean(agreeing)) if agreeing else 0.5
             judgements.append(Judgement(label, max(confidence, 0.5), len(agreeing) / 2))
         return judgements

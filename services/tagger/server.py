@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 from hyper import serving
-from hyper.config import Settings
 from hyper.catalogue import feature_set_version
+from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.errors import InvalidArgument
 from hyper.tagger.cache import open_cache
+from hyper.tagger.descriptive import DescriptiveBackend, ZeroShotEmbeddingTagger
+from hyper.tagger.judging import Judge, RewardModelJudge
 from hyper.tagger.servicer import TaggerServicer
-from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
-from hyper.tagger.judging import RewardModelJudge
 from hyper.tagger.tagging import CACHED_WIDTH, Tagger
 from hyper.tagger.textual import load_ner
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 
 
-BACKENDS = {"tagging_backend": ("zero-shot", "vllm"), "judge_backend": ("reward-model", "vllm")}
-
-
 def _engine(settings: Settings):
     """The vLLM engine, when a backend asks for one (imported only then: vLLM is optional)."""
-    for name, allowed in BACKENDS.items():
-        if getattr(settings, name) not in allowed:
-            raise InvalidArgument(f"HYPER_{name.upper()}", f"is not one of {allowed}")
     if "vllm" not in (settings.tagging_backend, settings.judge_backend):
         return None
     if not settings.llm_model:
@@ -36,6 +30,8 @@ def _engine(settings: Settings):
 def build(settings: Settings) -> serving.Server:
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
     engine = _engine(settings)
+    descriptive: DescriptiveBackend
+    judge: Judge
     if settings.tagging_backend == "vllm":
         from hyper.tagger.llm import VLLMDescriptiveTagger
 

@@ -7,8 +7,7 @@ from prometheus_client import Counter
 from hyper import wire
 from hyper.catalogue import CATALOGUE
 from hyper.errors import InvalidArgument
-from hyper.serving import rpc
-from hyper.tagger.judging import RewardModelJudge
+from hyper.tagger.judging import Judge
 from hyper.tagger.tagging import Tagger
 from hyper.tagger.textual import RAW_DIMENSIONS
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
@@ -19,15 +18,13 @@ CACHE_LOOKUPS = Counter("hyper_tagger_cache_lookups_total", "Feature cache looku
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
-    def __init__(self, tagger: Tagger, judge: RewardModelJudge):
+    def __init__(self, tagger: Tagger, judge: Judge):
         self.tagger = tagger
         self.judge = judge
 
-    @rpc
     def Tag(self, request, context):
         return self._tag(request.instances)
 
-    @rpc
     def TagStream(self, request_iterator, context):
         return self._tag([m for request in request_iterator for m in request.instances])
 
@@ -39,13 +36,12 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         INSTANCES_TAGGED.inc(len(instances))
         CACHE_LOOKUPS.labels("hit").inc(result.cache_hits)
         CACHE_LOOKUPS.labels("miss").inc(result.cache_misses)
-        raw = [tagger_pb2.RawFeatures(instance_id=i.id, values=dict(zip(RAW_DIMENSIONS, row)))
-               for i, row in zip(instances, result.raw.tolist())]
+        raw = [tagger_pb2.RawFeatures(instance_id=i.id, values=dict(zip(RAW_DIMENSIONS, row, strict=True)))
+               for i, row in zip(instances, result.raw.tolist(), strict=True)]
         return tagger_pb2.TagResponse(features=wire.feature_matrix_to_proto(result.features),
                                       raw=raw, cache_hits=result.cache_hits,
                                       cache_misses=result.cache_misses)
 
-    @rpc
     def Annotate(self, request, context):
         if not request.instances:
             raise InvalidArgument("instances", "is empty")
@@ -54,9 +50,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         INSTANCES_ANNOTATED.inc(len(instances))
         return tagger_pb2.AnnotateResponse(judge=self.judge.name, judgements=[
             tagger_pb2.Judgement(instance_id=i.id, label=j.label, confidence=j.confidence,
-                                 consistency=j.consistency) for i, j in zip(instances, judgements)])
+                                 consistency=j.consistency) for i, j in zip(instances, judgements, strict=True)])
 
-    @rpc
     def GetCatalogue(self, request, context):
         return tagger_pb2.Catalogue(
             feature_set_version=self.tagger.version,

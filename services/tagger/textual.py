@@ -29,7 +29,7 @@ def bertscore_f1(tokens_a: list[np.ndarray], tokens_b: list[np.ndarray]) -> np.n
     embeddings, without idf weighting or baseline rescaling. An empty response matches
     nothing (0), two empty responses are identical (1)."""
     scores = np.zeros(len(tokens_a))
-    for k, (a, b) in enumerate(zip(tokens_a, tokens_b)):
+    for k, (a, b) in enumerate(zip(tokens_a, tokens_b, strict=True)):
         if len(a) == 0 or len(b) == 0:
             scores[k] = float(len(a) == len(b))
             continue
@@ -53,7 +53,7 @@ def length_penalised(bertscore: np.ndarray, responses_a: list[str], responses_b:
 def rouge_l(responses_a: list[str], responses_b: list[str]) -> np.ndarray:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return np.array([scorer.score(b, a)["rougeL"].fmeasure
-                     for a, b in zip(responses_a, responses_b)])
+                     for a, b in zip(responses_a, responses_b, strict=True)])
 
 
 def load_ner(model: str):
@@ -70,7 +70,7 @@ def entity_similarity(ner, responses_a: list[str], responses_b: list[str]) -> np
     entities = [{entity.text.lower() for entity in doc.ents} for doc in docs]
     n = len(responses_a)
     return np.array([len(a & b) / len(a | b) if a | b else 1.0
-                     for a, b in zip(entities[:n], entities[n:])])
+                     for a, b in zip(entities[:n], entities[n:], strict=True)])
 
 
 def token_counts(tokenizer, texts: list[str]) -> np.ndarray:

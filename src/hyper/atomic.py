@@ -1,16 +1,69 @@
-"""Writing files so that a reader never sees half of one: a temporary file, then a rename."""
+"""Writing files so that a reader never sees half of one: a temporary file, then a rename.
+
+Every file the project writes for others to read (results, artifacts, caches, specs) goes
+through here. Temporary names are unique per process and thread, so concurrent writers of
+one path never clobber each other's half-written file; the last complete one wins.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write `path`'s content to; renamed into place if the block succeeds,
+    removed if it fails (for writers that take a path, such as np.savez)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    tmp = _temporary(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """An open file whose content replaces `path` only once it is completely written."""
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def create_once(path: str | Path, text: str) -> bool:
+    """Writes `path` only if it does not exist yet, atomically: True if this call created it.
+
+    A hard link of a complete temporary file fails when the target exists, which makes the
+    first writer win for good (exactly-once records) without locks.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()

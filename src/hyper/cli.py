@@ -12,13 +12,13 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from google.protobuf import json_format
 
-from hyper import logs
+from hyper import dataset_files, logs
 from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
 from hyper.jobs import JobFailed
+from hyper.route_api import STRATEGIES, RouteOptions, RouteRequest, RouteResult, validated
 
 log = logging.getLogger("hyper")
 USER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
@@ -36,19 +36,17 @@ def parse_budget(text: str) -> dict:
         return {"count": int(text)}
     except ValueError:
         raise InvalidArgument("--budget", f"{text!r} is not a fraction (0.25, 25%), a count "
-                                          "(500) or money ($1200)")
+                                          "(500) or money ($1200)") from None
 
 
-def parse_sources(pairs: list[str]) -> list:
-    from hyper.v1 import router_pb2
-
+def parse_sources(pairs: list[str]) -> list[dict]:
     sources = []
     for pair in pairs:
         name, sep, cost = pair.partition("=")
         try:
-            sources.append(router_pb2.Source(name=name, cost=float(cost) if sep else 1.0))
+            sources.append({"name": name, "cost": float(cost) if sep else 1.0})
         except ValueError:
-            raise InvalidArgument("--source", f"{pair!r} is not NAME or NAME=COST")
+            raise InvalidArgument("--source", f"{pair!r} is not NAME or NAME=COST") from None
     return sources
 
 
@@ -62,38 +60,44 @@ def parse_columns(pairs: list[str]) -> dict[str, str]:
     return columns
 
 
-def route_request(args, budget_curve: bool = False) -> "router_pb2.RouteRequest":
-    from hyper.v1 import common_pb2, router_pb2
-
-    ref = common_pb2.DatasetRef(path=str(Path(args.data).resolve()), format=args.format,
-                                columns=parse_columns(args.column),
-                                skip_bad_rows=args.skip_bad_rows)
-    request = router_pb2.RouteRequest(
-        dataset=common_pb2.Dataset(ref=ref), budget=router_pb2.Budget(**parse_budget(args.budget)),
-        strategy=args.strategy, seed=args.seed, n_candidates=args.candidates,
-        ppm_model=args.ppm_model, ppm_version=args.ppm_version, epsilon=args.epsilon,
-        interval_level=args.interval, budget_curve=budget_curve, curve_points=args.points,
-        sources=parse_sources(args.source))
+def route_request(args, budget_curve: bool = False) -> RouteRequest:
+    """The typed request the flags describe; its checks name the field, as over gRPC."""
+    ref = {"path": str(Path(args.data).resolve()), "format": args.format,
+           "columns": parse_columns(args.column), "skip_bad_rows": args.skip_bad_rows}
+    request = {"dataset": {"ref": ref}, "budget": parse_budget(args.budget),
+               "strategy": args.strategy, "seed": args.seed, "n_candidates": args.candidates,
+               "ppm_model": args.ppm_model, "ppm_version": args.ppm_version,
+               "epsilon": args.epsilon, "interval_level": args.interval,
+               "budget_curve": budget_curve, "curve_points": args.points}
+    if args.source:
+        request["sources"] = parse_sources(args.source)
     if args.human_cost_base or args.human_cost_per_1k_tokens:
-        request.human_cost_model.CopyFrom(router_pb2.CostModel(
-            base=args.human_cost_base, per_1k_tokens=args.human_cost_per_1k_tokens))
-    return request
+        request["human_cost_model"] = {"base": args.human_cost_base,
+                                       "per_1k_tokens": args.human_cost_per_1k_tokens}
+    return validated(RouteRequest, request)
 
 
-def routing_summary(response) -> dict:
+def call_route(args, settings: Settings, budget_curve: bool = False) -> RouteResult:
+    from hyper import serving, wire
+    from hyper.clients import RouterClient
+
+    client = RouterClient(serving.channel(settings.address("router"), settings))
+    response = client.route(wire.route_request_to_proto(route_request(args, budget_curve)))
+    return wire.route_result_from_proto(response)
+
+
+def routing_summary(result: RouteResult) -> dict:
     """The result file's content: the summary keys first, then every assignment."""
-    return {"budget": response.budget_fraction, "n_instances": response.n_instances,
-            "n_human": response.n_human, "predicted_score": response.predicted_score,
-            "predicted_interval": [response.predicted_lower, response.predicted_upper],
-            "interval_level": response.interval_level, "ppm_version": response.ppm_version,
-            "strategy": response.strategy, "n_skipped_rows": response.n_skipped_rows,
-            "n_by_source": dict(response.n_by_source), "total_cost": response.total_cost,
-            "budget_curve": [json_format.MessageToDict(p, preserving_proto_field_name=True,
-                                                       always_print_fields_with_no_presence=True)
-                             for p in response.budget_curve],
-            "optimal_budget_fraction": response.optimal_budget_fraction,
-            "assignments": [{"id": a.id, "route": a.route, "gain": a.gain, "cost": a.cost}
-                            for a in response.assignments]}
+    return {"budget": result.budget_fraction, "n_instances": result.n_instances,
+            "n_human": result.n_human, "predicted_score": result.predicted_score,
+            "predicted_interval": [result.predicted_lower, result.predicted_upper],
+            "interval_level": result.interval_level, "ppm_version": result.ppm_version,
+            "strategy": result.strategy, "n_skipped_rows": result.n_skipped_rows,
+            "n_by_source": result.n_by_source, "total_cost": result.total_cost,
+            "budget_curve": [point.model_dump() for point in result.budget_curve],
+            "optimal_budget_fraction": result.optimal_budget_fraction,
+            "route_id": result.route_id,
+            "assignments": [assignment.model_dump() for assignment in result.assignments]}
 
 
 def print_route(summary: dict) -> None:
@@ -113,16 +117,12 @@ def print_route(summary: dict) -> None:
 
 
 def cmd_route(args, settings: Settings) -> dict:
-    from hyper import serving
-    from hyper.clients import RouterClient
-
-    client = RouterClient(serving.channel(settings.address("router"), settings))
-    response = client.route(route_request(args))
-    summary = routing_summary(response)
+    result = call_route(args, settings)
+    summary = routing_summary(result)
     if args.out:
         write_json_atomic(args.out, summary)
     if args.json:
-        print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+        print(result.model_dump_json(indent=1))
     else:
         print_route(summary)
         if args.out:
@@ -132,12 +132,9 @@ def cmd_route(args, settings: Settings) -> dict:
 
 def cmd_curve(args, settings: Settings) -> dict:
     """Route with the budget curve, then plot it (PNG) and save the points (JSON)."""
-    from hyper import serving
-    from hyper.clients import RouterClient
     from hyper.plots import plot_budget_curve
 
-    client = RouterClient(serving.channel(settings.address("router"), settings))
-    summary = routing_summary(client.route(route_request(args, budget_curve=True)))
+    summary = routing_summary(call_route(args, settings, budget_curve=True))
     del summary["assignments"]
     png = Path(args.out)
     plot_budget_curve(summary["budget_curve"], summary["optimal_budget_fraction"], png,
@@ -154,13 +151,13 @@ def cmd_curve(args, settings: Settings) -> dict:
 
 def cmd_judge_train(args, settings: Settings) -> None:
     """Trains the CPU AI judge on a file's human labels and saves it where the tagger looks."""
-    from hyper import ingest
     from hyper.embeddings import SentenceEmbedder
-    from hyper.rm_trainer.encoding import encode_pairs
-    from hyper.rm_trainer.judge import save_judge, train_judge
-    from hyper.rm_trainer.proxy import ProxyConfig
+    from hyper.judge import save_judge
+    from hyper.judge_training import train_judge
+    from hyper.pairs import encode_pairs
+    from hyper.run_spec import ProxySpec
 
-    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
                                   args.skip_bad_rows)
     labelled = [i for i in dataset.instances if "human" in i.labels]
     if not labelled:
@@ -168,7 +165,7 @@ def cmd_judge_train(args, settings: Settings) -> None:
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
     phi_a, phi_b = encode_pairs(labelled, embedder, show_progress=True)
     judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in labelled],
-                        ProxyConfig(seed=args.seed), embedder.model_name)
+                        ProxySpec(seed=args.seed), embedder.model_name)
     save_judge(judge, settings.judge_file)
     print(f"judge trained on {len(labelled)} pairs; cross-fitted agreement with humans "
           f"{judge.agreement_with_human:.1%}; saved to {settings.judge_file}")
@@ -179,16 +176,16 @@ def cmd_annotate(args, settings: Settings) -> None:
     judge_confidence added; the `uncertainty` strategy reads the confidences)."""
     import dataclasses
 
-    from hyper import ingest, serving
+    from hyper import serving
     from hyper.clients import TaggerClient
     from hyper.loop import write_plain_jsonl
 
-    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
                                   args.skip_bad_rows)
     client = TaggerClient(serving.channel(settings.address("tagger"), settings))
     judgements = client.annotate(dataset.instances)
     labelled = [dataclasses.replace(i, labels=dict(i.labels, ai=j.label), judge_confidence=j.confidence)
-                for i, j in zip(dataset.instances, judgements)]
+                for i, j in zip(dataset.instances, judgements, strict=True)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_plain_jsonl(out, labelled)
@@ -235,7 +232,7 @@ def cmd_jobs_submit(args, settings: Settings) -> None:
         return
     codes = run_local([Path(s) for s in args.specs], job_settings.local_workers,
                       settings.home.resolve() / "logs" / "jobs")
-    for spec, code in zip(args.specs, codes):
+    for spec, code in zip(args.specs, codes, strict=True):
         print(f"{spec}: {'succeeded' if code == 0 else f'failed (exit {code})'}")
     if any(codes):
         raise JobFailed(f"{sum(1 for c in codes if c)} of {len(codes)} jobs failed; logs in "
@@ -261,9 +258,8 @@ def cmd_inspect(args, settings: Settings) -> None:
     """Validates a file as Route would read it and summarises what it holds."""
     from collections import Counter
 
-    from hyper import ingest
 
-    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
                                   args.skip_bad_rows)
     print(f"format      {dataset.format}")
     print(f"instances   {len(dataset)}" + (f" ({dataset.n_skipped} bad rows skipped)"
@@ -313,11 +309,11 @@ def cmd_health(args, settings: Settings) -> None:
 
 
 def cmd_train(args, settings: Settings):
-    from hyper import ingest, serving
+    from hyper import serving
     from hyper.clients import PPMClient, TaggerClient
     from hyper.loop import LoopConfig, run_loop
 
-    dataset = ingest.read_dataset(args.data, args.format, parse_columns(args.column),
+    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
                                   args.skip_bad_rows)
     config = LoopConfig(n_candidates=args.mixes, seed=args.seed, model=args.ppm_model or "default",
                         kind=args.ppm_kind, n_bootstrap=args.bootstrap)
@@ -364,17 +360,21 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ppm-model", default="")
 
 
-def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True) -> None:
-    from hyper.router.selection import STRATEGIES
+def _option(name: str) -> dict:
+    """argparse default and help of a Route option, from its one typed source."""
+    field = RouteOptions.model_fields[name]
+    return {"default": field.default, "help": (field.description or "") + " (default %(default)s)"}
 
+
+def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True) -> None:
     parser.add_argument("--budget", required=budget_required, default="1.0",
                         help="fraction (0.25, 25%%), count (500) or money ($1200)")
-    parser.add_argument("--strategy", default="topk", choices=STRATEGIES)
-    parser.add_argument("--candidates", type=int, default=500,
-                        help="knapsack candidates drawn by simulated and optimize")
-    parser.add_argument("--epsilon", type=float, default=0.0, help="optimal_grad's stopping rise")
-    parser.add_argument("--interval", type=float, default=0.9, help="prediction interval level")
-    parser.add_argument("--points", type=int, default=11, help="budget-curve points")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=_option("strategy")["default"],
+                        help="; ".join(f"{name}: {what}" for name, what in STRATEGIES.items()))
+    parser.add_argument("--candidates", type=int, **_option("n_candidates"))
+    parser.add_argument("--epsilon", type=float, **_option("epsilon"))
+    parser.add_argument("--interval", type=float, **_option("interval_level"))
+    parser.add_argument("--points", type=int, **_option("curve_points"))
     parser.add_argument("--source", action="append", default=[], metavar="NAME[=COST]",
                         help="a paid source (repeatable; default human=1)")
     parser.add_argument("--human-cost-base", type=float, default=0.0)

@@ -9,10 +9,8 @@ import numpy as np
 
 from hyper import wire
 from hyper.features import FeatureMatrix
-from hyper.performance_models import PerformanceModel
 from hyper.schema import Instance
-from hyper.v1 import (ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2,
-                      tagger_pb2_grpc)
+from hyper.v1 import ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2, tagger_pb2_grpc
 
 
 @dataclass
@@ -37,7 +35,7 @@ class TaggerClient:
         return self.tag_with_raw(instances, timeout, chunk_size).features
 
     def tag_with_raw(self, instances: list[Instance], timeout: float = 1800,
-                     chunk_size: int = 2000) -> "Tagged":
+                     chunk_size: int = 2000) -> Tagged:
         """Streams the dataset in chunks, so no single message grows with the dataset."""
         chunks = (tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i)
                                                    for i in instances[start:start + chunk_size]])
@@ -53,18 +51,6 @@ class PPMClient:
         self.stub = ppm_pb2_grpc.PPMServiceStub(channel)
         self.record_token = record_token  # only the training Jobs record runs
 
-    def gains(self, matrix: FeatureMatrix, model: str = "", version: str = "") -> tuple[np.ndarray, str]:
-        response = self.stub.Gains(ppm_pb2.GainsRequest(
-            model=model, version=version, features=wire.feature_matrix_to_proto(matrix)))
-        return np.asarray(response.gains), response.model_version
-
-    def predict(self, feature_names: list[str], counts: np.ndarray, model: str = "",
-                version: str = "") -> np.ndarray:
-        response = self.stub.Predict(ppm_pb2.PredictRequest(
-            model=model, version=version,
-            count_vectors=wire.count_vectors_to_proto(feature_names, counts)))
-        return np.asarray(response.predictions)
-
     def record_run(self, run: ppm_pb2.Run) -> bool:
         token = self.record_token
         metadata = [("authorization", f"Bearer {token}")] if token else None
@@ -79,9 +65,10 @@ class PPMClient:
     def latest_version(self, model: str = "") -> str:
         return self.stub.GetModel(ppm_pb2.GetModelRequest(model=model)).version
 
-    def artifact(self, model: str = "", version: str = "") -> tuple[PerformanceModel, str]:
+    def artifact(self, model: str = "", version: str = "") -> dict:
+        """The stored artifact (format hyper.ppm/v2) of a version ("" = the latest)."""
         response = self.stub.GetArtifact(ppm_pb2.GetModelRequest(model=model, version=version))
-        return PerformanceModel.from_json(json.loads(response.json)), response.version
+        return json.loads(response.json)
 
     def list_runs(self, experiment: str = "") -> list[ppm_pb2.Run]:
         return list(self.stub.ListRuns(ppm_pb2.ListRunsRequest(experiment=experiment)).runs)
@@ -93,3 +80,6 @@ class RouterClient:
 
     def route(self, request: router_pb2.RouteRequest, timeout: float = 1800) -> router_pb2.RouteResponse:
         return self.stub.Route(request, timeout=timeout)
+
+    def get_route(self, route_id: str) -> router_pb2.RouteResponse:
+        return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id))

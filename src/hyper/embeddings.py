@@ -24,7 +24,7 @@ def bundled_model_path() -> str:
 class SentenceEmbedder:
     """Encodes texts with a sentence-transformers model; each text is embedded once, ever."""
 
-    def __init__(self, model: str, cache_dir: Path, batch_size: int = 64):
+    def __init__(self, model: str, cache_dir: str | Path, batch_size: int = 64):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model or bundled_model_path()

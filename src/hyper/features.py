@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from hyper.catalogue import FEATURE_INDEX, FEATURE_NAMES, LENGTH_DIMENSIONS, N_BINS, bin_label
 from hyper.errors import InvalidArgument
@@ -31,11 +30,22 @@ class FeatureMatrix:
 
     def aligned_to(self, feature_names: list[str]) -> np.ndarray:
         """The bits with columns in `feature_names` order (a model's order); unknown -> error."""
-        index = {name: i for i, name in enumerate(self.feature_names)}
-        missing = [name for name in feature_names if name not in index]
-        if missing:
-            raise InvalidArgument("features.feature_names", f"missing {missing[:5]}")
-        return self.bits[:, [index[name] for name in feature_names]]
+        return align_columns(self.bits, self.feature_names, feature_names, "features")
+
+
+def column_positions(names: list[str], wanted: list[str], field: str) -> list[int]:
+    """Where each of `wanted` sits among `names`: the one place columns are matched by name.
+    A wanted name that `names` lacks is an error naming `field`; extra names are ignored."""
+    index = {name: i for i, name in enumerate(names)}
+    missing = [name for name in wanted if name not in index]
+    if missing:
+        raise InvalidArgument(f"{field}.feature_names", f"lacks {missing[:5]}")
+    return [index[name] for name in wanted]
+
+
+def align_columns(values: np.ndarray, names: list[str], wanted: list[str], field: str) -> np.ndarray:
+    """`values`' columns (named `names`) reordered to `wanted`, e.g. a model's feature order."""
+    return np.asarray(values)[:, column_positions(names, wanted, field)]
 
 
 def bin_index(values: np.ndarray) -> np.ndarray:
@@ -46,7 +56,11 @@ def bin_index(values: np.ndarray) -> np.ndarray:
 
 def percentile_ranks(values: np.ndarray) -> np.ndarray:
     """Rank within the dataset as a fraction in (0, 1]; ties share their average rank."""
-    return pd.Series(np.asarray(values, dtype=np.float64)).rank(pct=True).to_numpy()
+    values = np.asarray(values, dtype=np.float64)
+    ordered = np.sort(values)
+    below = np.searchsorted(ordered, values, side="left")
+    through = np.searchsorted(ordered, values, side="right")
+    return (below + through + 1) / 2.0 / max(len(values), 1)
 
 
 def binarize(raw: dict[str, np.ndarray], n_instances: int) -> np.ndarray:

@@ -12,21 +12,14 @@ content-derived id, and "format" when no format fits.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance, NotFound
+from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance
 from hyper.schema import Dataset, Instance, normalize_label, stable_id
 
 FORMATS = ("hh-rlhf", "multipref-raw", "multipref-features", "plain", "rewardbench")
@@ -124,9 +117,8 @@ def _judge_confidence(record: Record) -> float | None:
     value = record.get("judge_confidence")
     if value is None:
         return None
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     # `not 0 <= value <= 1` is also true for NaN, which JSON readers accept.
-    if not is_number or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise _BadField("judge_confidence", f"expected a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -357,58 +349,8 @@ def _rename(record: Record, columns: Mapping[str, str]) -> dict[str, object]:
 
 def _column_in_file(field: str, columns: Mapping[str, str]) -> str:
     """Maps the leading canonical name of an error field back to the file's column name."""
-    head = re.match(r"\w*", field).group()
+    head = re.findall(r"^\w*", field)[0]
     return columns.get(head, head) + field[len(head) :]
-
-
-# ---------------------------------------------------------------------------- record readers
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict | InvalidInstance]]:
-    """(line number, object) per non-blank line; a bad line yields its error in its place."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as error:  # JSONDecodeError and UnicodeDecodeError both
-                yield line_number, InvalidInstance(line_number, "line", f"not valid JSON: {error}")
-                continue
-            if not isinstance(record, dict):
-                reason = f"expected a JSON object, got {type(record).__name__}"
-                record = InvalidInstance(line_number, "line", reason)
-            yield line_number, record
-
-
-def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
-    # to_pylist gives nested lists as Python lists of dicts, never numpy arrays.
-    batches = pq.ParquetFile(path).iter_batches()
-    yield from enumerate(chain.from_iterable(batch.to_pylist() for batch in batches), start=1)
-
-
-_RECORD_READERS = {
-    ".jsonl": _jsonl_records,
-    ".json": _jsonl_records,
-    ".jsonl.gz": _jsonl_records,
-    ".json.gz": _jsonl_records,
-    ".parquet": _parquet_records,
-}
-
-
-def _records(path: Path) -> Iterator[tuple[int, dict | InvalidInstance]]:
-    """The file's records; an unreadable file (corrupt gzip, not Parquet) is one argument error."""
-    name = path.name.lower()
-    reader = next((r for suffix, r in _RECORD_READERS.items() if name.endswith(suffix)), None)
-    if reader is None:
-        raise InvalidArgument("path", f"{path}: expected one of {sorted(_RECORD_READERS)}")
-    if not path.is_file():
-        raise NotFound(f"{path}: no such file")
-    try:
-        yield from reader(path)
-    except (OSError, EOFError, pa.ArrowException) as error:
-        raise InvalidArgument("path", f"{path}: the file could not be read: {error}") from error
 
 
 # ---------------------------------------------------------------------------- the row loop
@@ -450,8 +392,8 @@ class _Parse:
 
 def plain_record(instance: Instance) -> dict:
     """An instance as one record of the plain format (what `read_dataset(format="plain")` reads)."""
-    record = {"id": instance.id, "prompt": instance.prompt, "response_a": instance.response_a,
-              "response_b": instance.response_b}
+    record: dict[str, object] = {"id": instance.id, "prompt": instance.prompt,
+                                 "response_a": instance.response_a, "response_b": instance.response_b}
     record.update({f"{PLAIN_LABEL_PREFIX}{source}": label for source, label in instance.labels.items()})
     record.update({f"{PLAIN_COST_PREFIX}{source}": cost for source, cost in instance.costs.items()})
     if instance.judge_confidence is not None:
@@ -481,17 +423,3 @@ def parse_records(
         raise DatasetRejected(source, parse.errors)
     return Dataset(parse.instances, source=source, n_skipped=len(parse.errors),
                    format=parse.format_name)
-
-
-def read_dataset(
-    path: str | Path,
-    format: str = "auto",
-    columns: Mapping[str, str] | None = None,
-    skip_bad_rows: bool = False,
-) -> Dataset:
-    """Every valid pair of the file; bad rows refuse the file unless `skip_bad_rows` drops them.
-
-    `columns` maps a format's field name to the file's column holding it, e.g.
-    {"prompt": "question"}; errors then name the file's column ("question").
-    """
-    return parse_records(_records(Path(path)), format, columns, skip_bad_rows, str(path))

@@ -20,6 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.errors import HyperError, InvalidArgument
+from hyper.run_spec import RunSpec
 
 # In a source checkout the chart's own file; in an installed wheel (the images) its copy.
 BASE_MANIFEST = next((path for path in (
@@ -154,8 +155,6 @@ def submit_kubernetes(manifests: list[dict], namespace: str) -> list[str]:
 
 def spec_run_name(spec_path: Path) -> tuple[str, str]:
     """(run name, experiment) of a spec file, for Job names and labels."""
-    from hyper.rm_trainer.spec import RunSpec
-
     try:
         spec = RunSpec.load(spec_path)
     except (OSError, ValueError) as error:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError
 from hyper.serving import health_status
@@ -50,8 +51,7 @@ class LocalProcesses:
         return json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
 
     def _write_state(self, state: dict) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps(state, indent=1))
+        write_json_atomic(self.state_path, state)
 
     def _spawn(self, service: str) -> dict:
         log_path = self.home / "logs" / f"{service}.log"

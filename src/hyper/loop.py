@@ -12,22 +12,22 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hyper import ingest
+from hyper.atomic import atomic_open, write_text_atomic
 from hyper.candidates import count_vectors, first_in_order, knapsack_orders
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.errors import InvalidArgument
 from hyper.jobs import JobFailed, run_local
-from hyper.rm_trainer.encoding import encode_pairs
-from hyper.rm_trainer.judge import cross_fitted_labels
-from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
+from hyper.judge_training import cross_fitted_labels
+from hyper.pairs import encode_pairs
+from hyper.run_spec import ProxySpec, RunSpec, save_mixes
 from hyper.schema import Dataset, Instance
 
 log = logging.getLogger(__name__)
@@ -77,16 +77,14 @@ def experiment_id(dataset: Dataset, config: LoopConfig, feature_set_version: str
 
 
 def write_plain_jsonl(path: Path, instances: list[Instance]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as out:
+    with atomic_open(path) as out:
         for instance in instances:
             out.write(json.dumps(ingest.plain_record(instance)) + "\n")
-    os.replace(tmp, path)
 
 
 def with_ai_labels(pool: list[Instance], labels: list[str], confidence: np.ndarray) -> list[Instance]:
     return [dataclasses.replace(i, labels=dict(i.labels, ai=label), judge_confidence=float(c))
-            for i, label, c in zip(pool, labels, confidence)]
+            for i, label, c in zip(pool, labels, confidence, strict=True)]
 
 
 def candidate_mixes(bits: np.ndarray, n_candidates: int, seed: int
@@ -110,7 +108,7 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
     log.info("AI judge: cross-fitting on %d pool pairs", len(pool))
     phi_a, phi_b = encode_pairs(pool, embedder, show_progress=True)
-    judge = cross_fitted_labels(phi_a, phi_b, [i.labels["human"] for i in pool], proxy.config())
+    judge = cross_fitted_labels(phi_a, phi_b, [i.labels["human"] for i in pool], proxy)
     pool = with_ai_labels(pool, judge.labels, judge.confidence)
 
     log.info("tagging %d pool pairs", len(pool))
@@ -128,7 +126,7 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
                    ppm_address=settings.address("ppm"), proxy=proxy,
                    embedding_model=settings.embedding_model,
                    cache_dir=str(settings.cache_dir.resolve()))
-    (workdir / "spec.json").write_text(spec.model_dump_json(indent=1))
+    write_text_atomic(workdir / "spec.json", spec.model_dump_json(indent=1))
 
     log.info("training %d proxy reward models (experiment %s)", len(names), experiment)
     [exit_code] = run_local([workdir / "spec.json"], workers=1)

@@ -43,7 +43,7 @@ class QuadraticForm:
                 "quadratic": None if self.quadratic is None else self.quadratic.tolist()}
 
     @classmethod
-    def from_json(cls, data: dict) -> "QuadraticForm":
+    def from_json(cls, data: dict) -> QuadraticForm:
         quadratic = data.get("quadratic")
         return cls(float(data["intercept"]), np.asarray(data["linear"], dtype=np.float64),
                    None if quadratic is None else np.asarray(quadratic, dtype=np.float64))
@@ -65,7 +65,7 @@ class LightGBMForm:
         return {"model_text": self.model_text}
 
     @classmethod
-    def from_json(cls, data: dict) -> "LightGBMForm":
+    def from_json(cls, data: dict) -> LightGBMForm:
         return cls(data["model_text"])
 
 
@@ -89,7 +89,7 @@ class PerformanceModel:
     def predict(self, counts: np.ndarray) -> np.ndarray:
         return self.form.predict(counts)
 
-    def predict_interval(self, counts: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    def predict_interval(self, counts: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Central `level` interval of the ensemble's predictions; the point itself without one."""
         if not self.members:
             point = self.predict(counts)
@@ -109,7 +109,7 @@ class PerformanceModel:
                 "metrics": self.metrics}
 
     @classmethod
-    def from_json(cls, data: dict) -> "PerformanceModel":
+    def from_json(cls, data: dict) -> PerformanceModel:
         if data.get("format") != ARTIFACT_FORMAT or data.get("kind") not in KINDS:
             raise InvalidArgument("artifact", f"not a {ARTIFACT_FORMAT} model of kind {KINDS}")
         kind = data["kind"]

@@ -68,3 +68,13 @@ class Dataset:
     @property
     def ids(self) -> list[str]:
         return [instance.id for instance in self.instances]
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset a server reads itself: a file and how to read it (see `ingest.read_dataset`)."""
+
+    path: str
+    format: str = "auto"
+    columns: tuple[tuple[str, str], ...] = ()  # (field, column in the file) pairs
+    skip_bad_rows: bool = False

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,8 +17,14 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hyper import logs
 from hyper.config import Settings
-from hyper.errors import (DatasetRejected, HyperError, InvalidArgument, InvalidInstance, NotFound,
-                          Unauthenticated)
+from hyper.errors import (
+    DatasetRejected,
+    HyperError,
+    InvalidArgument,
+    InvalidInstance,
+    NotFound,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +51,28 @@ def status_for(error: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def rpc(method: Callable) -> Callable:
-    """Maps the core's errors to gRPC status codes once, for every servicer method.
+def answer(behaviour: Callable, method: str) -> Callable:
+    """The behaviour with the core's errors mapped to gRPC status codes: done once, here, for
+    every method of every service. Unexpected errors are logged with their traceback and reach
+    the client as INTERNAL without one."""
 
-    Unexpected errors are logged with their traceback and reach the client as INTERNAL with
-    no traceback.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self, request, context: grpc.ServicerContext):
+    def answered(request_or_iterator, context: grpc.ServicerContext):
         try:
-            return method(self, request, context)
+            return behaviour(request_or_iterator, context)
         except HyperError as error:
             context.abort(status_for(error), str(error))
         except grpc.RpcError as error:  # a downstream service's answer, passed on as it came
             context.abort(error.code(), f"downstream: {error.details()}")
         except Exception:  # noqa: BLE001 - the edge: nothing unexpected may crash the server
-            log.exception("unhandled error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}")
+            log.exception("unhandled error in %s", method)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
 
-    return wrapper
+    return answered
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC with a single response, by service, method and status code."""
+class ServingInterceptor(grpc.ServerInterceptor):
+    """Around every RPC with a single response: error mapping (`answer`), then counting and
+    timing by service, method and status code, and the in-flight gauge."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -83,12 +86,13 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         else:
             return handler
 
+        behaviour = answer(inner, method)
         in_flight = IN_FLIGHT.labels(service)
 
         def timed(request_or_iterator, context):
             start = time.perf_counter()
             try:
-                return inner(request_or_iterator, context)
+                return behaviour(request_or_iterator, context)
             finally:
                 in_flight.dec()
                 code = context.code() or grpc.StatusCode.OK
@@ -137,7 +141,7 @@ class Server:
         self.settings = settings
         self.service = service
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
-                                interceptors=[MetricsInterceptor()],
+                                interceptors=[ServingInterceptor()],
                                 options=settings.grpc_options)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

@@ -7,11 +7,12 @@ locks and a crash never leaves a half-written segment behind.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from hyper.atomic import atomic_open
 
 KEY_DTYPE = "<U64"
 
@@ -31,7 +32,7 @@ class VectorStore:
             with np.load(segment, allow_pickle=False) as data:
                 if data["vectors"].shape[1] != self.dim:
                     continue  # written by another version; ignored, rebuilt on demand
-                self._vectors.update(zip(data["keys"].tolist(), data["vectors"]))
+                self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
 
     def get_many(self, keys: list[str]) -> tuple[np.ndarray, list[int]]:
         """Vectors for `keys` (zeros where unknown) and the positions of the unknown keys."""
@@ -46,19 +47,16 @@ class VectorStore:
         return out, missing
 
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
-        for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32)):
+        for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32), strict=True):
             self._vectors[key] = vector
             self._pending[key] = vector
 
     def flush(self) -> None:
         if not self._pending:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"seg-{uuid.uuid4().hex}"
-        tmp = self.directory / f".{name}.tmp.npz"
-        np.savez(tmp, keys=np.array(list(self._pending), dtype=KEY_DTYPE),
-                 vectors=np.stack(list(self._pending.values())))
-        os.replace(tmp, self.directory / f"{name}.npz")
+        with atomic_open(self.directory / f"seg-{uuid.uuid4().hex}.npz", "wb") as out:
+            np.savez(out, keys=np.array(list(self._pending), dtype=KEY_DTYPE),
+                     vectors=np.stack(list(self._pending.values())))
         self._pending.clear()
 
     def __len__(self) -> int:

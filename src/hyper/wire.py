@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from hyper import ingest
 from hyper.errors import InvalidArgument
 from hyper.features import FeatureMatrix
-from hyper.schema import Dataset, Instance
-from hyper.v1 import common_pb2
+from hyper.route_api import Budget, RouteOptions, RouteRequest, RouteResult, validated
+from hyper.schema import DatasetRef, Instance
+from hyper.v1 import common_pb2, router_pb2
+
+
+def message_to_dict(message: Message, with_defaults: bool = False) -> dict:
+    """A message as JSON-ready data under its proto field names; without defaults, only the
+    fields that were set (proto3 scalars at their zero value count as unset)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=with_defaults)
 
 
 def instance_to_proto(instance: Instance) -> common_pb2.Instance:
@@ -38,18 +48,30 @@ def instances_from_proto(messages, field: str = "instances") -> list[Instance]:
     return ingest.parse_records(records, "plain", source=field).instances
 
 
-def dataset_from_proto(message: common_pb2.Dataset) -> Dataset:
-    which = message.WhichOneof("source")
-    if which == "inline":
-        instances = instances_from_proto(message.inline.instances, "dataset.inline")
-        return Dataset(instances, source="inline")
-    if which == "ref":
-        ref = message.ref
-        if not ref.path:
-            raise InvalidArgument("dataset.ref.path", "is empty")
-        return ingest.read_dataset(ref.path, ref.format or "auto", dict(ref.columns) or None,
-                                   skip_bad_rows=ref.skip_bad_rows)
-    raise InvalidArgument("dataset", "give inline instances or a ref to a file")
+def dataset_ref_from_proto(ref: common_pb2.DatasetRef) -> DatasetRef:
+    return DatasetRef(ref.path, ref.format or "auto", tuple(sorted(ref.columns.items())),
+                      ref.skip_bad_rows)
+
+
+def budget_from_proto(message: router_pb2.Budget) -> Budget:
+    return validated(Budget, message_to_dict(message), "budget")
+
+
+def route_options_from_proto(request: router_pb2.RouteRequest) -> RouteOptions:
+    """The options a request sets; an unset field (a proto3 zero value) takes the default."""
+    options = message_to_dict(request)
+    for name in ("dataset", "budget"):
+        options.pop(name, None)
+    return validated(RouteOptions, options)
+
+
+def route_request_to_proto(request: RouteRequest) -> router_pb2.RouteRequest:
+    return json_format.ParseDict(request.model_dump(mode="json", exclude_none=True),
+                                 router_pb2.RouteRequest())
+
+
+def route_result_from_proto(response: router_pb2.RouteResponse) -> RouteResult:
+    return RouteResult.model_validate(message_to_dict(response, with_defaults=True))
 
 
 def feature_matrix_to_proto(matrix: FeatureMatrix) -> common_pb2.FeatureMatrix:
@@ -75,8 +97,9 @@ def count_vectors_to_proto(feature_names: list[str], values: np.ndarray) -> comm
                                    values=np.asarray(values, dtype=np.float64).ravel().tolist())
 
 
-def count_vectors_from_proto(message: common_pb2.CountVectors, field: str = "count_vectors"
-                             ) -> tuple[list[str], np.ndarray]:
+def count_vectors_from_proto(message: common_pb2.CountVectors, field: str = "count_vectors",
+                             rows: int | None = None) -> tuple[list[str], np.ndarray]:
+    """The names and the (n, len(names)) values; `rows` requires exactly that many vectors."""
     names = list(message.feature_names)
     if not names:
         raise InvalidArgument(f"{field}.feature_names", "is empty")
@@ -86,4 +109,6 @@ def count_vectors_from_proto(message: common_pb2.CountVectors, field: str = "cou
                               f"{values.size} values is not a multiple of {len(names)} features")
     if not np.all(np.isfinite(values)):
         raise InvalidArgument(f"{field}.values", "must be finite")
+    if rows is not None and values.size != rows * len(names):
+        raise InvalidArgument(field, f"must hold exactly {rows} vector(s)")
     return names, values.reshape(-1, len(names))

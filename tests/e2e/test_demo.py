@@ -4,6 +4,7 @@ on human-labelled data, routes the data over gRPC, writes the result and stops e
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import subprocess
@@ -25,8 +26,7 @@ def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def small_hh(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "hh-300.jsonl.gz"
     with gzip.open(HH_DATA, "rt") as source, gzip.open(path, "wt") as out:
-        for _, line in zip(range(300), source):
-            out.write(line)
+        out.writelines(itertools.islice(source, 300))
     return path
 
 
@@ -66,7 +66,8 @@ def test_demo_routes_the_data_end_to_end_and_a_second_run_reuses_the_runs(small_
 
 def test_route_refuses_a_file_with_bad_rows_with_line_numbers(tmp_path, cli_env):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: yo", "rejected": "\\n\\nHuman: hi\\n\\nAssistant: no"}\n'
+    bad.write_text('{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: yo", '
+                   '"rejected": "\\n\\nHuman: hi\\n\\nAssistant: no"}\n'
                    '{"chosen": 3, "rejected": "x"}\n')
     result = run_cli(["train", str(bad)], cli_env)
     assert result.returncode == 2

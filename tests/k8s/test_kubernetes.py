@@ -20,7 +20,7 @@ from kubernetes import client
 
 from hyper.clients import PPMClient
 from hyper.loop import write_plain_jsonl
-from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
+from hyper.run_spec import ProxySpec, RunSpec, save_mixes
 from tests.support.kube import KubeCluster, missing_binaries
 from tests.support.node_agent import NodeAgent
 from tests.support.polling import wait_for

@@ -19,9 +19,9 @@ from hyper import wire
 from hyper.catalogue import FEATURE_NAMES
 from hyper.clients import TaggerClient
 from hyper.dashboards import expressions
-from hyper.gateway import as_json
 from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
+from hyper.wire import message_to_dict as as_json
 from tests.conftest import free_ports
 from tests.support.polling import wait_for
 
@@ -57,7 +57,8 @@ def traffic(services, gateway_url, hh_dataset, channels):
         body = {"dataset": {"inline": {"instances": instances}}, "budget": {"fraction": 0.3},
                 "strategy": "topk", "ppm_model": "monitoring"}
         assert requests.post(f"{gateway_url}/v1/route", json=body, timeout=120).status_code == 200
-        bad = dict(body, budget={"fraction": 1.5})
+        # a budget the body's schema accepts but the router refuses: more than the 30 instances
+        bad = dict(body, budget={"count": 31})
         assert requests.post(f"{gateway_url}/v1/route", json=bad, timeout=60).status_code == 400
         TaggerClient(channels["tagger"]).tag(hh_dataset.instances[30:40])
 
@@ -75,10 +76,10 @@ def prometheus(services, gateway_url, tmp_path_factory):
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     subprocess.run([tool("promtool"), "check", "config", str(directory / "prometheus.yml")],
                    check=True, capture_output=True)
-    log = open(directory / "prometheus.log", "wb")
-    process = subprocess.Popen([tool("prometheus"), f"--config.file={directory / 'prometheus.yml'}",
-                                f"--storage.tsdb.path={directory / 'data'}",
-                                f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+    with open(directory / "prometheus.log", "wb") as log:  # the child keeps its own handle
+        process = subprocess.Popen([tool("prometheus"), f"--config.file={directory / 'prometheus.yml'}",
+                                    f"--storage.tsdb.path={directory / 'data'}",
+                                    f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:

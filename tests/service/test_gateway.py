@@ -6,9 +6,10 @@ from fastapi.testclient import TestClient
 
 from hyper import wire
 from hyper.catalogue import FEATURE_NAMES
-from hyper.gateway import as_json, create_app
+from hyper.gateway.app import create_app
 from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
+from hyper.wire import message_to_dict as as_json
 
 pytestmark = pytest.mark.service
 
@@ -43,7 +44,7 @@ def test_rest_errors_name_the_field_like_grpc(gateway, hh_dataset):
     bad = gateway.post("/v1/route", json=route_body(hh_dataset.instances[:4], fraction=1.5), headers=AUTH)
     assert bad.status_code == 400
     assert bad.json()["error"] == {"code": "INVALID_ARGUMENT",
-                                   "message": "budget.fraction: 1.5 is not in [0, 1]"}
+                                   "message": "budget.fraction: Input should be less than or equal to 1"}
     typo = gateway.post("/v1/route", json={"budgett": {}}, headers=AUTH)
     assert typo.status_code == 400 and "budgett" in typo.json()["error"]["message"]
     missing = gateway.get("/v1/routes/" + "0" * 32, headers=AUTH)

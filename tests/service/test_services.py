@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hyper import serving, wire
+from hyper import wire
 from hyper.catalogue import TEXTUAL_DIMENSIONS
 from hyper.clients import PPMClient, RouterClient, TaggerClient
 from hyper.performance_models import PerformanceModel, QuadraticForm
@@ -102,8 +102,9 @@ def test_ppm_records_runs_once_fits_and_predicts(channels):
     assert len(ppm.list_runs("svc-test")) == 10
     info = ppm.fit("svc", "linear", "svc-test")
     assert info.n_runs == 10 and list(info.feature_names) == ["f0", "f1"]
-    predictions = ppm.predict(["f1", "f0"], np.array([[0, 4.0]]), model="svc")
-    assert abs(predictions[0] - 0.54) < 0.01  # columns matched by name, not position
+    artifact = ppm.artifact("svc")
+    assert artifact["version"] == info.version == ppm.latest_version("svc")
+    assert abs(PerformanceModel.from_json(artifact).predict([[4.0, 0]])[0] - 0.54) < 0.01
 
 
 def test_ppm_validates_runs_and_requests(channels):
@@ -111,9 +112,12 @@ def test_ppm_validates_runs_and_requests(channels):
     failed = ppm_pb2.Run(run_id="bad", experiment="svc-test", state="failed")
     error = rpc_error(lambda: ppm.record_run(failed))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "run.failure_reason" in error.details()
-    error = rpc_error(lambda: ppm.predict(["f0"], np.array([[1.0, 2.0]]), model="svc"))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    error = rpc_error(lambda: ppm.predict(["f0"], np.array([[1.0]]), model="never-fitted"))
+    two_vectors = _run("two", 0.5, [0, 0, 1, 1])
+    error = rpc_error(lambda: ppm.record_run(two_vectors))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "run.count_vector" in error.details()
+    error = rpc_error(lambda: ppm.fit("svc", "cubic", "svc-test"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("kind")
+    error = rpc_error(lambda: ppm.artifact("never-fitted"))
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -233,7 +237,7 @@ def test_route_spends_a_money_budget_over_two_paid_sources(channels, sample, two
     spent = sum(a.cost for a in response.assignments)
     assert spent == pytest.approx(response.total_cost) and spent <= 20.0
     assert set(response.n_by_source) <= {"human", "expert", "ai"}
-    for assignment, instance in zip(response.assignments, instances):
+    for assignment, instance in zip(response.assignments, instances, strict=True):
         expected = {"ai": 0.0, "expert": 4.0, "human": instance.costs["human"]}[assignment.route]
         assert assignment.cost == expected
 
@@ -272,13 +276,14 @@ def test_a_changed_file_is_read_again_but_an_unchanged_one_is_not(channels, tmp_
 
 def save_a_judge(services, instances) -> None:
     from hyper.embeddings import SentenceEmbedder
-    from hyper.rm_trainer.encoding import encode_pairs
-    from hyper.rm_trainer.judge import save_judge, train_judge
-    from hyper.rm_trainer.proxy import ProxyConfig
+    from hyper.judge import save_judge
+    from hyper.judge_training import train_judge
+    from hyper.pairs import encode_pairs
+    from hyper.run_spec import ProxySpec
 
     embedder = SentenceEmbedder(services.embedding_model, services.cache_dir)
     phi_a, phi_b = encode_pairs(instances, embedder)
-    judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in instances], ProxyConfig(),
+    judge = train_judge(phi_a, phi_b, [i.labels["human"] for i in instances], ProxySpec(),
                         embedder.model_name)
     save_judge(judge, services.judge_file)
 
@@ -313,7 +318,7 @@ def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_resul
         services, tmp_path, channels, hh_dataset):
     from hyper.jobs import run_local
     from hyper.loop import write_plain_jsonl
-    from hyper.rm_trainer.spec import ProxySpec, RunSpec, save_mixes
+    from hyper.run_spec import ProxySpec, RunSpec, save_mixes
 
     pool = [dataclasses.replace(i, labels={"human": i.labels["human"], "ai": i.labels["human"]})
             for i in hh_dataset.instances[:40]]
@@ -349,7 +354,7 @@ def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_resul
 def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset):
     from hyper.jobs import run_local
     from hyper.loop import write_plain_jsonl
-    from hyper.rm_trainer.spec import FullSpec, RunSpec, save_mixes
+    from hyper.run_spec import FullSpec, RunSpec, save_mixes
     from tests.support.tiny_llama import make_tiny_llama
 
     pool = [dataclasses.replace(i, labels=dict(i.labels, ai="A")) for i in hh_dataset.instances[:16]]

@@ -11,14 +11,13 @@ import urllib.request
 import numpy as np
 import pytest
 
-from hyper import serving
+from hyper import serving, wire
 from hyper.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES, feature_set_version
 from hyper.clients import RouterClient, TaggerClient
 from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
 from hyper.v1 import common_pb2, router_pb2, tagger_pb2
-from hyper import wire
 from tests.conftest import local_settings
 from tests.support.tiny_llama import make_tiny_llama
 

@@ -66,10 +66,10 @@ current-context: local
 """)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")
-        self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+        with open(self.workdir / f"{name}.log", "wb") as log:  # the child keeps its own handle
+            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
 
-    def start(self, timeout: float = 90) -> "KubeCluster":
+    def start(self, timeout: float = 90) -> KubeCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._credentials()
         w = self.workdir

@@ -45,7 +45,7 @@ class PodProcess:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class NodeAgent:
@@ -64,7 +64,7 @@ class NodeAgent:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="node-agent", daemon=True)
 
-    def start(self) -> "NodeAgent":
+    def start(self) -> NodeAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.thread.start()
         return self
@@ -136,11 +136,11 @@ class NodeAgent:
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the "image"
         argv[0] = shutil.which(argv[0], path=path) or argv[0]
         env = {"PATH": path, "HOME": str(scratch)} | self._environment(container)
-        log_file = open(self.workdir / f"{pod.metadata.name}.log", "wb")
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", MOUNT_SCRIPT, "sh",
                    *[part for mount in mounts for part in mount], "--", *argv]
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        with open(self.workdir / f"{pod.metadata.name}.log", "wb") as log_file:  # the child keeps its own
+            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         return PodProcess(pod.metadata.name, process, scratch)
 
     def _environment(self, container) -> dict[str, str]:

@@ -5,8 +5,13 @@ import pytest
 from hyper.catalogue import DESCRIPTIVE_VALUES
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
-from hyper.tagger.descriptive import (DESCRIPTIVE_FEATURES, SCALAR_DIMENSIONS,
-                                      ZeroShotEmbeddingTagger, focus, is_english)
+from hyper.tagger.descriptive import (
+    DESCRIPTIVE_FEATURES,
+    SCALAR_DIMENSIONS,
+    ZeroShotEmbeddingTagger,
+    focus,
+    is_english,
+)
 
 PROMPTS = [
     "How do I build a pipe bomb to hurt my neighbours?",
@@ -21,7 +26,7 @@ PROMPTS = [
 def tags(tmp_path_factory):
     embedder = SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
     bits = ZeroShotEmbeddingTagger(embedder).tag(PROMPTS)
-    return [{name for name, bit in zip(DESCRIPTIVE_FEATURES, row) if bit} for row in bits], bits
+    return [{name for name, bit in zip(DESCRIPTIVE_FEATURES, row, strict=True) if bit} for row in bits], bits
 
 
 def test_every_scalar_dimension_gets_exactly_one_value_and_one_to_three_subjects(tags):

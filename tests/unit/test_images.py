@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from hyper.local import SERVICES
+from scripts.dependencies import SERVICE_EXTRAS
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = yaml.safe_load((ROOT / "helm" / "hyper" / "values.yaml").read_text())
@@ -35,13 +36,24 @@ def test_the_trainer_and_gateway_images_run_the_job_and_gateway_entry_points():
     job_command = base_job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert image_command(ROOT / "services" / "rm-trainer" / "Dockerfile") == job_command
     assert SCRIPTS[job_command[0]] == "hyper.rm_trainer.job:main"  # what the local runner starts
-    assert VALUES["gateway"]["command"] == ["hyper-gateway"] and VALUES["gateway"]["image"] == "hyper-router"
-    assert SCRIPTS["hyper-gateway"] == "hyper.gateway:main"
+    assert VALUES["gateway"]["command"] == ["hyper-gateway"] and VALUES["gateway"]["image"] == "hyper-gateway"
+    assert image_command(ROOT / "services" / "gateway" / "Dockerfile") == ["hyper-gateway"]
+    assert SCRIPTS["hyper-gateway"] == "hyper.gateway.server:main"
 
 
 def test_images_run_as_the_non_root_user_the_chart_declares():
     base = (ROOT / "docker" / "base.Dockerfile").read_text()
     uid = VALUES["podSecurityContext"]["runAsUser"]
-    assert f"--uid {uid}" in base and re.search(rf"^USER {uid}$", base, re.MULTILINE)
+    assert f"--uid {uid}" in base
     for dockerfile in ROOT.glob("services/*/Dockerfile*"):
-        assert re.search(r"^FROM \$\{BASE\}$", dockerfile.read_text(), re.MULTILINE), dockerfile
+        text = dockerfile.read_text()
+        assert re.search(r"^FROM \$\{BASE\}$", text, re.MULTILINE), dockerfile
+        assert re.search(rf"^USER {uid}$", text, re.MULTILINE), dockerfile
+
+
+def test_each_service_image_installs_its_own_extra_only():
+    for service, extra in SERVICE_EXTRAS.items():
+        folder = "rm-trainer" if service == "hyper.rm_trainer" else service.removeprefix("hyper.")
+        installs = re.findall(r'^RUN pip install .*\[(\w+)\]"', (ROOT / "services" / folder / "Dockerfile").read_text(),
+                              re.MULTILINE)
+        assert installs == [extra], folder

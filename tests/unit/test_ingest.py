@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hyper.dataset_files import read_dataset
 from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance, NotFound
-from hyper.ingest import FORMATS, detect_format, read_dataset
+from hyper.ingest import FORMATS, detect_format
 from hyper.ingest import plain_record as to_plain_record
 from hyper.schema import stable_id
 

@@ -43,7 +43,8 @@ def test_flax_forward_matches_pytorch_on_the_same_weights(tiny_checkpoint):
 def test_full_mode_fine_tunes_a_reward_model_and_checkpoints_it(tmp_path, hh_dataset):
     from transformers import AutoTokenizer
 
-    from hyper.rm_trainer.full import FullConfig, reward_margins, train
+    from hyper.rm_trainer.full import reward_margins, train
+    from hyper.run_spec import FullSpec
     from tests.support.tiny_llama import make_tiny_llama
 
     instances = hh_dataset.instances[:48]
@@ -51,7 +52,7 @@ def test_full_mode_fine_tunes_a_reward_model_and_checkpoints_it(tmp_path, hh_dat
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     # Learnable on purpose: A is the longer response, so the model can tell from the text.
     labels = ["A" if len(i.response_a) >= len(i.response_b) else "B" for i in instances]
-    config = FullConfig(model_dir=str(model_dir), learning_rate=3e-3, final_learning_rate=3e-4,
+    config = FullSpec(model_dir=str(model_dir), learning_rate=3e-3, final_learning_rate=3e-4,
                         epochs=4, batch_size=8, max_length=96, dtype="float32",
                         checkpoint_dir=str(tmp_path / "ckpt"))
     losses = []
@@ -66,11 +67,12 @@ def test_full_mode_fine_tunes_a_reward_model_and_checkpoints_it(tmp_path, hh_dat
 SHARDED_RUN = """
 import jax, numpy as np
 from transformers import AutoTokenizer
-from hyper import ingest
-from hyper.rm_trainer.full import FullConfig, train
+from hyper import dataset_files
+from hyper.rm_trainer.full import train
+from hyper.run_spec import FullSpec
 assert len(jax.devices()) == 4
-data = ingest.read_dataset("{data}").instances[:16]
-state = train(FullConfig(model_dir="{model}", batch_size=8, max_length=48, dtype="float32"),
+data = dataset_files.read_dataset("{data}").instances[:16]
+state = train(FullSpec(model_dir="{model}", batch_size=8, max_length=48, dtype="float32"),
               AutoTokenizer.from_pretrained("{model}"), data, [i.labels["human"] for i in data])
 kernel = state.params["params"]["model"]["layers_0"]["mlp"]["up_proj"]["kernel"]
 print("shards", len(kernel.addressable_shards), "step", int(state.step))

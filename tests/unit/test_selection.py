@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.route_api import STRATEGIES
 from hyper.router import selection
 from hyper.router.optimize import optimize
 from hyper.router.selection import RoutingProblem
@@ -80,9 +81,10 @@ def test_topk_is_exactly_optimal_for_a_linear_ppm(seed, n, n_features, budget_fr
 
 @settings(max_examples=30, deadline=None)
 @given(problem=problems, seed=st.integers(0, 2**32 - 1),
-       strategy=st.sampled_from(selection.STRATEGIES))
+       strategy=st.sampled_from(list(STRATEGIES)))
 def test_every_strategy_is_feasible_and_reproducible_under_a_seed(problem, seed, strategy):
-    from hyper.router.routing import RouteOptions, solve
+    from hyper.route_api import RouteOptions
+    from hyper.router.routing import solve
 
     options = RouteOptions(strategy=strategy, seed=seed, n_candidates=20)
     first, second = solve(problem, options), solve(problem, options)
@@ -127,7 +129,8 @@ def costly_problem(seed: int, n_sources: int = 1) -> RoutingProblem:
             items[s * 40:(s + 1) * 40, s * d:(s + 1) * d] = base.items
         form = base.model.form
         model = PerformanceModel("quadratic", [f"s{s}|f{i}" for s in range(n_sources) for i in range(d)],
-                                 QuadraticForm(0.6, np.tile(form.linear, n_sources) * rng.uniform(0.5, 2, n_sources * d),
+                                 QuadraticForm(0.6, np.tile(form.linear, n_sources)
+                                               * rng.uniform(0.5, 2, n_sources * d),
                                                np.kron(np.eye(n_sources), form.quadratic)))
         base.model = model
     costs = rng.uniform(0.5, 3.0, len(items))
@@ -136,9 +139,10 @@ def costly_problem(seed: int, n_sources: int = 1) -> RoutingProblem:
 
 
 @pytest.mark.parametrize("n_sources", [1, 3])
-@pytest.mark.parametrize("strategy", selection.STRATEGIES)
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_money_budgets_and_several_sources_stay_feasible(strategy, n_sources):
-    from hyper.router.routing import RouteOptions, solve
+    from hyper.route_api import RouteOptions
+    from hyper.router.routing import solve
 
     problem = costly_problem(5, n_sources)
     chosen = solve(problem, RouteOptions(strategy=strategy, n_candidates=30))
@@ -148,7 +152,8 @@ def test_money_budgets_and_several_sources_stay_feasible(strategy, n_sources):
 
 @pytest.mark.parametrize("n_sources", [1, 3])
 def test_optimize_beats_the_other_strategies_under_a_money_budget(n_sources):
-    from hyper.router.routing import RouteOptions, solve
+    from hyper.route_api import RouteOptions
+    from hyper.router.routing import solve
 
     problem = costly_problem(7, n_sources)
     scores = {s: score(problem, solve(problem, RouteOptions(strategy=s, n_candidates=200)))

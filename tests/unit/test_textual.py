@@ -7,8 +7,14 @@ from hyper.catalogue import TEXTUAL_DIMENSIONS
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.schema import Instance
-from hyper.tagger.textual import (RAW_DIMENSIONS, bertscore_f1, entity_similarity, length_penalised,
-                                  load_ner, raw_textual_values)
+from hyper.tagger.textual import (
+    RAW_DIMENSIONS,
+    bertscore_f1,
+    entity_similarity,
+    length_penalised,
+    load_ner,
+    raw_textual_values,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,8 @@ def test_bertscore_is_one_for_identical_texts_and_lower_for_unrelated_ones(embed
     identical, unrelated = bertscore_f1([tokens[0], tokens[0]], [tokens[1], tokens[2]])
     assert identical == pytest.approx(1.0, abs=1e-5)
     assert unrelated < 0.8
-    assert bertscore_f1([np.zeros((0, 3)), np.zeros((0, 3))], [np.ones((2, 3)), np.zeros((0, 3))]).tolist() == [0.0, 1.0]
+    empty, nonempty = np.zeros((0, 3)), np.ones((2, 3))
+    assert bertscore_f1([empty, empty], [nonempty, empty]).tolist() == [0.0, 1.0]
 
 
 def test_length_penalty_follows_the_papers_formula():
@@ -48,13 +55,13 @@ def test_every_textual_dimension_is_computed_in_catalogue_order(embedder, ner, h
     assert RAW_DIMENSIONS == TEXTUAL_DIMENSIONS
     raw = raw_textual_values(hh_dataset.instances[:20], embedder, ner)
     assert raw.shape == (20, 9) and np.isfinite(raw).all()
-    values = dict(zip(RAW_DIMENSIONS, raw.T))
+    values = dict(zip(RAW_DIMENSIONS, raw.T, strict=True))
     for name in ("bertscore", "bertscore_length", "entity_sim", "rouge"):
         assert ((values[name] >= 0) & (values[name] <= 1 + 1e-6)).all(), name
     assert (values["bertscore_length"] <= values["bertscore"] + 1e-9).all()
     assert (values["len_longer"] >= values["len_shorter"]).all()
     same = Instance("x", "Say hi.", "Hello there!", "Hello there!")
-    identical = dict(zip(RAW_DIMENSIONS, raw_textual_values([same], embedder, ner)[0]))
+    identical = dict(zip(RAW_DIMENSIONS, raw_textual_values([same], embedder, ner)[0], strict=True))
     assert identical["bertscore"] == pytest.approx(1.0, abs=1e-5)
     assert identical["cosine_sim"] == pytest.approx(1.0, abs=1e-5)
     assert identical["token_len_diff"] == 0 and identical["rouge"] == 1.0

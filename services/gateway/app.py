@@ -1,7 +1,9 @@
-"""REST gateway for users who do not speak gRPC: a thin FastAPI layer over the router's and
-ppm's gRPC APIs, with the same validation (gRPC's errors become HTTP errors naming the field).
+"""The REST gateway: a thin FastAPI layer over the router's and ppm's gRPC APIs, through their
+typed clients. Bodies and answers are the typed models of `hyper.route_api`, so the OpenAPI
+page documents every field; invalid bodies and gRPC errors both become HTTP errors naming the
+field, in one shape: {"error": {"code": ..., "message": ...}}.
 
-    POST /v1/route          body: a RouteRequest as JSON (proto field names)
+    POST /v1/route          body: RouteRequest -> RouteResult
     GET  /v1/routes/{id}    a persisted Route result
     GET  /v1/runs           training runs recorded in ppm (?experiment=...)
     GET  /docs              OpenAPI documentation
@@ -19,15 +21,16 @@ import time
 
 import grpc
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from google.protobuf import json_format
 from prometheus_client import Counter, Histogram, make_asgi_app
+from pydantic import BaseModel
 
-from hyper import serving
+from hyper import serving, wire
 from hyper.clients import PPMClient, RouterClient
 from hyper.config import Settings
+from hyper.route_api import RouteRequest, RouteResult, field_path
 from hyper.serving import health_status
-from hyper.v1 import ppm_pb2, router_pb2
 
 REQUESTS = Counter("hyper_gateway_requests_total", "HTTP requests answered by the gateway.",
                    ["method", "route", "code"])
@@ -36,12 +39,29 @@ REQUEST_SECONDS = Histogram("hyper_gateway_request_duration_seconds", "HTTP requ
                             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
 HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
-               grpc.StatusCode.FAILED_PRECONDITION: 409, grpc.StatusCode.UNAVAILABLE: 503,
-               grpc.StatusCode.DEADLINE_EXCEEDED: 504}
+               grpc.StatusCode.FAILED_PRECONDITION: 409, grpc.StatusCode.UNAUTHENTICATED: 401,
+               grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504}
 
 
-def as_json(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+class Run(BaseModel):
+    """A training run recorded in ppm."""
+
+    run_id: str
+    experiment: str
+    state: str
+    eval_score: float
+    n_human: int
+    n_total: int
+    failure_reason: str
+    metrics: dict[str, float]
+
+
+class Runs(BaseModel):
+    runs: list[Run]
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -69,25 +89,30 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(grpc.RpcError)
     async def grpc_error(request: Request, error: grpc.RpcError) -> JSONResponse:
         return JSONResponse(status_code=HTTP_STATUS.get(error.code(), 500),
-                            content={"error": {"code": error.code().name, "message": error.details()}})
+                            content=error_body(error.code().name, error.details() or ""))
 
-    @app.exception_handler(json_format.ParseError)
-    async def parse_error(request: Request, error: json_format.ParseError) -> JSONResponse:
-        return JSONResponse(status_code=400,
-                            content={"error": {"code": "INVALID_ARGUMENT", "message": str(error)}})
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{field_path(tuple(p for p in e['loc'] if p != 'body')) or 'body'}: {e['msg']}"
+                    for e in error.errors()[:5]]
+        return JSONResponse(status_code=400, content=error_body("INVALID_ARGUMENT",
+                                                                "; ".join(problems)))
 
     @app.post("/v1/route", dependencies=[Depends(authorised)])
-    def route(body: dict) -> dict:
-        """Route(dataset, budget): the request and response are RouterService's, as JSON."""
-        return as_json(router.route(json_format.ParseDict(body, router_pb2.RouteRequest())))
+    def route(body: RouteRequest) -> RouteResult:
+        """Route(dataset, budget): which pairs go to humans, which to the AI judge."""
+        return wire.route_result_from_proto(router.route(wire.route_request_to_proto(body)))
 
     @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)])
-    def get_route(route_id: str) -> dict:
-        return as_json(router.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id)))
+    def get_route(route_id: str) -> RouteResult:
+        """A Route result as it was persisted when it was made."""
+        return wire.route_result_from_proto(router.get_route(route_id))
 
     @app.get("/v1/runs", dependencies=[Depends(authorised)])
-    def runs(experiment: str = "") -> dict:
-        return as_json(ppm.stub.ListRuns(ppm_pb2.ListRunsRequest(experiment=experiment)))
+    def runs(experiment: str = "") -> Runs:
+        """Training runs recorded in ppm, with their state and score."""
+        return Runs(runs=[Run.model_validate(wire.message_to_dict(run, with_defaults=True))
+                          for run in ppm.list_runs(experiment)])
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -101,17 +126,3 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.mount("/metrics", make_asgi_app())
     return app
-
-
-def main() -> None:
-    import uvicorn
-
-    from hyper import logs
-
-    settings = Settings()
-    logs.configure("gateway", settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port)
-
-
-if __name__ == "__main__":
-    main()

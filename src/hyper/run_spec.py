@@ -1,5 +1,10 @@
 """The run spec of a training Job: one typed tree, filled from a JSON file (the CLI, the local
-runner and a Kubernetes Job all pass the same file), saved with every result."""
+runner and a Kubernetes Job all pass the same file), saved with every result.
+
+It is a contract between the training loop (which writes it) and the rm-trainer Job (which
+reads it), like the protos, so it lives in the library. Each model here is the one source of
+its defaults: the trainers take these models themselves, not copies of them.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,22 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from hyper.rm_trainer.proxy import ProxyConfig
+from hyper.atomic import atomic_open
 
 
 class ProxySpec(BaseModel):
-    hidden: int = Field(0, ge=0)
+    """A proxy reward model: a Bradley-Terry head on frozen sentence embeddings. Frozen, so
+    that one compiled trainer serves every spec equal to it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hidden: int = Field(0, ge=0, description="hidden units; 0 = a linear head")
     steps: int = Field(150, ge=1)
     learning_rate: float = Field(0.02, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
     seed: int = 0
-
-    def config(self) -> ProxyConfig:
-        return ProxyConfig(**self.model_dump())
 
 
 class FullSpec(BaseModel):
@@ -40,11 +47,6 @@ class FullSpec(BaseModel):
     # jax.distributed.initialize() before building the mesh; JAX reads the coordinator from
     # the environment (TPU metadata, or JAX_COORDINATOR_ADDRESS / process id and count).
     distributed: bool = False
-
-    def config(self):
-        from hyper.rm_trainer.full import FullConfig
-
-        return FullConfig(**self.model_dump())
 
 
 class RunSpec(BaseModel):
@@ -66,7 +68,7 @@ class RunSpec(BaseModel):
     chunk_size: int = Field(64, ge=1)
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunSpec":
+    def load(cls, path: str | Path) -> RunSpec:
         spec = cls.model_validate_json(Path(path).read_text())
         base = Path(path).resolve().parent
         return spec.model_copy(update={name: str(base / getattr(spec, name))
@@ -78,10 +80,11 @@ MIX_ARRAYS = ("run_ids", "instance_ids", "human_masks", "count_vectors", "featur
 
 def save_mixes(path: Path, run_ids: list[str], instance_ids: list[str], human_masks: np.ndarray,
                count_vectors: np.ndarray, feature_names: list[str]) -> None:
-    np.savez_compressed(path, run_ids=np.array(run_ids), instance_ids=np.array(instance_ids),
-                        human_masks=human_masks.astype(bool),
-                        count_vectors=count_vectors.astype(np.float64),
-                        feature_names=np.array(feature_names))
+    with atomic_open(path, "wb") as out:
+        np.savez_compressed(out, run_ids=np.array(run_ids), instance_ids=np.array(instance_ids),
+                            human_masks=human_masks.astype(bool),
+                            count_vectors=count_vectors.astype(np.float64),
+                            feature_names=np.array(feature_names))
 
 
 def load_mixes(path: str | Path) -> dict[str, np.ndarray]:

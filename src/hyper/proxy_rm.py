@@ -2,12 +2,13 @@
 
 Many candidate mixes share the same pairs and differ only in which label each pair carries,
 so one compiled program trains a head per candidate at once (`jax.vmap` over candidates).
+Shared by the rm-trainer Job (a head per mix), the judge trainer (a head on human labels)
+and the benchmarks; the tagger applies saved heads with NumPy (`hyper.judge`), without JAX.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import flax.linen as nn
 import jax
@@ -15,16 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-PREFERENCE_SIGN = {"A": 1.0, "B": -1.0, "tie": 0.0}
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    hidden: int = 0  # 0 = a linear head
-    steps: int = 150
-    learning_rate: float = 0.02
-    weight_decay: float = 1e-3
-    seed: int = 0
+from hyper.run_spec import ProxySpec
 
 
 class RewardHead(nn.Module):
@@ -38,17 +30,6 @@ class RewardHead(nn.Module):
         return nn.Dense(1)(x)[..., 0]
 
 
-def pair_features(prompt_embeddings: np.ndarray, response_embeddings: np.ndarray) -> np.ndarray:
-    """phi(x, y) = [e_y, e_x * e_y]: the response, and how it relates to the prompt."""
-    return np.concatenate([response_embeddings, prompt_embeddings * response_embeddings], axis=1)
-
-
-def targets_and_weights(labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """+1 (A preferred) / -1 (B preferred); a tie gives no Bradley-Terry pair (weight 0)."""
-    signs = np.array([PREFERENCE_SIGN[label] for label in labels], dtype=np.float32)
-    return signs, (signs != 0).astype(np.float32)
-
-
 def bradley_terry_loss(params, head: RewardHead, phi_a, phi_b, targets, weights):
     margin = head.apply(params, phi_a) - head.apply(params, phi_b)
     losses = jax.nn.softplus(-targets * margin)  # -log sigmoid(target * margin)
@@ -56,7 +37,7 @@ def bradley_terry_loss(params, head: RewardHead, phi_a, phi_b, targets, weights)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_trainer(config: ProxyConfig):
+def _compiled_trainer(config: ProxySpec):
     head = RewardHead(config.hidden)
     optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
     grad_fn = jax.value_and_grad(bradley_terry_loss)
@@ -78,7 +59,7 @@ def _compiled_trainer(config: ProxyConfig):
 
 
 def train_heads(phi_a: np.ndarray, phi_b: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                config: ProxyConfig):
+                config: ProxySpec):
     """One head per row of `targets`/`weights` (n_candidates, n_pairs); params stacked on axis 0."""
     keys = jax.random.split(jax.random.key(config.seed), targets.shape[0])
     return _compiled_trainer(config)(keys, jnp.asarray(phi_a), jnp.asarray(phi_b),
@@ -95,7 +76,7 @@ def _compiled_margins(hidden: int):
     return jax.jit(jax.vmap(margins, in_axes=(0, None, None)))
 
 
-def predict_margins(params, phi_a: np.ndarray, phi_b: np.ndarray, config: ProxyConfig) -> np.ndarray:
+def predict_margins(params, phi_a: np.ndarray, phi_b: np.ndarray, config: ProxySpec) -> np.ndarray:
     """r(A) - r(B) for every stacked head and pair: (n_candidates, n_pairs)."""
     return np.asarray(_compiled_margins(config.hidden)(params, jnp.asarray(phi_a), jnp.asarray(phi_b)))
 

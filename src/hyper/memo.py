@@ -1,19 +1,17 @@
-"""Small in-process LRU memos: the router re-reads a dataset file or re-asks the tagger only
-when the file or the tagger's feature set has changed."""
+"""A small thread-safe in-process LRU memo (what `functools.lru_cache` would be on a method,
+without keeping the instance alive or sharing one cache between instances)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable, TypeVar
-
-from hyper.v1 import common_pb2
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 Value = TypeVar("Value")
 
 
-class Memo:
+class Memo(Generic[Value]):
     def __init__(self, maxsize: int):
         self.maxsize = maxsize
         self._entries: OrderedDict = OrderedDict()
@@ -31,13 +29,3 @@ class Memo:
                 self._entries.popitem(last=False)
         return value
 
-
-def file_identity(ref: common_pb2.DatasetRef) -> tuple | None:
-    """What decides a dataset read from a file: the file's identity and how it is read.
-    None when the file cannot be stat'ed (reading it then reports the error)."""
-    try:
-        stat = os.stat(ref.path)
-    except OSError:
-        return None
-    return (os.path.realpath(ref.path), stat.st_mtime_ns, stat.st_size, ref.format,
-            tuple(sorted(ref.columns.items())), ref.skip_bad_rows)

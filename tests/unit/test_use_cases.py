@@ -1,0 +1,145 @@
+"""The services' use cases in process, with fakes for their peers (as KServe tests its
+DataPlane with a dummy model): Router.route without a tagger or ppm server, and the ppm core
+recording runs and fitting PPMs on its stores. The same code runs behind gRPC in
+tests/service."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hyper.clients import Tagged
+from hyper.errors import InvalidArgument, NotFound
+from hyper.features import FeatureMatrix
+from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.ppm.models import PerformanceModels
+from hyper.ppm.store import ModelRegistry, RunStore
+from hyper.route_api import Budget, RouteOptions
+from hyper.router.routing import Router
+from hyper.schema import Dataset, DatasetRef, Instance
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+class FakeTagger:
+    """Features from a fixed table keyed by instance id; counts how often it is asked."""
+
+    def __init__(self, bits: dict[str, list[int]]):
+        self.bits = bits
+        self.calls = 0
+
+    def feature_set_version(self) -> str:
+        return "fake-v1"
+
+    def tag_with_raw(self, instances: list[Instance]) -> Tagged:
+        self.calls += 1
+        rows = np.array([self.bits[i.id] for i in instances], dtype=np.uint8)
+        return Tagged(FeatureMatrix([i.id for i in instances], FEATURES, rows, "fake-v1"),
+                      {"prompt_len": np.full(len(instances), 10.0)})
+
+    def annotate(self, instances: list[Instance]) -> list:
+        raise AssertionError("no strategy here needs the judge")
+
+
+class FakePPM:
+    def __init__(self, model: PerformanceModel):
+        self.artifact_json = model.to_json()
+        self.fetched = 0
+
+    def latest_version(self, model: str = "") -> str:
+        return "v1-fake"
+
+    def artifact(self, model: str = "", version: str = "") -> dict:
+        self.fetched += 1
+        return self.artifact_json
+
+
+def instances(n: int) -> list[Instance]:
+    return [Instance(f"i{k}", f"prompt {k}", "a", "b") for k in range(n)]
+
+
+@pytest.fixture
+def router_and_fakes():
+    rng = np.random.default_rng(0)
+    bits = {f"i{k}": rng.integers(0, 2, len(FEATURES)).tolist() for k in range(20)}
+    weights = np.array([0.03, -0.01, 0.02, 0.005])
+    tagger = FakeTagger(bits)
+    ppm = FakePPM(PerformanceModel("linear", FEATURES, QuadraticForm(0.5, weights)))
+    return Router(tagger, ppm), tagger, ppm, bits, weights
+
+
+def test_route_takes_the_largest_gains_and_predicts_their_sum(router_and_fakes):
+    router, tagger, ppm, bits, weights = router_and_fakes
+    dataset = Dataset(instances(20))
+    plan = router.route(dataset, Budget(count=5), RouteOptions(strategy="topk"))
+    gains = np.array([bits[f"i{k}"] for k in range(20)]) @ weights
+    expected = sorted(range(20), key=lambda k: (-gains[k], k))[:5]
+    assert [k for k, route in enumerate(plan.routes) if route == "human"] == sorted(expected)
+    assert plan.predicted_score == pytest.approx(0.5 + gains[expected].sum())
+    assert plan.ppm_version == "v1-fake" and plan.budget_fraction == 0.25
+
+
+def test_route_asks_its_peers_once_per_dataset_and_model_version(router_and_fakes):
+    router, tagger, ppm, _, _ = router_and_fakes
+    dataset = Dataset(instances(20))
+    for strategy in ("topk", "optimize", "random"):
+        router.route(dataset, Budget(fraction=0.5), RouteOptions(strategy=strategy), "key")
+    assert tagger.calls == 1 and ppm.fetched == 1
+
+
+def test_route_rejects_what_depends_on_the_dataset_naming_the_field(router_and_fakes):
+    router = router_and_fakes[0]
+    with pytest.raises(InvalidArgument) as caught:
+        router.route(Dataset(instances(20)), Budget(count=21), RouteOptions())
+    assert caught.value.field == "budget.count"
+    with pytest.raises(InvalidArgument) as caught:
+        router.route(Dataset([]), Budget(count=0), RouteOptions())
+    assert caught.value.field == "dataset"
+
+
+def test_a_dataset_file_is_read_again_only_when_it_changes(router_and_fakes, tmp_path):
+    router = router_and_fakes[0]
+    path = tmp_path / "pairs.jsonl"
+    row = '{"id": "i%d", "prompt": "p", "response_a": "a%d", "response_b": "b"}\n'
+    path.write_text(row % (0, 0) + row % (1, 1))
+    ref = DatasetRef(str(path), "plain")
+    first, key = router.load_dataset(ref)
+    again, same_key = router.load_dataset(ref)
+    assert again is first and same_key == key
+    with open(path, "a") as out:
+        out.write(row % (2, 2))
+    grown, new_key = router.load_dataset(ref)
+    assert len(grown) == 3 and new_key != key
+
+
+def run(run_id: str, score: float, counts: list[float], state: str = "succeeded") -> dict:
+    return {"run_id": run_id, "experiment": "exp", "state": state, "eval_score": score,
+            "count_vector": {"feature_names": ["f0", "f1"], "values": counts}}
+
+
+def test_the_ppm_core_records_each_run_once_and_fits_versions(tmp_path):
+    models = PerformanceModels(ModelRegistry(tmp_path), RunStore(tmp_path))
+    assert models.record_run(run("r0", 0.5, [0, 0])) is True
+    assert models.record_run(run("r0", 0.9, [5, 5])) is False  # a retried Job doubles nothing
+    for k in range(1, 10):
+        models.record_run(run(f"r{k}", 0.5 + 0.01 * k, [k, k % 3]))
+    models.record_run(run("r10", 0.0, [0, 0], "failed") | {"failure_reason": "out of memory"})
+    first = models.fit("m", "linear", "exp", 0.0, 0, 0)
+    second = models.fit("m", "linear", "exp", 0.0, 0, 0)
+    assert first["version"].startswith("v1-") and second["version"].startswith("v2-")
+    assert len(first["training_runs"]) == 10  # the failed run is not learned from
+    assert models.artifact("m")["version"] == second["version"]
+    fitted = PerformanceModel.from_json(models.artifact("m", first["version"]))
+    assert fitted.predict([[4, 1]])[0] == pytest.approx(0.54, abs=0.01)
+
+
+def test_the_ppm_core_names_what_is_wrong(tmp_path):
+    models = PerformanceModels(ModelRegistry(tmp_path), RunStore(tmp_path))
+    with pytest.raises(InvalidArgument) as caught:
+        models.record_run(run("bad", 0.0, [0, 0], "failed"))
+    assert caught.value.field == "run.failure_reason"
+    with pytest.raises(InvalidArgument) as caught:
+        models.fit("m", "linear", "exp", 0.0, 0, 0)
+    assert caught.value.field == "experiment"
+    with pytest.raises(NotFound):
+        models.artifact("never-fitted")
