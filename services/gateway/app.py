@@ -4,6 +4,7 @@ page documents every field; invalid bodies and gRPC errors both become HTTP erro
 field, in one shape: {"error": {"code": ..., "message": ...}}.
 
     POST /v1/route          body: RouteRequest -> RouteResult
+    POST /v1/diagnose       body: DiagnoseRequest -> Diagnosis (can routing pay on this data?)
     GET  /v1/routes/{id}    a persisted Route result
     GET  /v1/runs           training runs recorded in ppm (?experiment=...)
     GET  /docs              OpenAPI documentation
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 from hyper import serving, wire
 from hyper.clients import PPMClient, RouterClient
 from hyper.config import Settings
-from hyper.route_api import RouteRequest, RouteResult, field_path
+from hyper.route_api import DiagnoseRequest, Diagnosis, RouteRequest, RouteResult, field_path
 from hyper.serving import health_status
 
 REQUESTS = Counter("hyper_gateway_requests_total", "HTTP requests answered by the gateway.",
@@ -102,6 +103,11 @@ def create_app(settings: Settings) -> FastAPI:
     def route(body: RouteRequest) -> RouteResult:
         """Route(dataset, budget): which pairs go to humans, which to the AI judge."""
         return wire.route_result_from_proto(router.route(wire.route_request_to_proto(body)))
+
+    @app.post("/v1/diagnose", dependencies=[Depends(authorised)])
+    def diagnose(body: DiagnoseRequest) -> Diagnosis:
+        """Before spending anything: can routing pay on this data?"""
+        return wire.diagnosis_from_proto(router.diagnose(wire.diagnose_request_to_proto(body)))
 
     @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)])
     def get_route(route_id: str) -> RouteResult:

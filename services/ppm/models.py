@@ -8,23 +8,29 @@ from __future__ import annotations
 import numpy as np
 
 from hyper.errors import InvalidArgument
-from hyper.ppm.fitting import fit_ppm
+from hyper.ppm.fitting import DEFAULT_CV_FOLDS, fit_ppm
 from hyper.ppm.store import DEFAULT_MODEL, ModelRegistry, RunStore, check_name
 
 RUN_STATES = ("succeeded", "failed")
 
 
-def training_data(runs: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(feature names, count vectors, eval scores) of the successful runs among `runs`."""
+def training_data(runs: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, str, int]:
+    """(feature names, count vectors, eval scores, what the scores measure, the pool's size)
+    of the successful runs among `runs`; they must agree on the feature set and on what they
+    measured."""
     succeeded = [run for run in runs if run.get("state") == "succeeded"]
     if not succeeded:
         raise InvalidArgument("experiment", "has no successful runs")
     feature_names = succeeded[0]["count_vector"]["feature_names"]
     if any(run["count_vector"]["feature_names"] != feature_names for run in succeeded):
         raise InvalidArgument("experiment", "runs disagree on the feature set")
+    targets = {run.get("score") or "rm_accuracy" for run in succeeded}
+    if len(targets) > 1:
+        raise InvalidArgument("experiment", f"runs measured different scores: {sorted(targets)}")
     counts = np.array([run["count_vector"]["values"] for run in succeeded], dtype=np.float64)
     scores = np.array([run.get("eval_score", 0.0) for run in succeeded], dtype=np.float64)
-    return feature_names, counts, scores
+    pool_size = int(np.median([run.get("n_total", 0) for run in succeeded]))
+    return feature_names, counts, scores, targets.pop(), pool_size
 
 
 class PerformanceModels:
@@ -32,13 +38,13 @@ class PerformanceModels:
         self.registry = registry
         self.runs = runs
 
-    def fit(self, model: str, kind: str, experiment: str, holdout_fraction: float, seed: int,
-            n_bootstrap: int) -> dict:
+    def fit(self, model: str, kind: str, experiment: str, seed: int = 0,
+            cv_folds: int = DEFAULT_CV_FOLDS) -> dict:
         """Fits a PPM on the experiment's successful runs and stores it as the next version."""
         name = check_name("model", model or DEFAULT_MODEL)
         runs = self.runs.list(experiment)
-        feature_names, counts, scores = training_data(runs)
-        ppm = fit_ppm(feature_names, counts, scores, kind, holdout_fraction, seed, n_bootstrap)
+        feature_names, counts, scores, target, pool_size = training_data(runs)
+        ppm = fit_ppm(feature_names, counts, scores, kind, target, seed, cv_folds, pool_size)
         artifact = dict(ppm.to_json(), experiment=experiment,
                         training_runs=[r["run_id"] for r in runs if r.get("state") == "succeeded"])
         _, stored = self.registry.save(name, artifact)

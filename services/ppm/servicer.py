@@ -11,8 +11,9 @@ from prometheus_client import Counter, Gauge
 
 from hyper import wire
 from hyper.errors import Unauthenticated
+from hyper.ppm.fitting import DEFAULT_CV_FOLDS
 from hyper.ppm.models import PerformanceModels
-from hyper.v1 import ppm_pb2, ppm_pb2_grpc
+from hyper.v1 import common_pb2, ppm_pb2, ppm_pb2_grpc
 
 RUNS_RECORDED = Counter("hyper_ppm_runs_recorded_total", "Training runs recorded.", ["state"])
 MODELS_FITTED = Counter("hyper_ppm_models_fitted_total", "PPM versions fitted.", ["kind"])
@@ -23,7 +24,8 @@ def model_info(artifact: dict) -> ppm_pb2.ModelInfo:
     return ppm_pb2.ModelInfo(
         model=artifact["model"], version=artifact["version"], kind=artifact["kind"],
         feature_names=artifact["feature_names"], n_runs=len(artifact.get("training_runs", [])),
-        metrics=artifact.get("metrics", {}), created_at=artifact["created_at"])
+        metrics=artifact.get("metrics", {}), created_at=artifact["created_at"],
+        skill=common_pb2.Skill(**artifact["skill"]), target=artifact["target"])
 
 
 class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
@@ -41,7 +43,7 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
 
     def Fit(self, request, context):
         stored = self.models.fit(request.model, request.kind or "linear", request.experiment,
-                                 request.holdout_fraction, request.seed, request.n_bootstrap)
+                                 request.seed, request.cv_folds or DEFAULT_CV_FOLDS)
         MODELS_FITTED.labels(stored["kind"]).inc()
         MODEL_VERSION.labels(stored["model"]).set(int(stored["version"].split("-")[0][1:]))
         return model_info(stored)

@@ -1,4 +1,7 @@
-"""The rm-trainer Job: train one proxy RM per candidate mix, evaluate it, report it to ppm.
+"""The rm-trainer Job: score each candidate mix and report it to ppm. A mix's score is, by the
+spec's mode, the accuracy of a reward model trained on its labels (`proxy`: a head per mix on
+frozen embeddings; `full`: a fine-tuned decoder per mix) on held-out pairs, or (`labels`) the
+accuracy of its labels themselves against the reference labels of the pool.
 
 The same entry point is the container's command in Kubernetes and a subprocess of the local
 runner. It exits 0 only once every run of the spec has its result; runs with a result (a
@@ -24,6 +27,7 @@ from hyper.pairs import encode_pairs, targets_and_weights
 from hyper.proxy_rm import predict_margins, train_heads
 from hyper.rm_trainer.evaluation import rewardbench_scores
 from hyper.run_spec import ProxySpec, RunSpec, load_mixes
+from hyper.schema import Instance
 from hyper.v1 import ppm_pb2
 
 log = logging.getLogger(__name__)
@@ -37,13 +41,33 @@ class Encoded:
     ai: tuple[np.ndarray, np.ndarray]
 
 
-def encode_pool(spec: RunSpec, expected_ids: list[str], embedder: SentenceEmbedder) -> Encoded:
+NO_LABEL = "tie"  # a pair whose label is missing gives no Bradley-Terry pair, like a tie
+
+
+def read_pool(spec: RunSpec, expected_ids: list[str]) -> list[Instance]:
     pool = dataset_files.read_dataset(spec.pool, "plain")
     if pool.ids != expected_ids:
         raise ValueError(f"{spec.mixes}: instance_ids do not match the pool {spec.pool}")
-    phi_a, phi_b = encode_pairs(pool.instances, embedder)
-    return Encoded(phi_a, phi_b, targets_and_weights([i.labels["human"] for i in pool.instances]),
-                   targets_and_weights([i.labels["ai"] for i in pool.instances]))
+    return pool.instances
+
+
+def mix_labels(pool: list[Instance], mask: np.ndarray) -> list[str]:
+    """One mix's labels: human where routed to humans, the AI judge's elsewhere. The loop
+    routes a pair without an AI label to humans in every mix, so NO_LABEL stands in only
+    where the data has no label at all."""
+    return [i.labels.get("human" if human else "ai", NO_LABEL)
+            for i, human in zip(pool, mask, strict=True)]
+
+
+def reference_labels(instances: list[Instance]) -> list[str | None]:
+    """What scores a label or a reward model: the reference label, else the human label."""
+    return [i.labels.get("reference", i.labels.get("human")) for i in instances]
+
+
+def encode_pool(pool: list[Instance], embedder: SentenceEmbedder) -> Encoded:
+    phi_a, phi_b = encode_pairs(pool, embedder)
+    return Encoded(phi_a, phi_b, targets_and_weights([i.labels.get("human", NO_LABEL) for i in pool]),
+                   targets_and_weights([i.labels.get("ai", NO_LABEL) for i in pool]))
 
 
 def mix_targets(encoded: Encoded, human_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +97,14 @@ def _run(spec: RunSpec, index: int, mixes: dict, scores: dict, loss: float) -> p
     metrics = {"final_train_loss": loss, "overall": scores["overall"]}
     metrics.update({f"category/{k}": v for k, v in scores["categories"].items()})
     metrics.update({f"subset/{k}": v for k, v in scores["subsets"].items()})
+    return _result(spec, index, mixes, scores["overall"], metrics, "rm_accuracy")
+
+
+def _result(spec: RunSpec, index: int, mixes: dict, score: float, metrics: dict,
+            score_name: str) -> ppm_pb2.Run:
     return ppm_pb2.Run(
         run_id=str(mixes["run_ids"][index]), experiment=spec.experiment, state="succeeded",
-        eval_score=scores["overall"],
+        eval_score=score, score=score_name,
         count_vector=wire.count_vectors_to_proto(mixes["feature_names"].tolist(),
                                                  mixes["count_vectors"][index]),
         n_human=int(mixes["human_masks"][index].sum()), n_total=mixes["human_masks"].shape[1],
@@ -83,12 +112,28 @@ def _run(spec: RunSpec, index: int, mixes: dict, scores: dict, loss: float) -> p
         config_json=spec.model_dump_json())
 
 
+def score_labels_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
+    """`labels` mode: each mix's score is the share of the pool's scored pairs (those with a
+    reference label) whose mix label matches the reference."""
+    pool = read_pool(spec, mixes["instance_ids"].tolist())
+    reference = reference_labels(pool)
+    scored = [k for k, label in enumerate(reference) if label is not None]
+    if not scored:
+        raise ValueError(f"{spec.pool}: no pair has a reference label to score mixes against")
+    for index in pending:
+        labels = mix_labels(pool, mixes["human_masks"][index])
+        accuracy = float(np.mean([labels[k] == reference[k] for k in scored]))
+        ppm.record_run(_result(spec, index, mixes, accuracy, {"n_scored": float(len(scored))},
+                               "label_accuracy"))
+    log.info("progress", extra={"scored": len(pending), "of": len(pending)})
+
+
 def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMClient) -> None:
     embedder = SentenceEmbedder(spec.embedding_model, spec.cache_dir)
-    encoded = encode_pool(spec, mixes["instance_ids"].tolist(), embedder)
+    encoded = encode_pool(read_pool(spec, mixes["instance_ids"].tolist()), embedder)
     eval_set = dataset_files.read_dataset(spec.eval)  # plain, or RewardBench's layout
     eval_a, eval_b = encode_pairs(eval_set.instances, embedder)
-    eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
+    eval_targets, _ = targets_and_weights([label or NO_LABEL for label in reference_labels(eval_set.instances)])
     config = spec.proxy
     subsets = [i.subset for i in eval_set.instances]
     for start in range(0, len(pending), spec.chunk_size):
@@ -114,21 +159,22 @@ def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: P
 
     if spec.full is None:
         raise ValueError("mode 'full' needs the 'full' section (model_dir, ...)")
-    pool = dataset_files.read_dataset(spec.pool, "plain")
+    pool = read_pool(spec, mixes["instance_ids"].tolist())
     eval_set = dataset_files.read_dataset(spec.eval)
-    eval_targets, _ = targets_and_weights([i.labels["human"] for i in eval_set.instances])
+    eval_targets, _ = targets_and_weights([label or NO_LABEL for label in reference_labels(eval_set.instances)])
     config = spec.full
     tokenizer = AutoTokenizer.from_pretrained(config.model_dir)
     for index in pending:
-        mask = mixes["human_masks"][index]
-        labels = [i.labels["human"] if human else i.labels["ai"]
-                  for i, human in zip(pool.instances, mask, strict=True)]
+        labels = mix_labels(pool, mixes["human_masks"][index])
         losses: list[float] = []
         progress = functools.partial(log_step, str(mixes["run_ids"][index]), losses)
-        state = train(config, tokenizer, pool.instances, labels, log=progress)
+        state = train(config, tokenizer, pool, labels, log=progress)
         margins = reward_margins(state, tokenizer, eval_set.instances, config.max_length)
         scores = eval_scores(margins, eval_targets, [i.subset for i in eval_set.instances])
         ppm.record_run(_run(spec, index, mixes, scores, losses[-1] if losses else 0.0))
+
+
+MODES = {"proxy": train_and_record, "full": train_full_and_record, "labels": score_labels_and_record}
 
 
 def finished_runs(ppm: PPMClient, experiment: str) -> set[str]:
@@ -156,7 +202,7 @@ def run_job(spec: RunSpec) -> int:
     if not pending:
         return 0
     try:
-        (train_full_and_record if spec.mode == "full" else train_and_record)(spec, mixes, pending, ppm)
+        MODES[spec.mode](spec, mixes, pending, ppm)
     except Exception as error:  # noqa: BLE001 - every unfinished run gets a recorded reason
         log.exception("training failed")
         record_failures(spec, mixes, ppm, f"{type(error).__name__}: {error}")

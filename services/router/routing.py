@@ -14,20 +14,19 @@ import numpy as np
 
 from hyper import dataset_files
 from hyper.clients import Tagged
-from hyper.errors import InvalidArgument
-from hyper.features import FeatureMatrix, column_positions
+from hyper.errors import HyperError, InvalidArgument
+from hyper.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
 from hyper.memo import Memo
-from hyper.performance_models import PerformanceModel
-from hyper.route_api import AI, DEFAULT_SOURCE, STRATEGIES, Budget, CostModel, CurvePoint, RouteOptions, Source
+from hyper.performance_models import PerformanceModel, Skill
+from hyper.route_api import AI, STRATEGIES, Budget, CurvePoint, RouteOptions, Source
 from hyper.router import selection
+from hyper.router.diagnosis import Diagnosis, diagnose
 from hyper.router.optimize import optimize
+from hyper.router.problem import ForcedSplit, build_problem, split_forced
 from hyper.router.selection import RoutingProblem
 from hyper.schema import Dataset, DatasetRef, Instance
 
 log = logging.getLogger(__name__)
-
-TOKEN_DIMENSIONS = ("prompt_len", "len_longer", "len_shorter")
-
 
 class TaggerPeer(Protocol):
     """What the router needs of the tagger (the gRPC client, or a fake in tests)."""
@@ -59,77 +58,11 @@ class RoutePlan:
     count_vector: np.ndarray
     feature_names: list[str]
     budget_fraction: float
+    skill: Skill
+    target: str
+    n_forced: int  # pairs without an AI label, routed to the first paid source
+    warnings: list[str]
     curve: list[CurvePoint] = field(default_factory=list)
-
-
-def source_column(source: str, feature: str) -> str:
-    """The PPM column counting `feature` among instances routed to `source`."""
-    return feature if source == DEFAULT_SOURCE else f"{source}|{feature}"
-
-
-def paid_items(matrix: FeatureMatrix, model: PerformanceModel, sources: list[Source]) -> np.ndarray:
-    """(n_sources * n, D) rows in the model's columns: block s holds every instance as routed to
-    source s. A model column the tagger does not produce is an error; a tagger feature the model
-    does not use is simply not counted."""
-    unknown = [n for n in model.feature_names if n.split("|")[-1] not in set(matrix.feature_names)]
-    if unknown:
-        raise InvalidArgument("ppm_model", f"uses features the tagger does not produce: {unknown[:5]}")
-    blocks = []
-    for k, source in enumerate(sources):
-        block = np.zeros((matrix.n_instances, len(model.feature_names)), dtype=np.float32)
-        model_columns = [(j, name) for j, name in enumerate(model.feature_names)
-                         if name == source_column(source.name, name.split("|")[-1])]
-        if not model_columns:
-            raise InvalidArgument(f"sources[{k}].name",
-                                  f"the PPM has no feature columns for source {source.name!r}")
-        columns, names = zip(*model_columns, strict=True)
-        features = [name.split("|")[-1] for name in names]
-        block[:, list(columns)] = matrix.bits[:, column_positions(matrix.feature_names, features,
-                                                                    "features")]
-        blocks.append(block)
-    return np.vstack(blocks)
-
-
-def human_costs(model: CostModel, matrix: FeatureMatrix, raw: dict[str, np.ndarray]) -> np.ndarray:
-    tokens = sum(raw[d] for d in TOKEN_DIMENSIONS) if model.per_1k_tokens else 0.0
-    index = {name: j for j, name in enumerate(matrix.feature_names)}
-    unknown = [name for name in model.feature_costs if name not in index]
-    if unknown:
-        raise InvalidArgument("human_cost_model.feature_costs", f"unknown features {unknown[:5]}")
-    extra = sum(matrix.bits[:, index[n]] * c for n, c in model.feature_costs.items())
-    costs = model.base + model.per_1k_tokens * tokens / 1000.0 + extra
-    costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), (matrix.n_instances,)).copy()
-    if (costs <= 0).any():
-        raise InvalidArgument("human_cost_model", "gives a cost <= 0 to some instance")
-    return costs
-
-
-def item_costs(dataset: Dataset, options: RouteOptions, matrix: FeatureMatrix,
-               raw: dict[str, np.ndarray]) -> np.ndarray:
-    """Cost of every item: the instance's own cost for the source, else the source's rate."""
-    blocks = []
-    for source in options.sources:
-        flat = (human_costs(options.human_cost_model, matrix, raw)
-                if source.name == DEFAULT_SOURCE and options.human_cost_model else
-                np.full(len(dataset), source.cost))
-        blocks.append([i.costs.get(source.name, c) for i, c in zip(dataset.instances, flat, strict=True)])
-    return np.concatenate(blocks).astype(np.float64)
-
-
-def budget_in_cost_units(budget: Budget, costs: np.ndarray, n: int, uniform: bool) -> tuple[float, bool]:
-    """(budget, whether costs count); a count ignores costs, a fraction of varying costs is a
-    fraction of routing everything to the first paid source. (`Budget` has checked its own
-    ranges; what depends on the dataset is checked here.)"""
-    if budget.count is not None:
-        if budget.count > n:
-            raise InvalidArgument("budget.count", f"{budget.count} is more than the {n} instances")
-        return float(budget.count), False
-    if budget.money is not None:
-        return float(budget.money), True
-    assert budget.fraction is not None
-    if uniform:
-        return float(round(budget.fraction * n)), False
-    return budget.fraction * float(costs[:n].sum()), True
 
 
 Solver = Callable[[RoutingProblem, RouteOptions, np.random.Generator], np.ndarray]
@@ -164,14 +97,19 @@ def _per_instance(problem: RoutingProblem, chosen: np.ndarray, gains: np.ndarray
     return routes, gains[item_of], np.where(paid, problem.costs[item_of], 0.0)
 
 
-def budget_curve(problem: RoutingProblem, options: RouteOptions, total: float) -> list[CurvePoint]:
+def choose(split: ForcedSplit, options: RouteOptions, budget: float) -> np.ndarray:
+    """The strategy's choice under `budget`, the forced pairs included, over the whole problem."""
+    return split.whole(solve(split.at_budget(budget), options))
+
+
+def budget_curve(split: ForcedSplit, options: RouteOptions, total: float) -> list[CurvePoint]:
+    problem = split.problem
     points = []
     for fraction in np.linspace(0.0, 1.0, options.curve_points):
         budget = round(fraction * total) if problem.exact_count else fraction * total
-        at_budget = dataclasses.replace(problem, budget=float(budget))
-        chosen = solve(at_budget, options)
-        counts = at_budget.counts(chosen)
-        lower, upper = problem.model.predict_interval(counts, options.interval_level)
+        chosen = choose(split, options, float(budget))
+        counts = problem.counts(chosen)
+        lower, upper = problem.model.predict_interval(counts, options.interval_level, problem.n_instances)
         points.append(CurvePoint(budget_fraction=float(fraction),
                                  predicted=float(problem.model.predict(counts)[0]),
                                  lower=float(lower[0]), upper=float(upper[0]),
@@ -179,18 +117,41 @@ def budget_curve(problem: RoutingProblem, options: RouteOptions, total: float) -
     return points
 
 
-def build_problem(dataset: Dataset, budget: Budget, options: RouteOptions, tagged: Tagged,
-                  model: PerformanceModel, confidence: np.ndarray | None = None
-                  ) -> tuple[RoutingProblem, float]:
-    """The routing problem and the budget's 100% in its units (instances or cost)."""
-    n = len(dataset)
-    items = paid_items(tagged.features, model, options.sources)
-    costs = item_costs(dataset, options, tagged.features, tagged.raw)
-    uniform = len(options.sources) == 1 and bool(np.all(costs == 1.0))
-    amount, costed = budget_in_cost_units(budget, costs, n, uniform)
-    problem = RoutingProblem(items, np.tile(np.arange(n), len(options.sources)),
-                             costs if costed else np.ones_like(costs), amount, n, model, confidence)
-    return problem, float(costs[:n].sum()) if costed else float(n)
+def skill_warnings(model: PerformanceModel, version: str) -> list[str]:
+    skill = model.skill
+    if skill.demonstrated:
+        return []
+    return [f"PPM {version} has no demonstrated skill: the cross-validated Spearman of its "
+            f"predictions with the scores of its {skill.n_runs} runs is {skill.spearman:.2f}, 95% "
+            f"interval [{skill.ci_low:.2f}, {skill.ci_high:.2f}], which includes zero. Its "
+            "predicted score, and the routing of the strategies that follow it, may be no better "
+            "than chance."]
+
+
+class SkillNotDemonstrated(HyperError):
+    """A Route that asked for a skilled PPM (require_skill) and met one without skill."""
+
+
+def confidence_key(dataset: Dataset) -> bytes:
+    """What of the labels the features depend on: the judge confidences."""
+    return np.array([np.nan if i.judge_confidence is None else i.judge_confidence
+                     for i in dataset.instances]).tobytes()
+
+
+def with_judge_labels(dataset: Dataset, options: RouteOptions) -> tuple[Dataset, np.ndarray]:
+    """The dataset with the judge's confidence from its labels where it has none given, and
+    which pairs have no AI label (they can only go to humans); nothing without ai_source."""
+    if not options.ai_source:
+        return dataset, np.zeros(len(dataset), dtype=bool)
+    roles = LabelRoles(ai=options.ai_source, judges=tuple(options.judges))
+    available = sources_in(dataset.instances)
+    check_present("ai_source", [roles.ai], available)
+    check_present("judges", roles.judges, available)
+    instances = [i if i.judge_confidence is not None else
+                 dataclasses.replace(i, judge_confidence=judge_confidence(i, roles))
+                 for i in dataset.instances]
+    forced = np.array([roles.ai not in i.labels for i in instances])
+    return dataclasses.replace(dataset, instances=instances), forced
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -229,6 +190,7 @@ class Router:
 
     def tag(self, dataset: Dataset, key: Hashable) -> Tagged:
         # The tagger's feature-set version is part of the key: a new tagger means new features.
+        # (The key also covers the judge confidences, which the judge features are bins of.)
         version = self.tagger.feature_set_version()
         return self.tags.get_or_compute((key, version), lambda: self.tagger.tag_with_raw(dataset.instances))
 
@@ -238,35 +200,57 @@ class Router:
         return self.models.get_or_compute(
             (name, resolved), lambda: (PerformanceModel.from_json(self.ppm.artifact(name, resolved)), resolved))
 
-    def judge_confidence(self, dataset: Dataset) -> np.ndarray:
-        """The dataset's AI-judge confidences; the tagger's judge fills in missing ones."""
+    def judge_confidence(self, dataset: Dataset, forced: np.ndarray) -> np.ndarray:
+        """The AI judge's confidence per pair: the dataset's, else the tagger's judge's (the
+        pairs that can only go to humans need none)."""
         given = np.array([np.nan if i.judge_confidence is None else i.judge_confidence
                           for i in dataset.instances])
-        if not np.isnan(given).any():
-            return given
-        judged = self.tagger.annotate(dataset.instances)  # not memoised: the judge may be retrained
-        return np.where(np.isnan(given), [j.confidence for j in judged], given)
+        missing = np.flatnonzero(np.isnan(given) & ~forced)
+        if len(missing):  # not memoised: the judge may be retrained
+            judged = self.tagger.annotate([dataset.instances[k] for k in missing])
+            given[missing] = [j.confidence for j in judged]
+        return np.nan_to_num(given, nan=0.0)
+
+    def diagnose(self, dataset: Dataset, roles: LabelRoles, seed: int,
+                 dataset_key: Hashable | None = None) -> Diagnosis:
+        """Can routing pay on this data (see hyper.router.diagnosis)? The judge's confidence from
+        the labels is part of the features, as it is for Route."""
+        if not dataset.instances:
+            raise InvalidArgument("dataset", "has no instances")
+        resolved = resolve(dataset.instances, roles)
+        instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
+                     if i.judge_confidence is None else i
+                     for i, c in zip(dataset.instances, resolved.confidence, strict=True)]
+        dataset = dataclasses.replace(dataset, instances=instances)
+        tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        return diagnose(dataset, tagged.features, roles, seed)
 
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
               dataset_key: Hashable | None = None) -> RoutePlan:
         if not dataset.instances:
             raise InvalidArgument("dataset", "has no instances")
-        key = dataset_key or dataset_fingerprint(dataset)
-        tagged = self.tag(dataset, key)
         model, version = self.model(options.ppm_model, options.ppm_version)
-        confidence = self.judge_confidence(dataset) if options.strategy == "uncertainty" else None
+        warnings = skill_warnings(model, version)
+        if warnings and options.require_skill:
+            raise SkillNotDemonstrated(warnings[0] + " (require_skill is set)")
+        dataset, forced = with_judge_labels(dataset, options)
+        tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else None
         problem, total = build_problem(dataset, budget, options, tagged, model, confidence)
-        chosen = solve(problem, options)
+        split = split_forced(problem, forced, options.ai_source)
+        chosen = choose(split, options, problem.budget)
         routes, gains, costs = _per_instance(problem, chosen, selection.item_gains(problem),
                                              options.sources)
         counts = problem.counts(chosen)
-        lower, upper = model.predict_interval(counts, options.interval_level)
+        lower, upper = model.predict_interval(counts, options.interval_level, len(dataset))
         spent = chosen.sum() if problem.exact_count else problem.costs[chosen].sum()
         plan = RoutePlan(tagged.features.instance_ids, routes, gains, costs,
                          float(model.predict(counts)[0]), (float(lower[0]), float(upper[0])),
-                         version, counts[0], model.feature_names, float(spent / max(total, 1e-12)))
+                         version, counts[0], model.feature_names, float(spent / max(total, 1e-12)),
+                         model.skill, model.target, int(forced.sum()), warnings)
         if options.budget_curve:
-            plan.curve = budget_curve(problem, options, total)
+            plan.curve = budget_curve(split, options, total)
         log.info("routed", extra={"strategy": options.strategy, "n_instances": len(dataset),
-                                  "n_paid": int(chosen.sum()), "predicted_score": plan.predicted_score})
+                                  "n_paid": int(chosen.sum()), "predicted_score": plan.predicted_score,
+                                  "warnings": len(warnings)})
         return plan

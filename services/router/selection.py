@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyper.candidates import active_columns, count_vectors, knapsack_mixes, knapsack_orders
+from hyper.candidates import active_columns, count_vectors, knapsack_mixes, knapsack_orders, per_thousand
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel
 
@@ -25,19 +25,23 @@ CHUNK = 100  # candidates per vectorised block: bounds memory at (CHUNK, items, 
 
 @dataclass
 class RoutingProblem:
-    items: np.ndarray  # (M, D) 0/1 rows in the model's count space
+    items: np.ndarray  # (M, D) rows in the model's count space (features per 1,000 instances)
     instance: np.ndarray  # (M,) index of each item's instance
     costs: np.ndarray  # (M,) cost of each item, > 0
     budget: float  # in cost units
     n_instances: int
     model: PerformanceModel
     confidence: np.ndarray | None = None  # (n_instances,) AI judge confidence
+    # Counts of what is routed to a paid source before any choice (pairs that can only go to
+    # humans): part of every count vector, outside the items and the budget.
+    offset: np.ndarray | None = None
 
     @classmethod
     def single_source(cls, bits: np.ndarray, model: PerformanceModel, budget: float,
                       costs: np.ndarray | None = None, confidence: np.ndarray | None = None):
+        """One paid source over a dataset's binary features (rows made per-1,000 counts)."""
         n = bits.shape[0]
-        return cls(np.asarray(bits, dtype=np.float32), np.arange(n),
+        return cls(per_thousand(bits), np.arange(n),
                    np.ones(n) if costs is None else np.asarray(costs, dtype=np.float64),
                    float(budget), n, model, confidence)
 
@@ -48,7 +52,8 @@ class RoutingProblem:
 
     def counts(self, chosen: np.ndarray) -> np.ndarray:
         """Count vectors of one (M,) or many (N, M) boolean selections: one matrix product."""
-        return count_vectors(chosen, self.items)
+        counts = count_vectors(chosen, self.items)
+        return counts if self.offset is None else counts + self.offset
 
     def score(self, chosen: np.ndarray) -> np.ndarray:
         return self.model.predict(self.counts(chosen))
@@ -120,7 +125,8 @@ def optimal_grad(problem: RoutingProblem, epsilon: float = 0.0) -> np.ndarray:
     order = _by_ratio(item_gains(problem), problem.costs)
     order = order[_fill_capped(problem, order)[order]]  # the feasible ones, still in gain order
     prefix_counts = np.cumsum(problem.items[order], axis=0, dtype=np.float64)
-    scores = problem.model.predict(np.vstack([np.zeros(problem.items.shape[1]), prefix_counts]))
+    start = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
+    scores = problem.model.predict(np.vstack([np.zeros(problem.items.shape[1]), prefix_counts]) + start)
     rises = np.diff(scores) > epsilon
     stop = len(order) if rises.all() else int(np.argmin(rises))
     chosen = np.zeros(len(problem.costs), dtype=bool)

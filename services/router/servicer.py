@@ -10,25 +10,32 @@ from prometheus_client import Counter, Histogram
 
 from hyper import wire
 from hyper.errors import InvalidArgument
+from hyper.label_sources import LabelRoles
 from hyper.route_api import DEFAULT_SOURCE, RouteOptions
+from hyper.router.diagnosis import Diagnosis
 from hyper.router.routing import RoutePlan, Router
 from hyper.router.store import RouteStore
 from hyper.schema import Dataset
-from hyper.v1 import router_pb2, router_pb2_grpc
+from hyper.stats import Estimate
+from hyper.v1 import common_pb2, router_pb2, router_pb2_grpc
 
 ROUTES = Counter("hyper_router_routes_total", "Route calls completed.", ["strategy"])
 INSTANCES_ROUTED = Counter("hyper_router_instances_total", "Instances routed.", ["route"])
 BUDGET_FRACTION = Histogram("hyper_router_budget_fraction", "Share of the budget's 100% spent.",
                             buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0))
+UNSKILLED = Counter("hyper_router_unskilled_routes_total",
+                    "Routes answered with a PPM whose skill interval includes zero (with a warning).")
 PREDICTED_SCORE = Histogram("hyper_router_predicted_score", "PPM-predicted eval score of routes.",
                             buckets=(0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0))
 
 
 def response_from_plan(plan: RoutePlan, options: RouteOptions, n_skipped: int) -> router_pb2.RouteResponse:
     curve = [router_pb2.CurvePoint(**point.model_dump()) for point in plan.curve]
-    best = max(plan.curve, key=lambda p: p.predicted).budget_fraction if plan.curve else 0.0
+    best = max(plan.curve, key=lambda p: p.predicted).budget_fraction if plan.curve else None
     n_by_source = dict(Tally(plan.routes))
     return router_pb2.RouteResponse(
+        warnings=plan.warnings, ppm_skill=common_pb2.Skill(**plan.skill.to_json()),
+        ppm_target=plan.target, n_forced_human=plan.n_forced,
         assignments=[router_pb2.Assignment(id=i, route=r, gain=g, cost=c) for i, r, g, c in
                      zip(plan.ids, plan.routes, plan.gains.tolist(), plan.costs.tolist(), strict=True)],
         predicted_score=plan.predicted_score, predicted_lower=plan.interval[0],
@@ -66,8 +73,36 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         for route, count in response.n_by_source.items():
             INSTANCES_ROUTED.labels(route).inc(count)
         BUDGET_FRACTION.observe(plan.budget_fraction)
+        if not plan.skill.demonstrated:
+            UNSKILLED.inc()
         PREDICTED_SCORE.observe(plan.predicted_score)
         return response
 
     def GetRoute(self, request, context):
         return self.store.load(request.route_id)
+
+    def Diagnose(self, request, context):
+        if not request.ai_source:
+            raise InvalidArgument("ai_source", "is required: the label source of the AI judge")
+        roles = LabelRoles(request.human_source or "human", request.ai_source, tuple(request.reference),
+                           tuple(request.judges))
+        dataset, key = self._dataset(request.dataset)
+        return diagnosis_to_proto(self.router.diagnose(dataset, roles, request.seed, key))
+
+
+def estimate(value: Estimate) -> router_pb2.Estimate:
+    return router_pb2.Estimate(**value.to_json())
+
+
+def diagnosis_to_proto(diagnosis: Diagnosis) -> router_pb2.DiagnoseResponse:
+    return router_pb2.DiagnoseResponse(
+        n_pairs=diagnosis.n_pairs, n_scored=diagnosis.n_scored, n_forced_human=diagnosis.n_forced_human,
+        notes=diagnosis.notes, judge_error_rate=estimate(diagnosis.judge_error_rate),
+        agreement=[router_pb2.SourceAgreement(source=s, agreement=estimate(e))
+                   for s, e in diagnosis.agreement.items()],
+        worst_features=[router_pb2.FeatureErrors(feature=name, n=n, error_rate=estimate(e))
+                        for name, n, e in diagnosis.feature_errors[:10]],
+        error_auc=[router_pb2.ErrorAuc(inputs=name, auc=estimate(e)) for name, e in diagnosis.error_auc.items()],
+        budgets=diagnosis.budgets, verdict=diagnosis.verdict(),
+        expected_accuracy=[router_pb2.AccuracyCurve(strategy=name, label_accuracy=curve)
+                           for name, curve in diagnosis.expected_accuracy.items()])

@@ -60,7 +60,11 @@ class Tagger:
     def tag(self, instances: list[Instance]) -> TagResult:
         values, misses = self.cached_values(instances)
         raw = values[:, : len(RAW_DIMENSIONS)]
-        bits = binarize({name: raw[:, j] for j, name in enumerate(RAW_DIMENSIONS)}, len(instances))
+        numeric = {name: raw[:, j] for j, name in enumerate(RAW_DIMENSIONS)}
+        # The judge's confidence belongs to the labels, not the text: binned here, never cached.
+        numeric["judge_confidence"] = np.array([np.nan if i.judge_confidence is None else i.judge_confidence
+                                                for i in instances])
+        bits = binarize(numeric, len(instances))
         bits[:, descriptive_columns()] = values[:, len(RAW_DIMENSIONS):].astype(np.uint8)
         matrix = FeatureMatrix([i.id for i in instances], list(FEATURE_NAMES), bits, self.version)
         log.info("tagged", extra={"n_instances": len(instances), "cache_misses": misses})

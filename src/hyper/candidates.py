@@ -8,6 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+# Count vectors count per 1,000 instances of the dataset a mix is drawn from: a PPM fitted on
+# one dataset then applies to another of a different size (the paper's proxy sets had a fixed
+# size, so raw counts served it).
+COUNT_SCALE = 1000.0
+
+
+def per_thousand(bits: np.ndarray, n_instances: int | None = None) -> np.ndarray:
+    """Feature rows weighted so that summing a mix's rows gives its count vector per 1,000
+    instances of a dataset of `n_instances` (default: the rows given)."""
+    n = len(bits) if n_instances is None else n_instances
+    return np.asarray(bits, dtype=np.float32) * np.float32(COUNT_SCALE / max(n, 1))
+
 
 def active_columns(bits: np.ndarray) -> np.ndarray:
     """(n, A) column indices of each row's features, padded with n_columns (one past the end)."""

@@ -4,6 +4,9 @@ Textual features are numeric values in [0, 1] (length features become percentile
 the dataset first), each split into three equal bins. Descriptive tags from a tagging LM are one
 binary feature per value (closed sets), or one "present" feature (open sets). The names and
 value sets follow the paper's code (allenai/hybrid-preferences): 27 textual + 63 descriptive.
+Beyond the paper, the AI judge's confidence in its own label (from the data: order consistency,
+agreement of other judges; see `hyper.label_sources`) is binned the same way, so the PPM can
+learn where the judge errs: 3 judge features, 93 in all.
 """
 
 from __future__ import annotations
@@ -56,15 +59,18 @@ DESCRIPTIVE_VALUES: dict[str, tuple[str, ...]] = {
 OPEN_SET_DIMENSIONS = ("type_of_in_context_material", "format_constraints")
 PRESENT = "present"
 
+# Numeric values in [0, 1] the dataset itself provides per instance (not cached by content).
+JUDGE_DIMENSIONS = ("judge_confidence",)
+
 # The tagger computes every textual dimension; descriptive tags come from a tagging LM.
 COMPUTED_TEXTUAL = TEXTUAL_DIMENSIONS
-TAGGER_ALGORITHM_VERSION = "tagger-v2"
+TAGGER_ALGORITHM_VERSION = "tagger-v3"
 
 
 @dataclass(frozen=True)
 class Feature:
     name: str
-    group: str  # "textual" or "descriptive"
+    group: str  # "textual", "descriptive" or "judge"
     dimension: str
     value: str  # the bin ("0.33-0.67") or the tag value
     computed: bool
@@ -95,7 +101,12 @@ def _descriptive_features() -> list[Feature]:
     return closed + open_set
 
 
-CATALOGUE: tuple[Feature, ...] = tuple(_textual_features() + _descriptive_features())
+def _judge_features() -> list[Feature]:
+    return [Feature(f"{dim}::{bin_label(i)}", "judge", dim, bin_label(i), True)
+            for dim in JUDGE_DIMENSIONS for i in range(N_BINS)]
+
+
+CATALOGUE: tuple[Feature, ...] = tuple(_textual_features() + _descriptive_features() + _judge_features())
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOGUE)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 

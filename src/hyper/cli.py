@@ -18,7 +18,10 @@ from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
 from hyper.jobs import JobFailed
-from hyper.route_api import STRATEGIES, RouteOptions, RouteRequest, RouteResult, validated
+from hyper.label_sources import LabelRoles, sources_in
+from hyper.performance_models import KINDS, TARGETS
+from hyper.route_api import STRATEGIES, DiagnoseRequest, Diagnosis, RouteOptions, RouteRequest, RouteResult, validated
+from hyper.schema import Dataset
 
 log = logging.getLogger("hyper")
 USER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
@@ -68,7 +71,8 @@ def route_request(args, budget_curve: bool = False) -> RouteRequest:
                "strategy": args.strategy, "seed": args.seed, "n_candidates": args.candidates,
                "ppm_model": args.ppm_model, "ppm_version": args.ppm_version,
                "epsilon": args.epsilon, "interval_level": args.interval,
-               "budget_curve": budget_curve, "curve_points": args.points}
+               "budget_curve": budget_curve, "curve_points": args.points,
+               "ai_source": args.ai_source, "judges": args.judge, "require_skill": args.require_skill}
     if args.source:
         request["sources"] = parse_sources(args.source)
     if args.human_cost_base or args.human_cost_per_1k_tokens:
@@ -87,33 +91,51 @@ def call_route(args, settings: Settings, budget_curve: bool = False) -> RouteRes
 
 
 def routing_summary(result: RouteResult) -> dict:
-    """The result file's content: the summary keys first, then every assignment."""
-    return {"budget": result.budget_fraction, "n_instances": result.n_instances,
-            "n_human": result.n_human, "predicted_score": result.predicted_score,
-            "predicted_interval": [result.predicted_lower, result.predicted_upper],
-            "interval_level": result.interval_level, "ppm_version": result.ppm_version,
-            "strategy": result.strategy, "n_skipped_rows": result.n_skipped_rows,
-            "n_by_source": result.n_by_source, "total_cost": result.total_cost,
-            "budget_curve": [point.model_dump() for point in result.budget_curve],
-            "optimal_budget_fraction": result.optimal_budget_fraction,
-            "route_id": result.route_id,
-            "assignments": [assignment.model_dump() for assignment in result.assignments]}
+    """The result file's content: warnings and the summary first, then every assignment."""
+    summary = {"warnings": result.warnings, "budget": result.budget_fraction,
+               "n_instances": result.n_instances, "n_human": result.n_human,
+               "n_forced_human": result.n_forced_human, "predicted_score": result.predicted_score,
+               "predicted_interval": [result.predicted_lower, result.predicted_upper],
+               "interval_level": result.interval_level, "ppm_version": result.ppm_version,
+               "ppm_target": result.ppm_target, "ppm_skill": result.ppm_skill.model_dump(),
+               "strategy": result.strategy, "n_skipped_rows": result.n_skipped_rows,
+               "n_by_source": result.n_by_source, "total_cost": result.total_cost,
+               "route_id": result.route_id}
+    if result.budget_curve:
+        summary["budget_curve"] = [point.model_dump() for point in result.budget_curve]
+        summary["optimal_budget_fraction"] = result.optimal_budget_fraction
+    summary["assignments"] = [assignment.model_dump() for assignment in result.assignments]
+    return summary
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"WARNING: {warning}\n")
+
+
+def skill_text(skill: dict) -> str:
+    verdict = "" if skill["ci_low"] > 0 else "  (no demonstrated skill: the interval includes 0)"
+    return (f"cross-validated Spearman {skill['spearman']:.2f} [{skill['ci_low']:.2f}, "
+            f"{skill['ci_high']:.2f}] over {skill['n_runs']} runs{verdict}")
 
 
 def print_route(summary: dict) -> None:
+    print_warnings(summary["warnings"])
     n = summary["n_instances"]
     print(f"strategy         {summary['strategy']}")
     print(f"instances        {n}" + (f" ({summary['n_skipped_rows']} bad rows skipped)"
                                      if summary["n_skipped_rows"] else ""))
     for source, count in sorted(summary["n_by_source"].items()):
         print(f"routed to {source:<6s} {count} ({count / max(n, 1):.1%})")
+    if summary["n_forced_human"]:
+        print(f"                 ({summary['n_forced_human']} of them have no AI label: humans only)")
     lower, upper = summary["predicted_interval"]
-    print(f"predicted score  {summary['predicted_score']:.4f}  "
-          f"[{lower:.4f}, {upper:.4f}] at {summary['interval_level']:.0%}  "
-          f"(PPM {summary['ppm_version']})")
+    print(f"predicted        {summary['ppm_target']} {summary['predicted_score']:.4f}  "
+          f"[{lower:.4f}, {upper:.4f}] at {summary['interval_level']:.0%}")
+    print(f"PPM              {summary['ppm_version']}: {skill_text(summary['ppm_skill'])}")
     print(f"cost             {summary['total_cost']:g}")
     top = sorted(summary["assignments"], key=lambda a: -a["gain"])[:5]
-    print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2e})" for a in top))
+    print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2g})" for a in top))
 
 
 def cmd_route(args, settings: Settings) -> dict:
@@ -136,17 +158,77 @@ def cmd_curve(args, settings: Settings) -> dict:
 
     summary = routing_summary(call_route(args, settings, budget_curve=True))
     del summary["assignments"]
+    print_warnings(summary["warnings"])
     png = Path(args.out)
+    verdict = best_budget_verdict(summary["budget_curve"], summary["optimal_budget_fraction"])
     plot_budget_curve(summary["budget_curve"], summary["optimal_budget_fraction"], png,
-                      f"{Path(args.data).name}: {args.strategy}, PPM {summary['ppm_version']}")
-    write_json_atomic(str(png.with_suffix(".json")), summary)
+                      f"{Path(args.data).name}: {args.strategy}, PPM {summary['ppm_version']}",
+                      summary["ppm_target"], distinguishable=verdict.startswith("best"))
+    write_json_atomic(str(png.with_suffix(".json")), summary | {"best_budget_verdict": verdict})
     print(f"{'budget':>7s} {'predicted':>10s} {'interval':>21s} {'paid':>6s}")
     for p in summary["budget_curve"]:
         print(f"{p['budget_fraction']:7.0%} {p['predicted']:10.4f} "
               f"[{p['lower']:.4f}, {p['upper']:.4f}] {p['n_paid']:6d}")
-    print(f"best budget {summary['optimal_budget_fraction']:.0%}; plot {png}, "
-          f"points {png.with_suffix('.json')}")
+    print(f"{verdict}\nplot {png}, points {png.with_suffix('.json')}")
     return summary
+
+
+def best_budget_verdict(points: list[dict], best: float) -> str:
+    """The best budget, unless the curve is flat within its intervals: then no budget is
+    predicted to be better than another, and saying "best" would claim what the PPM cannot."""
+    values = [p["predicted"] for p in points]
+    at_best = next(p for p in points if p["budget_fraction"] == best)
+    halfwidth = (at_best["upper"] - at_best["lower"]) / 2
+    spread = max(values) - min(values)
+    if spread <= halfwidth:
+        return (f"no best budget: the prediction moves by {spread:.4f} across budgets, less than "
+                f"the half-width of its interval ({halfwidth:.4f})")
+    return f"best budget {best:.0%} (predicted {at_best['predicted']:.4f}, +{spread:.4f} over the worst)"
+
+
+def cmd_diagnose(args, settings: Settings) -> Diagnosis:
+    """Can routing pay on this data? Agreement, where the judge errs, error AUCs, and the label
+    accuracy to expect against budget (a PNG beside the JSON)."""
+    from hyper import serving, wire
+    from hyper.clients import RouterClient
+    from hyper.plots import plot_expected_accuracy
+
+    request = validated(DiagnoseRequest, {
+        "dataset": {"ref": {"path": str(Path(args.data).resolve()), "format": args.format,
+                            "columns": parse_columns(args.column), "skip_bad_rows": args.skip_bad_rows}},
+        "human_source": args.human_source, "ai_source": args.ai_source, "reference": args.reference,
+        "judges": args.judge, "seed": args.seed})
+    client = RouterClient(serving.channel(settings.address("router"), settings))
+    diagnosis = wire.diagnosis_from_proto(client.diagnose(wire.diagnose_request_to_proto(request)))
+    png = Path(args.out)
+    plot_expected_accuracy(diagnosis, png, Path(args.data).name)
+    write_json_atomic(png.with_suffix(".json"), diagnosis.model_dump())
+    print_diagnosis(diagnosis)
+    print(f"plot {png}, details {png.with_suffix('.json')}")
+    return diagnosis
+
+
+def interval(e) -> str:
+    return f"{e.mean:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+
+
+def print_diagnosis(diagnosis: Diagnosis) -> None:
+    print(f"verdict      {diagnosis.verdict}")
+    print(f"pairs        {diagnosis.n_pairs}, {diagnosis.n_scored} with a reference label")
+    for note in diagnosis.notes:
+        print(f"             {note}")
+    for source in diagnosis.agreement:
+        print(f"agreement    {source.source:<16s} {interval(source.agreement)} with the reference")
+    print(f"judge errs   on {interval(diagnosis.judge_error_rate)} of the scored pairs; worst where:")
+    for feature in diagnosis.worst_features:
+        print(f"             {feature.feature:<48s} {interval(feature.error_rate)}  ({feature.n} pairs)")
+    for auc in diagnosis.error_auc:
+        print(f"error AUC    from {auc.inputs:<11s} {interval(auc.auc)}  (cross-validated; 0.5 = chance)")
+    budgets = diagnosis.budgets
+    shown = [k for k, b in enumerate(budgets) if round(b * 100) in (10, 25, 50, 75)]
+    print("expected label accuracy at budget " + "  ".join(f"{budgets[k]:>5.0%}" for k in shown))
+    for curve in diagnosis.expected_accuracy:
+        print(f"             {curve.strategy:<20s} " + "  ".join(f"{curve.label_accuracy[k]:.3f}" for k in shown))
 
 
 def cmd_judge_train(args, settings: Settings) -> None:
@@ -258,16 +340,18 @@ def cmd_inspect(args, settings: Settings) -> None:
     """Validates a file as Route would read it and summarises what it holds."""
     from collections import Counter
 
-
-    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
-                                  args.skip_bad_rows)
+    dataset = read_data(args)
     print(f"format      {dataset.format}")
     print(f"instances   {len(dataset)}" + (f" ({dataset.n_skipped} bad rows skipped)"
                                            if dataset.n_skipped else ""))
+    if dataset.notes:
+        print(f"coerced     {len(dataset.notes)} values (listed above)")
     sources = Counter(source for i in dataset.instances for source in i.labels)
     for source in sorted(sources):
         labels = Counter(i.labels[source] for i in dataset.instances if source in i.labels)
-        print(f"label {source:<6s}" + "  ".join(f"{k}: {labels[k]}" for k in ("A", "B", "tie")))
+        missing = len(dataset) - sources[source]
+        print(f"label {source:<20s}" + "  ".join(f"{k}: {labels[k]:<5d}" for k in ("A", "B", "tie"))
+              + (f"  (absent on {missing})" if missing else ""))
     with_confidence = sum(i.judge_confidence is not None for i in dataset.instances)
     print(f"judge confidence on {with_confidence} instances")
 
@@ -313,39 +397,126 @@ def cmd_train(args, settings: Settings):
     from hyper.clients import PPMClient, TaggerClient
     from hyper.loop import LoopConfig, run_loop
 
-    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
-                                  args.skip_bad_rows)
-    config = LoopConfig(n_candidates=args.mixes, seed=args.seed, model=args.ppm_model or "default",
-                        kind=args.ppm_kind, n_bootstrap=args.bootstrap)
+    dataset = read_data(args)
+    config = LoopConfig(n_candidates=args.mixes, target=args.target, seed=args.seed,
+                        model=args.ppm_model or "default", kind=args.ppm_kind, roles=label_roles(args))
     result = run_loop(dataset, config, settings,
                       TaggerClient(serving.channel(settings.address("tagger"), settings)),
                       PPMClient(serving.channel(settings.address("ppm"), settings)))
-    print(json.dumps(asdict(result), indent=1))
+    if args.json:
+        print(json.dumps(asdict(result), indent=1))
+    else:
+        print_training(result)
     return result
 
 
+def print_training(result) -> None:
+    for k, note in enumerate(result.notes):
+        print(f"{'labels' if k == 0 else '':<11s} {note}")
+    print(f"{'AI labels':<11s} {result.ai_labels}; they agree with the reference on "
+          f"{result.judge_agreement:.1%} of the pool's scored pairs")
+    print(f"{'mixes':<11s} {result.n_runs} scored by {result.target}: 100% human "
+          f"{result.all_human_score:.4f}, 100% AI {result.all_ai_score:.4f}")
+    print(f"{'PPM':<11s} {result.ppm_version}: {skill_text(result.ppm_skill)}")
+
+
+def read_data(args) -> Dataset:
+    """The dataset the flags name; the values read with a coercion are said, by row."""
+    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
+                                         args.skip_bad_rows)
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return dataset
+
+
+def label_roles(args) -> LabelRoles:
+    return LabelRoles(human=args.human_source, ai=args.ai_source, reference=tuple(args.reference),
+                      judges=tuple(args.judge))
+
+
 def cmd_demo(args, settings: Settings) -> None:
-    """Up, train a PPM on the data, route it under the budget, write the result, down."""
+    """Up; diagnose the data; train a PPM on its history; route a new batch under the budget;
+    check the route against random and uncertainty on the batch's known labels; down."""
     from hyper.local import LocalProcesses
 
     processes = LocalProcesses(settings)
     start = time.monotonic()
+    out = Path(args.out)
     try:
         print("== starting tagger, ppm and router", flush=True)
         cmd_up(args, settings)
-        print("== training loop: AI judge, candidate mixes, proxy reward models, PPM fit", flush=True)
-        result = cmd_train(args, settings)
-        print(f"== routing {args.data} at budget {args.budget}", flush=True)
-        args.json = False
-        out, args.out = args.out, None
+        dataset = read_data(args)
+        print(f"\n== can routing pay on {Path(args.data).name}? (hyper diagnose)", flush=True)
+        verdict = "not diagnosed: the data has no AI labels (the training loop cross-fits a judge)"
+        judged = args.ai_source in sources_in(dataset.instances)
+        if judged:
+            args.out = str(out.with_name("diagnose.png"))
+            verdict = cmd_diagnose(args, settings).verdict
+        else:
+            print(verdict)
+        history, batch = split_demo_data(dataset, args, out.parent)
+        print(f"\n== training a PPM on the history ({history.name}: pairs with human and AI labels)",
+              flush=True)
+        args.data = str(history)
+        training = cmd_train(args, settings)
+        print(f"\n== routing the new batch ({batch.name}) at budget {args.budget}", flush=True)
+        args.data, args.json, args.out = str(batch), False, None
+        args.ai_source = args.ai_source if judged else ""  # no AI labels: nothing to force or score
         summary = cmd_route(args, settings)
-        write_json_atomic(out, {**summary, "training": asdict(result)})
-        print("== predicted score against budget", flush=True)
-        args.out = str(Path(out).with_name("budget_curve.png"))
+        check = (check_demo_route(args, settings, summary) if judged else
+                 "not checked: without AI labels the batch's hybrid labels cannot be scored")
+        if not judged:
+            print(check)
+        write_json_atomic(out, {**summary, "training": asdict(training), "diagnosis_verdict": verdict,
+                                "batch_check": check})
+        print("\n== predicted label accuracy of the batch against budget", flush=True)
+        args.out = str(out.with_name("budget_curve.png"))
         cmd_curve(args, settings)
-        print(f"== wrote {out} and {args.out} in {time.monotonic() - start:.0f} s")
+        print(f"\n== wrote {out}, {args.out} and {out.with_name('diagnose.png')} in "
+              f"{time.monotonic() - start:.0f} s")
     finally:
         processes.down()
+
+
+def split_demo_data(dataset: Dataset, args, directory: Path) -> tuple[Path, Path]:
+    from hyper.demo import split_history_batch
+
+    history, batch = split_history_batch(dataset, args.batch_fraction, args.seed, directory)
+    n_batch = int(round(args.batch_fraction * len(dataset)))
+    print(f"\n== split {len(dataset)} pairs: {len(dataset) - n_batch} history to learn from, {n_batch} "
+          "new batch to route")
+    return history, batch
+
+
+def check_demo_route(args, settings: Settings, summary: dict) -> dict:
+    """What a team cannot measure but the demo can: the batch's reference labels are known."""
+    from hyper.demo import RANDOM_SEEDS, check_batch
+
+    routes = [a["route"] for a in summary["assignments"]]
+    strategy, seed = args.strategy, args.seed
+    args.strategy = "uncertainty"  # the judge's confidence from the labels; else the tagger's judge
+    uncertainty = [a.route for a in call_route(args, settings).assignments] if args.judge else None
+    args.strategy = "random"
+    randoms = []
+    for k in range(RANDOM_SEEDS):
+        args.seed = k
+        randoms.append([a.route for a in call_route(args, settings).assignments])
+    args.strategy, args.seed = strategy, seed
+    batch = dataset_files.read_dataset(args.data, "plain")
+    check = check_batch(batch, label_roles(args), routes, uncertainty, randoms)
+    lower, upper = summary["predicted_interval"]
+    print(f"\n== checked on the batch's reference labels ({check.n_scored} scored pairs, unseen by the PPM)")
+    print(f"label accuracy   {strategy:<12s} {check.routed:.4f}   (the PPM predicted {summary['predicted_score']:.4f} "
+          f"[{lower:.4f}, {upper:.4f}])")
+    if check.uncertainty is not None:
+        print(f"                 uncertainty  {check.uncertainty:.4f}")
+    print(f"                 random       {check.random.mean:.4f}   (mean of {RANDOM_SEEDS} seeds)")
+    diff = check.routed_minus_random
+    print(f"routed - random  {diff.mean:+.4f}  95% interval [{diff.ci_low:+.4f}, {diff.ci_high:+.4f}] "
+          "(paired bootstrap over the batch's pairs and random's seeds; `make bench-quality` measures "
+          "it cross-fitted on every pair of three datasets)")
+    return {"n_scored": check.n_scored, "routed": check.routed, "uncertainty": check.uncertainty,
+            "random": check.random.to_json(), "routed_minus_random": diff.to_json()}
 
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
@@ -366,7 +537,7 @@ def _option(name: str) -> dict:
     return {"default": field.default, "help": (field.description or "") + " (default %(default)s)"}
 
 
-def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True) -> None:
+def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True, labels: bool = True) -> None:
     parser.add_argument("--budget", required=budget_required, default="1.0",
                         help="fraction (0.25, 25%%), count (500) or money ($1200)")
     parser.add_argument("--strategy", choices=STRATEGIES, default=_option("strategy")["default"],
@@ -381,16 +552,47 @@ def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True) -
     parser.add_argument("--human-cost-per-1k-tokens", type=float, default=0.0,
                         help="human cost from length: base + this * tokens / 1000")
     parser.add_argument("--ppm-version", default="")
+    if labels:  # (the demo takes them with the training loop's label roles)
+        parser.add_argument("--ai-source", default="",
+                            help="the label_<source> of the AI judge: pairs without it go to humans")
+        _judge_arg(parser)
+    parser.add_argument("--require-skill", action="store_true",
+                        help="refuse to route with a PPM whose skill interval includes 0")
     parser.add_argument("--json", action="store_true", help="print the response as JSON")
     parser.add_argument("--out", default="", help="also write the result to this JSON file")
 
 
 def _mixes_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mixes", type=int, default=48,
-                        help="candidate mixes the training loop trains a proxy RM on")
-    parser.add_argument("--ppm-kind", default="linear", choices=("linear", "quadratic", "lightgbm"))
-    parser.add_argument("--bootstrap", type=int, default=20,
-                        help="bootstrap refits of the PPM behind prediction intervals")
+    parser.add_argument("--mixes", type=int, default=400,
+                        help="candidate mixes scored for the PPM (default %(default)s)")
+    parser.add_argument("--ppm-kind", default="linear", choices=KINDS)
+    parser.add_argument("--target", default="label_accuracy", choices=TARGETS,
+                        help="what scores a mix: its labels' accuracy against the reference, or "
+                             "a proxy reward model's accuracy on a held-out split (the paper's)")
+
+
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-fraction", type=float, default=0.3,
+                        help="share of the data held out as the new batch to route (default %(default)s)")
+
+
+def _label_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--human-source", default="human",
+                        help="the label_<source> that plays the paid human (default %(default)s)")
+    parser.add_argument("--ai-source", default="ai",
+                        help="the label_<source> of the AI judge; without any, a judge is trained "
+                             "on the human labels (default %(default)s)")
+    parser.add_argument("--reference", action="append", default=[], metavar="SOURCE",
+                        help="label source(s) that score the others, their strict majority when "
+                             "several (default: the human source, or the other numbered "
+                             "annotators when it is one of them); repeatable")
+    _judge_arg(parser)
+
+
+def _judge_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge", action="append", default=[], metavar="SOURCE",
+                        help="another judge whose agreement with the AI label (and its _swapped "
+                             "twin's) is the judge's confidence; repeatable")
 
 
 def _data_command(commands, name: str, help_text: str, run, *more_args, **defaults) -> None:
@@ -414,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=2.0)
     health.set_defaults(run=cmd_health)
     _data_command(commands, "inspect", "validate a dataset file and summarise it", cmd_inspect)
+    _data_command(commands, "diagnose", "can routing pay on this data? (human, AI and reference labels)",
+                  cmd_diagnose, _label_args, out="out/diagnose.png")
     _data_command(commands, "route", "call Route over gRPC and summarise the result", cmd_route,
                   _route_args)
     _data_command(commands, "curve", "predicted score against budget, as a PNG", cmd_curve,
@@ -442,10 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = jobs.add_parser("status", help="runs recorded in ppm")
     status.add_argument("--experiment", default="")
     status.set_defaults(run=cmd_jobs_status)
-    _data_command(commands, "train", "run the PPM training loop on human-labelled data",
-                  cmd_train, _mixes_arg)
-    _data_command(commands, "demo", "up + train + route + down, writing the result", cmd_demo,
-                  _route_args, _mixes_arg, out="out/demo/routing.json")
+    _data_command(commands, "train", "run the PPM training loop on data with human (and AI) labels",
+                  cmd_train, _mixes_arg, _label_args,
+                  lambda parser: parser.add_argument("--json", action="store_true",
+                                                     help="print the result as JSON"))
+    _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",
+                  cmd_demo, lambda parser: _route_args(parser, labels=False), _mixes_arg, _label_args,
+                  _demo_args, out="out/demo/routing.json")
     return parser
 
 

@@ -56,11 +56,10 @@ class PPMClient:
         metadata = [("authorization", f"Bearer {token}")] if token else None
         return self.stub.RecordRun(ppm_pb2.RecordRunRequest(run=run), metadata=metadata).created
 
-    def fit(self, model: str, kind: str, experiment: str, holdout_fraction: float = 0.0,
-            seed: int = 0, n_bootstrap: int = 0) -> ppm_pb2.ModelInfo:
+    def fit(self, model: str, kind: str, experiment: str, seed: int = 0, cv_folds: int = 0
+            ) -> ppm_pb2.ModelInfo:
         return self.stub.Fit(ppm_pb2.FitRequest(model=model, kind=kind, experiment=experiment,
-                                                holdout_fraction=holdout_fraction, seed=seed,
-                                                n_bootstrap=n_bootstrap))
+                                                seed=seed, cv_folds=cv_folds))
 
     def latest_version(self, model: str = "") -> str:
         return self.stub.GetModel(ppm_pb2.GetModelRequest(model=model)).version
@@ -83,3 +82,6 @@ class RouterClient:
 
     def get_route(self, route_id: str) -> router_pb2.RouteResponse:
         return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id))
+
+    def diagnose(self, request: router_pb2.DiagnoseRequest, timeout: float = 1800) -> router_pb2.DiagnoseResponse:
+        return self.stub.Diagnose(request, timeout=timeout)

@@ -64,14 +64,16 @@ def percentile_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def binarize(raw: dict[str, np.ndarray], n_instances: int) -> np.ndarray:
-    """Binary matrix over the whole catalogue from raw textual values (one array per dimension).
+    """Binary matrix over the whole catalogue from raw numeric values (one array per dimension).
 
-    Dimensions absent from `raw` (not computed yet) stay all-zero.
+    Dimensions absent from `raw` (not computed yet) stay all-zero, and so does an instance
+    whose value is NaN (unknown, e.g. no judge confidence).
     """
     bits = np.zeros((n_instances, len(FEATURE_NAMES)), dtype=np.uint8)
-    rows = np.arange(n_instances)
     for dimension, values in raw.items():
+        values = np.asarray(values, dtype=np.float64)
         scaled = percentile_ranks(values) if dimension in LENGTH_DIMENSIONS else values
+        rows = np.flatnonzero(np.isfinite(scaled))
         columns = np.array([FEATURE_INDEX[f"{dimension}::{bin_label(i)}"] for i in range(N_BINS)])
-        bits[rows, columns[bin_index(scaled)]] = 1
+        bits[rows, columns[bin_index(scaled[rows])]] = 1
     return bits

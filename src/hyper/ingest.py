@@ -12,11 +12,13 @@ content-derived id, and "format" when no format fits.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance
@@ -30,6 +32,11 @@ PLAIN_LABEL_PREFIX = "label_"
 PLAIN_COST_PREFIX = "cost_"
 
 Record = Mapping[str, object]
+
+
+# Notes on the row being read (a value coerced, not refused): set by the row loop around each
+# reader call, so the per-format readers stay plain functions of one record.
+_row_notes: ContextVar[list[tuple[str, str]]] = ContextVar("row_notes")
 
 
 class _BadField(Exception):
@@ -58,10 +65,20 @@ def _text(record: Record, name: str) -> str:
 
 def _response(record: Record, name: str) -> str:
     """A response: present and a string, but possibly empty (a model can answer with nothing,
-    and real data has such pairs, e.g. four rows of the bundled HH-RLHF split)."""
+    and real data has such pairs, e.g. four rows of the bundled HH-RLHF split).
+
+    A JSON boolean or number is read as the text it stands for, and the row gets a note: real
+    exports hold them where a model answered "True" and a loader parsed the answer (six rows
+    of the PandaLM test set). Anything else that is not a string is an error.
+    """
     value = record.get(name)
     if value is None:
         raise _BadField(name, "missing")
+    if isinstance(value, bool | int | float) and not (isinstance(value, float) and not math.isfinite(value)):
+        text = str(value)
+        _row_notes.get().append((name, f"the JSON {type(value).__name__} {json.dumps(value)} "
+                                       f"was read as the text {text!r}"))
+        return text
     if not isinstance(value, str):
         raise _BadField(name, f"expected a string, got {type(value).__name__}")
     return value
@@ -365,6 +382,7 @@ class _Parse:
     instances: list[Instance] = field(default_factory=list)
     errors: list[InvalidInstance] = field(default_factory=list)
     row_of_id: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, row: int, record: dict | InvalidInstance) -> None:
         if isinstance(record, InvalidInstance):
@@ -374,11 +392,16 @@ class _Parse:
         if self.format_name == "auto":
             self.format_name = detect_format(record, row)
             _check_columns(self.columns, self.format_name)
+        notes = _row_notes.set([])
         try:
             self.instances.append(self._instance(row, record))
+            self.notes += [f"row {row}: field '{_column_in_file(name, self.columns)}': {note}"
+                           for name, note in _row_notes.get()]
         except _BadField as bad:
             field_in_file = _column_in_file(bad.field, self.columns)
             self.errors.append(InvalidInstance(row, field_in_file, bad.reason))
+        finally:
+            _row_notes.reset(notes)
 
     def _instance(self, row: int, record: Record) -> Instance:
         spec = _FORMATS[self.format_name]
@@ -422,4 +445,4 @@ def parse_records(
     if parse.errors and not skip_bad_rows:
         raise DatasetRejected(source, parse.errors)
     return Dataset(parse.instances, source=source, n_skipped=len(parse.errors),
-                   format=parse.format_name)
+                   format=parse.format_name, notes=parse.notes)

@@ -1,22 +1,69 @@
 """Performance prediction models (PPMs) as the ppm service stores them and the router uses them.
 
-A PPM maps a mix's count vector to a predicted eval score. Linear and quadratic PPMs are one
+A PPM maps a mix's count vector to a predicted eval score. Count vectors count per 1,000
+instances of the dataset the mix is drawn from (`hyper.candidates.COUNT_SCALE`), so a PPM fitted
+on one dataset applies to another of a different size. Linear and quadratic PPMs are one
 quadratic form, f(c) = b + w.c + c'Qc (Q = 0 for linear), which gives the router exact
-marginal gains; LightGBM PPMs are opaque and only predict. Each may carry a bootstrap ensemble
-whose spread is the prediction interval. Artifacts are JSON (LightGBM as its text model
+marginal gains; LightGBM PPMs are opaque and only predict.
+
+Prediction intervals are split-conformal: the point prediction plus or minus a quantile of the
+PPM's cross-validated absolute errors on its own runs, so an interval always contains its
+point and, for a new run like the ones it was fitted on, covers its score at the nominal rate.
+A label-accuracy PPM routing another dataset of n pairs also meets two kinds of luck: which of
+the new pairs the judge got wrong, and which of its own N pool pairs it learnt from. Its
+interval then adds, in quadrature, the binomial spread p(1-p)(1/n + 1/N) of comparing two
+accuracies over n and N pairs, so that it covers the realised label accuracy of the routed set
+(a simulation test checks the coverage of both kinds of interval).
+Every PPM also carries its skill: the cross-validated Spearman correlation between predicted
+and measured scores, with a bootstrap interval. Artifacts are JSON (LightGBM as its text model
 format), never pickles.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
 from hyper.errors import InvalidArgument
 
-ARTIFACT_FORMAT = "hyper.ppm/v2"
+ARTIFACT_FORMAT = "hyper.ppm/v3"
 KINDS = ("linear", "quadratic", "lightgbm")
+# What a PPM's runs measured: the proxy reward model's accuracy on held-out pairs (the paper's
+# target), or the label accuracy of the hybrid training set against the reference labels.
+TARGETS = ("rm_accuracy", "label_accuracy")
+
+
+def conformal_halfwidth(residuals: np.ndarray, level: float) -> float:
+    """The ceil((n + 1) * level)-th smallest absolute residual: the half-width of a split-
+    conformal interval at `level`. With too few residuals for the level, the largest one
+    (the interval is then narrower than the level promises; `Skill.n_runs` tells how many)."""
+    ordered = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
+    if len(ordered) == 0:
+        return 0.0
+    rank = min(math.ceil((len(ordered) + 1) * level), len(ordered))
+    return float(ordered[rank - 1])
+
+
+@dataclass
+class Skill:
+    """Cross-validated Spearman correlation of predicted with measured scores over the runs,
+    and its 95% bootstrap interval; skill is demonstrated only when the interval excludes 0."""
+
+    spearman: float
+    ci_low: float
+    ci_high: float
+    n_runs: int
+
+    @property
+    def demonstrated(self) -> bool:
+        return self.ci_low > 0.0
+
+    def to_json(self) -> dict:
+        return {"spearman": self.spearman, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "n_runs": self.n_runs}
 
 
 @dataclass
@@ -78,7 +125,10 @@ class PerformanceModel:
     kind: str
     feature_names: list[str]
     form: QuadraticForm | LightGBMForm
-    members: list = field(default_factory=list)  # bootstrap ensemble, same kind
+    skill: Skill
+    residuals: np.ndarray  # cross-validated absolute errors on the runs, for the intervals
+    target: str = "rm_accuracy"
+    pool_size: int = 0  # pairs of the dataset the runs' mixes were drawn from (0: unknown)
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -89,14 +139,18 @@ class PerformanceModel:
     def predict(self, counts: np.ndarray) -> np.ndarray:
         return self.form.predict(counts)
 
-    def predict_interval(self, counts: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """Central `level` interval of the ensemble's predictions; the point itself without one."""
-        if not self.members:
-            point = self.predict(counts)
-            return point, point
-        spread = np.stack([member.predict(counts) for member in self.members])
-        tail = (1.0 - level) / 2.0
-        return np.quantile(spread, tail, axis=0), np.quantile(spread, 1.0 - tail, axis=0)
+    def predict_interval(self, counts: np.ndarray, level: float, n_pairs: int | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """A `level` prediction interval around each point prediction: split-conformal, widened
+        by the sampling spread of `n_pairs` pairs for a label-accuracy PPM applied to them."""
+        point = self.predict(counts)
+        halfwidth = np.full(point.shape, conformal_halfwidth(self.residuals, level))
+        if n_pairs and self.target == "label_accuracy":
+            p = np.clip(point, 0.0, 1.0)
+            pairs = 1 / n_pairs + (1 / self.pool_size if self.pool_size else 0.0)
+            sampling = NormalDist().inv_cdf(0.5 + level / 2) * np.sqrt(p * (1 - p) * pairs)
+            halfwidth = np.sqrt(halfwidth**2 + sampling**2)
+        return point - halfwidth, point + halfwidth
 
     def gains(self, binary_rows: np.ndarray) -> np.ndarray:
         """gain_i = PPM(instance i's binary vector) - PPM(zero vector)."""
@@ -105,14 +159,16 @@ class PerformanceModel:
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, "kind": self.kind, "feature_names": self.feature_names,
-                "form": self.form.to_json(), "members": [m.to_json() for m in self.members],
-                "metrics": self.metrics}
+                "form": self.form.to_json(), "skill": self.skill.to_json(),
+                "residuals": self.residuals.tolist(), "target": self.target,
+                "pool_size": self.pool_size, "metrics": self.metrics}
 
     @classmethod
     def from_json(cls, data: dict) -> PerformanceModel:
         if data.get("format") != ARTIFACT_FORMAT or data.get("kind") not in KINDS:
-            raise InvalidArgument("artifact", f"not a {ARTIFACT_FORMAT} model of kind {KINDS}")
+            raise InvalidArgument("artifact", f"not a {ARTIFACT_FORMAT} model of kind {KINDS} "
+                                              f"(format {data.get('format')!r}: refit it)")
         kind = data["kind"]
         return cls(kind, list(data["feature_names"]), _form_from_json(kind, data["form"]),
-                   [_form_from_json(kind, m) for m in data.get("members", [])],
-                   dict(data.get("metrics", {})))
+                   Skill(**data["skill"]), np.asarray(data["residuals"], dtype=np.float64),
+                   data["target"], int(data.get("pool_size", 0)), dict(data.get("metrics", {})))

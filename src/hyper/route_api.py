@@ -85,6 +85,13 @@ class RouteOptions(BaseModel):
     sources: list[Source] = Field(default_factory=lambda: [Source(name=DEFAULT_SOURCE)],
                                   min_length=1, description="paid sources; default: human at 1")
     human_cost_model: CostModel | None = None
+    ai_source: str = Field("", description="the label_<source> the AI judge gave: pairs without "
+                                           "it can only go to humans; with judges, its confidence")
+    judges: list[str] = Field(default_factory=list,
+                              description="other judges' label sources: their agreement with the "
+                                          "AI label (and the _swapped twins') is its confidence")
+    require_skill: bool = Field(False, description="refuse (FAILED_PRECONDITION) to route with a "
+                                                   "PPM whose skill interval includes zero")
 
     @field_validator("sources")
     @classmethod
@@ -159,9 +166,23 @@ class CurvePoint(BaseModel):
     cost: float
 
 
+class Skill(BaseModel):
+    """Cross-validated Spearman of the PPM's predictions with its runs' scores, and the 95%
+    interval: skill is demonstrated when ci_low > 0."""
+
+    spearman: float
+    ci_low: float
+    ci_high: float
+    n_runs: int
+
+
 class RouteResult(BaseModel):
     """What Route answers (and GetRoute returns later, by route_id)."""
 
+    warnings: list[str] = Field(description="what a user must know before trusting the result")
+    ppm_skill: Skill
+    ppm_target: str = Field(description='what the PPM predicts: "rm_accuracy" or "label_accuracy"')
+    n_forced_human: int = Field(description="pairs without an AI label, routed to humans")
     route_id: str
     strategy: str
     n_instances: int
@@ -176,8 +197,69 @@ class RouteResult(BaseModel):
     interval_level: float
     ppm_version: str
     budget_curve: list[CurvePoint]
-    optimal_budget_fraction: float
+    optimal_budget_fraction: float | None = Field(None, description="the curve's best budget; "
+                                                                    "absent without a curve")
     assignments: list[Assignment]
+
+
+class DiagnoseRequest(BaseModel):
+    """Diagnose(dataset): can routing pay on this data, before anything is spent?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetBody
+    human_source: str = Field("human", description="the label_<source> of the paid human")
+    ai_source: str = Field(min_length=1, description="the label_<source> of the AI judge")
+    reference: list[str] = Field(default_factory=list, description="sources whose strict majority "
+                                 "is the reference; default: the human source, or the other "
+                                 "numbered annotators when it is one of them")
+    judges: list[str] = Field(default_factory=list, description="other judges: their agreement "
+                                                                "with the AI label is its confidence")
+    seed: int = Field(0, ge=0)
+
+
+class EstimateBody(BaseModel):
+    mean: float
+    ci_low: float
+    ci_high: float
+
+
+class SourceAgreement(BaseModel):
+    source: str
+    agreement: EstimateBody
+
+
+class FeatureErrors(BaseModel):
+    feature: str
+    n: int
+    error_rate: EstimateBody
+
+
+class ErrorAuc(BaseModel):
+    inputs: str
+    auc: EstimateBody
+
+
+class AccuracyCurve(BaseModel):
+    strategy: str
+    label_accuracy: list[float]
+
+
+class Diagnosis(BaseModel):
+    """Agreement of each source with the reference, where the judge errs, whether its errors
+    are predictable, and the label accuracy to expect at each budget."""
+
+    n_pairs: int
+    n_scored: int
+    n_forced_human: int
+    notes: list[str]
+    agreement: list[SourceAgreement]
+    judge_error_rate: EstimateBody
+    worst_features: list[FeatureErrors]
+    error_auc: list[ErrorAuc]
+    budgets: list[float]
+    expected_accuracy: list[AccuracyCurve]
+    verdict: str
 
 
 Model = TypeVar("Model", bound=BaseModel)

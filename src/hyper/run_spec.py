@@ -54,13 +54,17 @@ class RunSpec(BaseModel):
     # Data moves by reference: paths (or, later, object-store URIs), never inline in gRPC.
     # A relative path is relative to the spec file, so an experiment directory can be copied
     # onto a cluster's shared volume and run there unchanged.
-    pool: str = Field(description="plain-format JSONL with label_human and label_ai")
-    eval: str = Field(description="plain-format JSONL with label_human")
+    pool: str = Field(description="plain-format JSONL with label_human, label_ai (absent where "
+                                  "the judge gave none) and label_reference (where there is one)")
+    eval: str = Field("", description="plain-format JSONL with label_reference (or label_human), "
+                                      "or RewardBench's layout; not read in mode labels")
     mixes: str = Field(description=".npz: run_ids, instance_ids, human_masks, count_vectors, "
                                    "feature_names")
     # Empty: HYPER_PPM_ADDRESS of the Job's environment (what the chart sets in the cluster).
     ppm_address: str = ""
-    mode: Literal["proxy", "full"] = "proxy"
+    # What scores a mix: a proxy RM's accuracy on `eval`, a fine-tuned decoder RM's (full), or
+    # its labels' own accuracy against the pool's reference labels (labels).
+    mode: Literal["proxy", "full", "labels"] = "proxy"
     proxy: ProxySpec = ProxySpec()
     full: FullSpec | None = None
     embedding_model: str = ""
@@ -72,7 +76,8 @@ class RunSpec(BaseModel):
         spec = cls.model_validate_json(Path(path).read_text())
         base = Path(path).resolve().parent
         return spec.model_copy(update={name: str(base / getattr(spec, name))
-                                       for name in ("pool", "eval", "mixes", "cache_dir")})
+                                       for name in ("pool", "eval", "mixes", "cache_dir")
+                                       if getattr(spec, name)})
 
 
 MIX_ARRAYS = ("run_ids", "instance_ids", "human_masks", "count_vectors", "feature_names")

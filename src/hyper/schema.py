@@ -61,6 +61,7 @@ class Dataset:
     source: str = ""
     n_skipped: int = 0
     format: str = ""
+    notes: list[str] = field(default_factory=list)  # values read with a coercion, by row
 
     def __len__(self) -> int:
         return len(self.instances)

@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 from hyper import ingest
 from hyper.errors import InvalidArgument
 from hyper.features import FeatureMatrix
-from hyper.route_api import Budget, RouteOptions, RouteRequest, RouteResult, validated
+from hyper.route_api import Budget, DiagnoseRequest, Diagnosis, RouteOptions, RouteRequest, RouteResult, validated
 from hyper.schema import DatasetRef, Instance
 from hyper.v1 import common_pb2, router_pb2
 
@@ -72,6 +72,15 @@ def route_request_to_proto(request: RouteRequest) -> router_pb2.RouteRequest:
 
 def route_result_from_proto(response: router_pb2.RouteResponse) -> RouteResult:
     return RouteResult.model_validate(message_to_dict(response, with_defaults=True))
+
+
+def diagnose_request_to_proto(request: DiagnoseRequest) -> router_pb2.DiagnoseRequest:
+    return json_format.ParseDict(request.model_dump(mode="json", exclude_none=True),
+                                 router_pb2.DiagnoseRequest())
+
+
+def diagnosis_from_proto(response: router_pb2.DiagnoseResponse) -> Diagnosis:
+    return Diagnosis.model_validate(message_to_dict(response, with_defaults=True))
 
 
 def feature_matrix_to_proto(matrix: FeatureMatrix) -> common_pb2.FeatureMatrix:

@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import HH_DATA, local_settings
+from tests.conftest import HH_DATA, REPO, local_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -22,12 +23,21 @@ def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
+def head(source: Path, path: Path, lines: int) -> Path:
+    with gzip.open(source, "rt") as data, gzip.open(path, "wt") as out:
+        out.writelines(itertools.islice(data, lines))
+    return path
+
+
 @pytest.fixture(scope="module")
 def small_hh(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "hh-300.jsonl.gz"
-    with gzip.open(HH_DATA, "rt") as source, gzip.open(path, "wt") as out:
-        out.writelines(itertools.islice(source, 300))
-    return path
+    return head(HH_DATA, tmp_path_factory.mktemp("data") / "hh-300.jsonl.gz", 300)
+
+
+@pytest.fixture(scope="module")
+def small_pandalm(tmp_path_factory):
+    return head(REPO / "data" / "pandalm-testset.jsonl.gz", tmp_path_factory.mktemp("data") / "pandalm-300.jsonl.gz",
+                300)
 
 
 @pytest.fixture(scope="module")
@@ -36,32 +46,48 @@ def cli_env(tmp_path_factory):
     return dict(os.environ, **settings.to_env())
 
 
-def test_demo_routes_the_data_end_to_end_and_a_second_run_reuses_the_runs(small_hh, cli_env, tmp_path):
+ROLES = ["--human-source", "annotator1", "--ai-source", "gpt-3.5-turbo", "--judge", "pandalm-7b"]
+
+
+def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(small_pandalm, cli_env, tmp_path):
     out = tmp_path / "routing.json"
-    args = ["demo", str(small_hh), "--budget", "0.25", "--mixes", "10", "--out", str(out)]
+    args = ["demo", str(small_pandalm), *ROLES, "--budget", "0.25", "--mixes", "40", "--out", str(out)]
     first = run_cli(args, cli_env)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["n_instances"] == 300 and result["n_human"] == 75 and result["budget"] == 0.25
-    assert len(result["assignments"]) == 300
-    assert {a["route"] for a in result["assignments"]} == {"human", "ai"}
-    assert result["ppm_version"] == result["training"]["ppm_version"]
-    assert result["training"]["n_runs"] == 10 and result["training"]["n_eval"] == 60
-    assert 0.0 < result["predicted_score"] < 1.0
-    assert "routed to human  75 (25.0%)" in first.stdout
+    assert result["n_instances"] == 90 and result["n_human"] == round(0.25 * 90)  # the 30% batch
+    assert len(result["assignments"]) == 90 and isinstance(result["warnings"], list)
+    lower, upper = result["predicted_interval"]
+    assert lower <= result["predicted_score"] <= upper and result["ppm_target"] == "label_accuracy"
+    assert "optimal_budget_fraction" not in result  # the route asked for no curve
+    training = result["training"]
+    assert training["ai_labels"] == "label_gpt-3.5-turbo from the data" and training["n_runs"] == 40
+    assert result["ppm_version"] == training["ppm_version"] and result["ppm_skill"] == training["ppm_skill"]
+    check = result["batch_check"]
+    assert 0 < check["random"]["mean"] < 1
+    assert check["routed_minus_random"]["ci_low"] <= check["routed_minus_random"]["mean"]
+    assert "== checked on the batch's reference labels" in first.stdout
+    assert "agreement    gpt-3.5-turbo" in first.stdout and "expected label accuracy" in first.stdout
+    for picture in ("diagnose.png", "budget_curve.png"):
+        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curve = json.loads((tmp_path / "budget_curve.json").read_text())
-    assert [p["n_paid"] for p in curve["budget_curve"]] == [30 * k for k in range(11)]
-    assert (tmp_path / "budget_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(p["lower"] <= p["predicted"] <= p["upper"] for p in curve["budget_curve"])
+    assert curve["best_budget_verdict"] in first.stdout
 
     second = run_cli(args, cli_env)
     assert second.returncode == 0, second.stderr[-3000:]
-    again = json.loads(out.read_text())
     assert '"pending": 0' in second.stderr  # every run already recorded: nothing retrained
-    assert again["training"]["experiment"] == result["training"]["experiment"]
-    assert again["training"]["all_human_accuracy"] == result["training"]["all_human_accuracy"]
-
+    assert json.loads(out.read_text())["training"]["experiment"] == training["experiment"]
     status = run_cli(["status"], cli_env)
     assert status.stdout.split() == ["ppm", "STOPPED", "tagger", "STOPPED", "router", "STOPPED"]
+
+
+def test_without_ai_labels_the_demo_says_a_judge_is_cross_fitted(small_hh, cli_env, tmp_path):
+    out = tmp_path / "routing.json"
+    result = run_cli(["demo", str(small_hh), "--budget", "0.25", "--mixes", "10", "--out", str(out)], cli_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not diagnosed: the data has no AI labels" in result.stdout
+    assert json.loads(out.read_text())["training"]["ai_labels"].startswith("a judge trained on the human labels")
 
 
 def test_route_refuses_a_file_with_bad_rows_with_line_numbers(tmp_path, cli_env):
@@ -78,4 +104,5 @@ def test_inspect_summarises_the_bundled_file(cli_env):
     result = run_cli(["inspect", str(HH_DATA)], cli_env)
     assert result.returncode == 0, result.stderr
     assert "format      hh-rlhf" in result.stdout
-    assert "instances   2312" in result.stdout and "label human A: 1163  B: 1149  tie: 0" in result.stdout
+    assert "instances   2312" in result.stdout
+    assert "label human               A: 1163   B: 1149   tie: 0" in result.stdout

@@ -19,10 +19,11 @@ from hyper import wire
 from hyper.catalogue import FEATURE_NAMES
 from hyper.clients import TaggerClient
 from hyper.dashboards import expressions
-from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.performance_models import QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.wire import message_to_dict as as_json
 from tests.conftest import free_ports
+from tests.support.models import known_ppm
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.service]
@@ -48,8 +49,8 @@ def metrics_path(job: str) -> str:
 @pytest.fixture(scope="module")
 def traffic(services, gateway_url, hh_dataset, channels):
     """What a user does: Route over REST (router -> tagger, ppm), a bad request, a Tag."""
-    ppm = PerformanceModel("linear", list(FEATURE_NAMES),
-                           QuadraticForm(0.6, np.random.default_rng(7).normal(0, 1e-3, len(FEATURE_NAMES))))
+    ppm = known_ppm(list(FEATURE_NAMES),
+                    QuadraticForm(0.6, np.random.default_rng(7).normal(0, 1e-3, len(FEATURE_NAMES))))
     ModelRegistry(services.ppm_dir).save("monitoring", ppm.to_json())
 
     def generate() -> None:

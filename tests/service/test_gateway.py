@@ -7,17 +7,18 @@ from fastapi.testclient import TestClient
 from hyper import wire
 from hyper.catalogue import FEATURE_NAMES
 from hyper.gateway.app import create_app
-from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.performance_models import QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.wire import message_to_dict as as_json
+from tests.support.models import known_ppm
 
 pytestmark = pytest.mark.service
 
 
 @pytest.fixture(scope="module")
 def gateway(services):
-    ppm = PerformanceModel("linear", list(FEATURE_NAMES),
-                           QuadraticForm(0.6, np.random.default_rng(5).normal(0, 1e-3, len(FEATURE_NAMES))))
+    ppm = known_ppm(list(FEATURE_NAMES),
+                    QuadraticForm(0.6, np.random.default_rng(5).normal(0, 1e-3, len(FEATURE_NAMES))))
     ModelRegistry(services.ppm_dir).save("gateway", ppm.to_json())
     return TestClient(create_app(services.model_copy(update={"gateway_token": "s3cret"})))
 
@@ -52,12 +53,27 @@ def test_rest_errors_name_the_field_like_grpc(gateway, hh_dataset):
     assert gateway.get("/v1/routes/not-an-id", headers=AUTH).status_code == 400
 
 
+def test_diagnose_over_rest(gateway):
+    from tests.conftest import REPO
+
+    body = {"dataset": {"ref": {"path": str(REPO / "data" / "llmbar-mtbench.jsonl.gz")}},
+            "ai_source": "gpt-4", "judges": ["chatgpt"]}
+    reply = gateway.post("/v1/diagnose", json=body, headers=AUTH)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["n_pairs"] == 200 and reply.json()["verdict"]
+    missing = gateway.post("/v1/diagnose", json={"dataset": body["dataset"]}, headers=AUTH)
+    assert missing.status_code == 400 and "ai_source" in missing.json()["error"]["message"]
+
+
 def test_the_gateway_wants_its_bearer_token_and_documents_itself(gateway):
     assert gateway.get("/v1/runs").status_code == 401
     assert gateway.get("/v1/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert gateway.get("/v1/runs", headers=AUTH).status_code == 200
     paths = gateway.get("/openapi.json").json()["paths"]
-    assert {"/v1/route", "/v1/routes/{route_id}", "/v1/runs"} <= set(paths)
+    assert {"/v1/route", "/v1/diagnose", "/v1/routes/{route_id}", "/v1/runs"} <= set(paths)
+    schema = gateway.get("/openapi.json").json()["components"]["schemas"]
+    assert {"strategy", "budget", "dataset", "require_skill"} <= set(schema["RouteRequest"]["properties"])
+    assert {"warnings", "ppm_skill"} <= set(schema["RouteResult"]["properties"])
 
 
 def test_the_gateway_process_serves_http(gateway_url):

@@ -17,6 +17,7 @@ from hyper.clients import PPMClient, RouterClient, TaggerClient
 from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
+from tests.support.models import known_ppm as make_ppm
 
 pytestmark = pytest.mark.service
 
@@ -56,7 +57,7 @@ def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, samp
     request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in sample])
     first = stub.Tag(request)
     matrix = wire.feature_matrix_from_proto(first.features)
-    assert matrix.bits.shape == (40, 90) and matrix.instance_ids == [i.id for i in sample]
+    assert matrix.bits.shape == (40, 93) and matrix.instance_ids == [i.id for i in sample]
     textual = [j for j, name in enumerate(matrix.feature_names) if name.split("::")[0] in TEXTUAL_DIMENSIONS]
     assert (matrix.bits[:, textual].sum(axis=1) == 9).all()  # one bin of each textual dimension
     safety = [j for j, name in enumerate(matrix.feature_names) if name.startswith("safety_concern::")]
@@ -67,7 +68,7 @@ def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, samp
     assert second.cache_hits == 40 and second.cache_misses == 0
     assert second.features.bits == first.features.bits
     catalogue = stub.GetCatalogue(tagger_pb2.GetCatalogueRequest())
-    assert len(catalogue.features) == 90
+    assert len(catalogue.features) == 93
     assert catalogue.feature_set_version == matrix.feature_set_version
 
 
@@ -127,7 +128,7 @@ def known_ppm(services):
     from hyper.catalogue import FEATURE_NAMES
 
     coef = np.random.default_rng(3).normal(0, 1e-3, len(FEATURE_NAMES))
-    ppm = PerformanceModel("linear", list(FEATURE_NAMES), QuadraticForm(0.6, coef))
+    ppm = make_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, coef))
     version, _ = ModelRegistry(services.ppm_dir).save("known", ppm.to_json())
     return ppm, version
 
@@ -138,7 +139,7 @@ def test_topk_route_equals_an_independent_computation_of_the_gains(channels, sam
         dataset=inline(sample), budget=router_pb2.Budget(count=10), strategy="topk",
         ppm_model="known"))
     bits = TaggerClient(channels["tagger"]).tag(sample).aligned_to(ppm.feature_names)
-    gains = bits @ ppm.form.linear  # linear PPM: gain = w . x
+    gains = bits @ ppm.form.linear * (1000 / len(sample))  # linear PPM on per-1,000 counts: w . x
     expected = set(sorted(range(len(sample)), key=lambda i: (-gains[i], i))[:10])
     chosen = {i for i, a in enumerate(response.assignments) if a.route == "human"}
     assert chosen == expected
@@ -209,7 +210,7 @@ def two_source_ppm(services):
         q = rng.normal(0, 1e-7, (d, d))
         return QuadraticForm(0.6, rng.normal(1e-4, 1e-3, d), (q + q.T) / 2)
 
-    ppm = PerformanceModel("quadratic", names, form(), members=[form() for _ in range(8)])
+    ppm = make_ppm(names, form())
     ModelRegistry(services.ppm_dir).save("two-source", ppm.to_json())
     return ppm
 
@@ -374,3 +375,61 @@ def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, t
     runs = PPMClient(channels["ppm"]).list_runs("full-exp")
     assert [(r.run_id, r.state) for r in runs] == [("full-r0", "succeeded"), ("full-r1", "succeeded")]
     assert all(0.0 <= r.eval_score <= 1.0 and "category/other" in r.metrics for r in runs)
+
+
+@pytest.fixture(scope="module")
+def unskilled_ppm(services):
+    from hyper.catalogue import FEATURE_NAMES
+    from tests.support.models import UNSKILLED
+
+    coef = np.random.default_rng(5).normal(0, 1e-3, len(FEATURE_NAMES))
+    ModelRegistry(services.ppm_dir).save("unskilled", make_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, coef),
+                                                               UNSKILLED).to_json())
+
+
+def test_a_route_with_an_unskilled_ppm_says_so_first_or_is_refused(channels, services, sample, unskilled_ppm):
+    request = router_pb2.RouteRequest(dataset=inline(sample), budget=router_pb2.Budget(count=10),
+                                      ppm_model="unskilled")
+    response = RouterClient(channels["router"]).route(request)
+    [warning] = response.warnings
+    assert "no demonstrated skill" in warning
+    assert (response.ppm_skill.ci_low, response.ppm_skill.ci_high) == (-0.2, 0.4)
+    assert response.predicted_lower < response.predicted_score < response.predicted_upper
+    assert not response.HasField("optimal_budget_fraction")  # no curve was asked for
+    url = f"http://{services.host}:{services.router_metrics_port}/metrics"
+    assert "hyper_router_unskilled_routes_total 1.0" in urllib.request.urlopen(url, timeout=5).read().decode()
+    request.require_skill = True
+    error = rpc_error(lambda: RouterClient(channels["router"]).route(request))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "no demonstrated skill" in error.details()
+
+
+def test_route_sends_pairs_without_an_ai_label_to_humans(channels, sample, known_ppm):
+    labelled = [dataclasses.replace(i, labels={"judge": "A"}) if k >= 4 else i for k, i in enumerate(sample)]
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(labelled), budget=router_pb2.Budget(count=10), ppm_model="known", ai_source="judge"))
+    assert response.n_forced_human == 4 and response.n_human == 10
+    assert [a.route for a in response.assignments[:4]] == ["human"] * 4
+    error = rpc_error(lambda: RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(labelled), budget=router_pb2.Budget(count=10), ppm_model="known", ai_source="nobody")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("ai_source")
+
+
+def test_diagnose_tells_whether_routing_can_pay_before_anything_is_spent(channels):
+    from tests.conftest import REPO
+
+    ref = common_pb2.DatasetRef(path=str(REPO / "data" / "llmbar-mtbench.jsonl.gz"))
+    response = RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
+        dataset=common_pb2.Dataset(ref=ref), human_source="human", ai_source="gpt-4", judges=["chatgpt"]))
+    assert response.n_pairs == response.n_scored == 200
+    agreement = {a.source: a.agreement for a in response.agreement}
+    assert agreement["gpt-4"].mean == pytest.approx(0.795) and agreement["human"].mean == 1.0
+    assert agreement["gpt-4"].ci_low < 0.795 < agreement["gpt-4"].ci_high
+    assert {a.inputs for a in response.error_auc} == {"features", "confidence", "both"}
+    assert all(0.0 <= a.auc.ci_low <= a.auc.mean <= a.auc.ci_high <= 1.0 for a in response.error_auc)
+    curves = {c.strategy: list(c.label_accuracy) for c in response.expected_accuracy}
+    assert curves["random"][0] == pytest.approx(0.795) and curves["oracle"][-1] == 1.0
+    assert all(o >= r - 1e-9 for o, r in zip(curves["oracle"], curves["random"], strict=True))
+    assert response.verdict and len(response.worst_features) <= 10
+    error = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
+        dataset=common_pb2.Dataset(ref=ref), ai_source="gpt-5")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("ai_source")

@@ -14,11 +14,12 @@ import pytest
 from hyper import serving, wire
 from hyper.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES, feature_set_version
 from hyper.clients import RouterClient, TaggerClient
-from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.performance_models import QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
 from hyper.v1 import common_pb2, router_pb2, tagger_pb2
 from tests.conftest import local_settings
+from tests.support.models import known_ppm
 from tests.support.tiny_llama import make_tiny_llama
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
@@ -88,7 +89,7 @@ def test_the_pairwise_judge_labels_pairs_in_both_orders(tagger, hh_dataset):
 
 def test_route_runs_through_the_llm_tagger(vllm_services, hh_dataset):
     rng = np.random.default_rng(0)
-    ppm = PerformanceModel("linear", list(FEATURE_NAMES), QuadraticForm(0.6, rng.normal(0, 1e-3, len(FEATURE_NAMES))))
+    ppm = known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, rng.normal(0, 1e-3, len(FEATURE_NAMES))))
     ModelRegistry(vllm_services.ppm_dir).save("vllm-test", ppm.to_json())
     dataset = common_pb2.Dataset(inline=common_pb2.InstanceList(
         instances=[wire.instance_to_proto(i) for i in hh_dataset.instances[20:32]]))

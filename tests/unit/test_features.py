@@ -6,11 +6,12 @@ from hyper.errors import InvalidArgument
 from hyper.features import FeatureMatrix, bin_index, binarize, percentile_ranks
 
 
-def test_catalogue_has_the_papers_90_binary_features():
+def test_catalogue_has_the_papers_90_binary_features_and_the_judges_confidence():
     groups = [f.group for f in CATALOGUE]
     assert groups.count("textual") == 27  # 9 dimensions x 3 bins
     assert groups.count("descriptive") == 46 + 3 + 1 + 4 + 4 + 3 + 2
-    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 90
+    assert groups.count("judge") == 3
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 93
     assert "subject_of_expertise::Chemical engineering" in FEATURE_INDEX
     assert "format_constraints::present" in FEATURE_INDEX
 
@@ -23,6 +24,12 @@ def test_feature_set_version_is_stable():
 def test_three_equal_bins_over_the_unit_interval_with_clipping():
     values = np.array([-0.2, 0.0, 0.32, 1 / 3, 0.5, 0.666, 2 / 3, 1.0, 1.7])
     assert bin_index(values).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_an_unknown_value_sets_no_bin():
+    bits = binarize({"judge_confidence": np.array([0.1, np.nan, 1.0])}, 3)
+    columns = [FEATURE_INDEX[f"judge_confidence::{b}"] for b in ("0.00-0.33", "0.33-0.67", "0.67-1.00")]
+    assert bits[:, columns].tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 1]]
 
 
 def test_percentile_ranks_share_ties():

@@ -15,6 +15,8 @@ from hyper.ingest import FORMATS, detect_format
 from hyper.ingest import plain_record as to_plain_record
 from hyper.schema import stable_id
 
+DATA = Path(__file__).resolve().parents[2] / "data"
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HH_HARMLESS_TEST = REPO_ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 FILE_KINDS = (".jsonl", ".jsonl.gz", ".parquet")
@@ -257,6 +259,26 @@ def test_plain_without_id_column_derives_the_content_id(tmp_path):
 # ---------------------------------------------------------------- row errors
 
 
+def test_a_response_a_loader_parsed_as_a_boolean_or_number_is_read_as_its_text_with_a_note(tmp_path):
+    """Real exports hold `true` where a model answered "True" (six rows of PandaLM's test set)."""
+    lines = [json.dumps(plain_record("p1") | {"response_a": True}),
+             json.dumps(plain_record("p2")),
+             json.dumps(plain_record("p3") | {"response_b": 42})]
+    dataset = read_dataset(write_lines(tmp_path / "pairs.jsonl", lines))
+    assert [i.response_a for i in dataset.instances][0] == "True"
+    assert dataset.instances[2].response_b == "42"
+    assert dataset.notes == ["row 1: field 'response_a': the JSON bool true was read as the text 'True'",
+                             "row 3: field 'response_b': the JSON int 42 was read as the text '42'"]
+
+
+def test_the_shared_pandalm_and_mt_bench_files_read_as_they_are():
+    pandalm = read_dataset(DATA / "pandalm-testset.jsonl.gz")
+    assert len(pandalm) == 999 and len(pandalm.notes) == 6
+    assert {"annotator1", "gpt-3.5-turbo", "pandalm-7b"} <= set(pandalm.instances[0].labels)
+    mt_bench = read_dataset(DATA / "llmbar-mtbench.jsonl.gz")
+    assert len(mt_bench) == 200 and "gpt-4_swapped" in mt_bench.instances[0].labels
+
+
 def test_bad_rows_are_all_reported_with_line_and_field_and_refuse_the_file(tmp_path):
     lines = [
         json.dumps(plain_record("p1")),
@@ -267,7 +289,7 @@ def test_bad_rows_are_all_reported_with_line_and_field_and_refuse_the_file(tmp_p
         json.dumps(plain_record("p6", label="maybe")),
         json.dumps(plain_record("p1")),
         json.dumps(["not", "an", "object"]),
-        json.dumps(plain_record("p9") | {"response_b": 42}),
+        json.dumps(plain_record("p9") | {"response_b": ["not", "text"]}),
         json.dumps(plain_record("p10") | {"judge_confidence": 1.5}),
         json.dumps(plain_record("p11")),
     ]

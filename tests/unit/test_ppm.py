@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hyper.errors import InvalidArgument, NotFound
-from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.performance_models import PerformanceModel, QuadraticForm, Skill
 from hyper.ppm.fitting import fit_ppm
 from hyper.ppm.store import ModelRegistry, RunStore
 
@@ -18,14 +18,21 @@ def synthetic_runs(n_runs=60, n_features=5, seed=0, curvature=0.0):
     return counts, scores, weights
 
 
-def test_linear_ppm_recovers_a_known_linear_relation_and_reports_holdout_metrics():
+def test_linear_ppm_recovers_a_known_linear_relation_and_reports_its_skill():
     counts, scores, weights = synthetic_runs()
-    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, holdout_fraction=0.25, seed=1)
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, seed=1)
     assert np.allclose(ppm.form.linear, weights, atol=2e-5)
     assert abs(ppm.form.intercept - 0.55) < 0.01
-    assert ppm.metrics["holdout_spearman"] > 0.95
-    assert ppm.metrics["holdout_rmse"] < 1e-3
-    assert ppm.metrics["n_holdout"] == 15
+    assert ppm.skill.spearman > 0.95 and ppm.skill.demonstrated and ppm.skill.n_runs == 60
+    assert ppm.skill.ci_low <= ppm.skill.spearman <= ppm.skill.ci_high
+    assert ppm.metrics["cv_rmse"] < 1e-3 and len(ppm.residuals) == 60
+
+
+def test_a_ppm_fitted_on_noise_shows_no_skill():
+    counts, _, _ = synthetic_runs()
+    noise = np.random.default_rng(9).normal(0.6, 0.01, len(counts))
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, noise, seed=1)
+    assert not ppm.skill.demonstrated and ppm.skill.ci_low <= 0 <= ppm.skill.ci_high
 
 
 def test_quadratic_ppm_folds_polynomial_terms_into_one_quadratic_form():
@@ -41,28 +48,31 @@ def test_quadratic_ppm_folds_polynomial_terms_into_one_quadratic_form():
 
 def test_lightgbm_ppm_round_trips_as_text_not_pickle():
     counts, scores, _ = synthetic_runs(n_runs=80)
-    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, kind="lightgbm", holdout_fraction=0.2)
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, scores, kind="lightgbm")
     text = json.dumps(ppm.to_json())
     again = PerformanceModel.from_json(json.loads(text))
     assert np.allclose(again.predict(counts), ppm.predict(counts))
-    assert ppm.metrics["holdout_spearman"] > 0.5
-    assert again.quadratic_form is None
+    assert ppm.skill.spearman > 0.5
+    assert again.quadratic_form is None and again.skill == ppm.skill
 
 
-def test_bootstrap_ensemble_gives_intervals_around_the_prediction():
+def test_intervals_contain_their_point_and_widen_with_the_level():
     counts, scores, _ = synthetic_runs(n_runs=40)
     noisy = scores + np.random.default_rng(2).normal(0, 0.01, len(scores))
-    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, noisy, n_bootstrap=20, seed=3)
-    assert len(ppm.members) == 20
+    ppm = fit_ppm([f"f{i}" for i in range(5)], counts, noisy, seed=3)
+    point = ppm.predict(counts[:5])
     lower, upper = ppm.predict_interval(counts[:5], 0.9)
-    assert (lower < upper).all()
-    assert ((lower - 0.01 <= ppm.predict(counts[:5])) & (ppm.predict(counts[:5]) <= upper + 0.01)).all()
+    assert ((lower < point) & (point < upper)).all()
     narrow, wide = ppm.predict_interval(counts[:5], 0.5), ppm.predict_interval(counts[:5], 0.99)
-    assert ((narrow[1] - narrow[0]) <= (wide[1] - wide[0])).all()
+    assert ((narrow[1] - narrow[0]) < (wide[1] - wide[0])).all()
+
+
+NO_SKILL = Skill(0.0, -0.5, 0.5, 10)
 
 
 def test_gains_are_prediction_minus_prediction_of_nothing():
-    ppm = PerformanceModel("linear", ["a", "b", "c"], QuadraticForm(0.3, np.array([0.5, -1.0, 2.0])))
+    ppm = PerformanceModel("linear", ["a", "b", "c"], QuadraticForm(0.3, np.array([0.5, -1.0, 2.0])),
+                           NO_SKILL, np.zeros(3))
     rows = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]])
     assert ppm.gains(rows).tolist() == [2.5, -1.0, 0.0]
 
@@ -70,9 +80,10 @@ def test_gains_are_prediction_minus_prediction_of_nothing():
 def test_artifact_round_trips_through_json():
     ppm = PerformanceModel("quadratic", ["a", "b"], QuadraticForm(0.1, np.array([0.25, -0.5]),
                                                                   np.array([[1.0, 2.0], [2.0, 0.0]])),
-                           metrics={"train_rmse": 0.01})
+                           NO_SKILL, np.array([0.01, 0.02]), "label_accuracy", 300, {"train_rmse": 0.01})
     again = PerformanceModel.from_json(json.loads(json.dumps(ppm.to_json())))
     assert again.feature_names == ["a", "b"] and again.predict([[1, 1]])[0] == ppm.predict([[1, 1]])[0]
+    assert (again.skill, again.target, again.pool_size) == (NO_SKILL, "label_accuracy", 300)
     with pytest.raises(InvalidArgument):
         PerformanceModel.from_json({"format": "pickle"})
 

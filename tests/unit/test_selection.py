@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hyper.errors import InvalidArgument
-from hyper.performance_models import PerformanceModel, QuadraticForm
+from hyper.performance_models import QuadraticForm
 from hyper.route_api import STRATEGIES
 from hyper.router import selection
 from hyper.router.optimize import optimize
 from hyper.router.selection import RoutingProblem
+from tests.support.models import known_ppm
 
 
 def tagger_like_bits(rng, n: int, n_features: int) -> np.ndarray:
@@ -33,8 +34,7 @@ def random_problem(seed: int, n: int, n_features: int, budget_fraction: float,
     if not linear_only:
         q = rng.normal(0, 1e-4 * curvature, (n_features, n_features))
         q = (q + q.T) / 2 - np.eye(n_features) * 1e-4 * curvature
-    model = PerformanceModel("quadratic" if q is not None else "linear",
-                             [f"f{i}" for i in range(n_features)], QuadraticForm(0.6, w, q))
+    model = known_ppm([f"f{i}" for i in range(n_features)], QuadraticForm(0.6, w, q))
     return RoutingProblem.single_source(bits, model, round(budget_fraction * n),
                                         confidence=rng.random(n))
 
@@ -128,10 +128,9 @@ def costly_problem(seed: int, n_sources: int = 1) -> RoutingProblem:
         for s in range(n_sources):
             items[s * 40:(s + 1) * 40, s * d:(s + 1) * d] = base.items
         form = base.model.form
-        model = PerformanceModel("quadratic", [f"s{s}|f{i}" for s in range(n_sources) for i in range(d)],
-                                 QuadraticForm(0.6, np.tile(form.linear, n_sources)
-                                               * rng.uniform(0.5, 2, n_sources * d),
-                                               np.kron(np.eye(n_sources), form.quadratic)))
+        model = known_ppm([f"s{s}|f{i}" for s in range(n_sources) for i in range(d)],
+                          QuadraticForm(0.6, np.tile(form.linear, n_sources) * rng.uniform(0.5, 2, n_sources * d),
+                                        np.kron(np.eye(n_sources), form.quadratic)))
         base.model = model
     costs = rng.uniform(0.5, 3.0, len(items))
     return RoutingProblem(items, np.tile(np.arange(40), n_sources), costs, 15.0, 40, base.model,

@@ -5,6 +5,8 @@ tests/service."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -15,8 +17,9 @@ from hyper.performance_models import PerformanceModel, QuadraticForm
 from hyper.ppm.models import PerformanceModels
 from hyper.ppm.store import ModelRegistry, RunStore
 from hyper.route_api import Budget, RouteOptions
-from hyper.router.routing import Router
+from hyper.router.routing import Router, SkillNotDemonstrated
 from hyper.schema import Dataset, DatasetRef, Instance
+from tests.support.models import UNSKILLED, known_ppm
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 
@@ -27,12 +30,14 @@ class FakeTagger:
     def __init__(self, bits: dict[str, list[int]]):
         self.bits = bits
         self.calls = 0
+        self.seen: list[list[Instance]] = []
 
     def feature_set_version(self) -> str:
         return "fake-v1"
 
     def tag_with_raw(self, instances: list[Instance]) -> Tagged:
         self.calls += 1
+        self.seen.append(instances)
         rows = np.array([self.bits[i.id] for i in instances], dtype=np.uint8)
         return Tagged(FeatureMatrix([i.id for i in instances], FEATURES, rows, "fake-v1"),
                       {"prompt_len": np.full(len(instances), 10.0)})
@@ -64,7 +69,7 @@ def router_and_fakes():
     bits = {f"i{k}": rng.integers(0, 2, len(FEATURES)).tolist() for k in range(20)}
     weights = np.array([0.03, -0.01, 0.02, 0.005])
     tagger = FakeTagger(bits)
-    ppm = FakePPM(PerformanceModel("linear", FEATURES, QuadraticForm(0.5, weights)))
+    ppm = FakePPM(known_ppm(FEATURES, QuadraticForm(0.5, weights)))
     return Router(tagger, ppm), tagger, ppm, bits, weights
 
 
@@ -72,11 +77,37 @@ def test_route_takes_the_largest_gains_and_predicts_their_sum(router_and_fakes):
     router, tagger, ppm, bits, weights = router_and_fakes
     dataset = Dataset(instances(20))
     plan = router.route(dataset, Budget(count=5), RouteOptions(strategy="topk"))
-    gains = np.array([bits[f"i{k}"] for k in range(20)]) @ weights
+    per_thousand = 1000 / 20  # count vectors count per 1,000 pairs of the routed dataset
+    gains = np.array([bits[f"i{k}"] for k in range(20)]) @ weights * per_thousand
     expected = sorted(range(20), key=lambda k: (-gains[k], k))[:5]
     assert [k for k, route in enumerate(plan.routes) if route == "human"] == sorted(expected)
     assert plan.predicted_score == pytest.approx(0.5 + gains[expected].sum())
     assert plan.ppm_version == "v1-fake" and plan.budget_fraction == 0.25
+    assert plan.interval[0] < plan.predicted_score < plan.interval[1] and plan.warnings == []
+
+
+def test_a_ppm_without_skill_routes_with_a_warning_or_not_at_all(router_and_fakes):
+    router, _, ppm, _, _ = router_and_fakes
+    ppm.artifact_json["skill"] = UNSKILLED.to_json()
+    plan = router.route(Dataset(instances(20)), Budget(count=5), RouteOptions())
+    [warning] = plan.warnings
+    assert "no demonstrated skill" in warning and "[-0.20, 0.40]" in warning
+    with pytest.raises(SkillNotDemonstrated):
+        router.route(Dataset(instances(20)), Budget(count=5), RouteOptions(require_skill=True))
+
+
+def test_pairs_without_an_ai_label_go_to_humans_within_the_budget(router_and_fakes):
+    router = router_and_fakes[0]
+    labelled = [dataclasses.replace(i, labels={"judge": "A", "judge_swapped": "B" if k % 2 else "A"})
+                if k >= 3 else i for k, i in enumerate(instances(20))]
+    plan = router.route(Dataset(labelled), Budget(count=5), RouteOptions(ai_source="judge"))
+    assert plan.n_forced == 3 and plan.routes[:3] == ["human"] * 3
+    assert plan.routes.count("human") == 5
+    with pytest.raises(InvalidArgument) as caught:
+        router.route(Dataset(labelled), Budget(count=2), RouteOptions(ai_source="judge"))
+    assert caught.value.field == "budget"
+    confidences = [i.judge_confidence for i in router.tagger.seen[-1]]
+    assert confidences[:3] == [None] * 3 and set(confidences[3:]) == {0.0, 1.0}  # order consistency
 
 
 def test_route_asks_its_peers_once_per_dataset_and_model_version(router_and_fakes):
@@ -124,13 +155,14 @@ def test_the_ppm_core_records_each_run_once_and_fits_versions(tmp_path):
     for k in range(1, 10):
         models.record_run(run(f"r{k}", 0.5 + 0.01 * k, [k, k % 3]))
     models.record_run(run("r10", 0.0, [0, 0], "failed") | {"failure_reason": "out of memory"})
-    first = models.fit("m", "linear", "exp", 0.0, 0, 0)
-    second = models.fit("m", "linear", "exp", 0.0, 0, 0)
+    first = models.fit("m", "linear", "exp")
+    second = models.fit("m", "linear", "exp")
     assert first["version"].startswith("v1-") and second["version"].startswith("v2-")
     assert len(first["training_runs"]) == 10  # the failed run is not learned from
     assert models.artifact("m")["version"] == second["version"]
     fitted = PerformanceModel.from_json(models.artifact("m", first["version"]))
     assert fitted.predict([[4, 1]])[0] == pytest.approx(0.54, abs=0.01)
+    assert fitted.skill.demonstrated and fitted.target == "rm_accuracy"  # runs without a score name
 
 
 def test_the_ppm_core_names_what_is_wrong(tmp_path):
@@ -139,7 +171,7 @@ def test_the_ppm_core_names_what_is_wrong(tmp_path):
         models.record_run(run("bad", 0.0, [0, 0], "failed"))
     assert caught.value.field == "run.failure_reason"
     with pytest.raises(InvalidArgument) as caught:
-        models.fit("m", "linear", "exp", 0.0, 0, 0)
+        models.fit("m", "linear", "exp")
     assert caught.value.field == "experiment"
     with pytest.raises(NotFound):
         models.artifact("never-fitted")
