@@ -183,7 +183,10 @@ def best_budget_verdict(points: list[dict], best: float) -> str:
     if spread <= halfwidth:
         return (f"no best budget: the prediction moves by {spread:.4f} across budgets, less than "
                 f"the half-width of its interval ({halfwidth:.4f})")
-    return f"best budget {best:.0%} (predicted {at_best['predicted']:.4f}, +{spread:.4f} over the worst)"
+    close = [p["budget_fraction"] for p in points if p["predicted"] >= at_best["lower"]]
+    return (f"best budget {best:.0%} (predicted {at_best['predicted']:.4f} [{at_best['lower']:.4f}, "
+            f"{at_best['upper']:.4f}]); the predictions from {min(close):.0%} to {max(close):.0%} lie "
+            "within its interval")
 
 
 def cmd_diagnose(args, settings: Settings) -> Diagnosis:
