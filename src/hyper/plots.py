@@ -20,8 +20,13 @@ def plot_expected_accuracy(diagnosis, path: str | Path, title: str) -> None:
     axes.set_xlabel("human budget (% of the pairs)")
     axes.set_ylabel("expected label accuracy of the hybrid set")
     axes.set_title(f"{title}: {diagnosis.verdict[:70]}...", fontsize=8)
+    finish(figure, axes, path, "lower right")
+
+
+def finish(figure, axes, path: str | Path, legend: str = "best") -> None:
+    """Grid, legend, layout, and the PNG written (its folder made)."""
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc=legend, fontsize=8)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -47,9 +52,4 @@ def plot_budget_curve(points: list[dict], optimal_fraction: float, path: str | P
     axes.set_xlabel("human budget (% of the dataset, or of its total cost)")
     axes.set_ylabel(TARGET_LABELS.get(target, "predicted score"))
     axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize=8)
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    finish(figure, axes, path)
