@@ -26,6 +26,7 @@ from hyper.stats import Estimate, auc_interval, wilson
 MIN_SUPPORT = 20  # scored pairs a feature bin needs before its error rate is reported
 BUDGETS = np.round(np.linspace(0.0, 1.0, 21), 2)
 FOLDS = 5
+MEANINGFUL_GAIN = 0.01  # a point of label accuracy at 25% budget: below it, "pays little"
 
 
 @dataclass
@@ -42,15 +43,17 @@ class Diagnosis:
     budgets: list[float] = field(default_factory=lambda: BUDGETS.tolist())
 
     def verdict(self) -> str:
-        best = self.error_auc.get("both") or self.error_auc["features"]
-        at = int(np.argmin(np.abs(BUDGETS - 0.25)))
-        gain = self.expected_accuracy["error_model"][at] - self.expected_accuracy["random"][at]
+        inputs, best = max(self.error_auc.items(), key=lambda item: item[1].mean)
+        auc = f"AUC {best.mean:.2f} [{best.ci_low:.2f}, {best.ci_high:.2f}] from {inputs}"
         if best.ci_low <= 0.5:
-            return (f"routing is not shown to pay here: the judge's errors are not predictable better "
-                    f"than chance (AUC {best.mean:.2f} [{best.ci_low:.2f}, {best.ci_high:.2f}])")
-        return (f"routing can pay: judge errors are predictable (AUC {best.mean:.2f} [{best.ci_low:.2f}, "
-                f"{best.ci_high:.2f}]); at 25% budget the error model's expected label accuracy is "
-                f"{gain:+.3f} over random")
+            return f"routing is not shown to pay here: the judge's errors are not predictable ({auc})"
+        at = int(np.argmin(np.abs(BUDGETS - 0.25)))
+        gains = {name: self.expected_accuracy[name][at] - self.expected_accuracy["random"][at]
+                 for name in ("uncertainty", "error_model")}
+        opening = "routing can pay" if max(gains.values()) >= MEANINGFUL_GAIN else "routing pays little here"
+        return (f"{opening}: judge errors are predictable ({auc}); at 25% budget the expected label "
+                f"accuracy over random is {gains['uncertainty']:+.3f} by judge confidence and "
+                f"{gains['error_model']:+.3f} by the error model")
 
 
 def confidence_inputs(confidence: np.ndarray) -> np.ndarray:
@@ -119,6 +122,9 @@ def random_accuracy(resolved: ResolvedLabels) -> list[float]:
 
 def diagnose(dataset: Dataset, features: FeatureMatrix, roles: LabelRoles, seed: int = 0) -> Diagnosis:
     resolved = resolve(dataset.instances, roles)
+    given = [i.judge_confidence for i in dataset.instances]  # a dataset's own column comes first
+    resolved.confidence = np.array([c if g is None else g for g, c in zip(given, resolved.confidence, strict=True)],
+                                   dtype=np.float64)
     if not resolved.ai_in_data:
         raise InvalidArgument("ai_source", f"no row has label_{roles.ai}: label the pairs with a judge "
                                            "first (hyper annotate), then diagnose")

@@ -634,7 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(run=cmd_health)
     _data_command(commands, "inspect", "validate a dataset file and summarise it", cmd_inspect)
     _data_command(commands, "diagnose", "can routing pay on this data? (human, AI and reference labels)",
-                  cmd_diagnose, _label_args, out="out/diagnose.png")
+                  cmd_diagnose, _label_args,
+                  lambda parser: parser.add_argument("--out", default="out/diagnose.png",
+                                                     help="the PNG; its details go beside it as JSON"))
     _data_command(commands, "route", "call Route over gRPC and summarise the result", cmd_route,
                   _route_args)
     _data_command(commands, "curve", "predicted score against budget, as a PNG", cmd_curve,
