@@ -32,7 +32,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from hyper import dataset_files, ingest, serving
-from hyper.candidates import active_columns, count_vectors, first_in_order, knapsack_mixes, knapsack_orders
+from hyper.candidates import (active_columns, count_vectors, first_in_order, knapsack_mixes, knapsack_orders,
+                              per_thousand)
 from hyper.catalogue import (
     DESCRIPTIVE_VALUES,
     FEATURE_INDEX,
@@ -404,18 +405,18 @@ def run(config: BenchConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     host = machine()
     bits = synthetic_bits(config.n_instances, rng)
-    truth = hidden_truth(bits, rng)
-    counts, scores = synthetic_runs(bits, truth, config.n_runs, rng)
+    rows = per_thousand(bits)  # count vectors per 1,000 pairs: the units every PPM is fitted in
+    truth = hidden_truth(rows, rng)
+    counts, scores = synthetic_runs(rows, truth, config.n_runs, rng)
     progress(f"fitting the quadratic PPM on {config.n_runs} runs")
-    model = fit_ppm(list(FEATURE_NAMES), counts, scores, kind="quadratic", holdout_fraction=0.1,
-                    seed=config.seed)
+    model = fit_ppm(list(FEATURE_NAMES), counts, scores, kind="quadratic", seed=config.seed)
     ppm = {"kind": model.kind, **model.metrics,
            "runs_score_range": [float(scores.min()), float(scores.max())]}
     baseline_ppm = fit_baseline_ppm(counts, scores)
     budget_count = round(config.budget * config.n_instances)
     pool_size = min(max(config.engine_sizes), config.scoring_chunk)
     pool = generate_pool(bits, pool_size, budget_count, config.generation_chunk, rng)
-    engine = [engine_run(config, bits, model, pool, n) for n in sorted(config.engine_sizes)]
+    engine = [engine_run(config, rows, model, pool, n) for n in sorted(config.engine_sizes)]
     instances = hh_variants(config.n_instances)
     progress(f"pandas baseline on {config.baseline_candidates} candidates")
     baseline = 1.0 / baseline_seconds(instance_frame(bits, instances),
