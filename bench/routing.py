@@ -32,8 +32,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from hyper import dataset_files, ingest, serving
-from hyper.candidates import (active_columns, count_vectors, first_in_order, knapsack_mixes, knapsack_orders,
-                              per_thousand)
+from hyper.candidates import (
+    active_columns,
+    count_vectors,
+    first_in_order,
+    knapsack_mixes,
+    knapsack_orders,
+    per_thousand,
+)
 from hyper.catalogue import (
     DESCRIPTIVE_VALUES,
     FEATURE_INDEX,
