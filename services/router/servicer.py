@@ -68,6 +68,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         plan = self.router.route(dataset, budget, options, key)
         response = response_from_plan(plan, options, dataset.n_skipped)
         response.route_id = uuid.uuid4().hex
+        response.ai_source = options.ai_source
+        if request.dataset.WhichOneof("source") == "ref":
+            response.dataset_ref.CopyFrom(request.dataset.ref)
         self.store.save(response)
         ROUTES.labels(options.strategy).inc()
         for route, count in response.n_by_source.items():

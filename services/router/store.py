@@ -4,7 +4,6 @@ later, after a restart too."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -12,9 +11,8 @@ from google.protobuf import json_format
 from hyper import wire
 from hyper.atomic import write_json_atomic
 from hyper.errors import InvalidArgument, NotFound
+from hyper.routed import ROUTE_ID
 from hyper.v1 import router_pb2
-
-ROUTE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class RouteStore:

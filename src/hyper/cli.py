@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from hyper import dataset_files, logs
+from hyper import cli_handoff, dataset_files, logs
 from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
@@ -100,7 +100,8 @@ def routing_summary(result: RouteResult) -> dict:
                "ppm_target": result.ppm_target, "ppm_skill": result.ppm_skill.model_dump(),
                "strategy": result.strategy, "n_skipped_rows": result.n_skipped_rows,
                "n_by_source": result.n_by_source, "total_cost": result.total_cost,
-               "route_id": result.route_id}
+               "route_id": result.route_id, "ai_source": result.ai_source,
+               "dataset_ref": result.dataset_ref.model_dump() if result.dataset_ref else None}
     if result.budget_curve:
         summary["budget_curve"] = [point.model_dump() for point in result.budget_curve]
         summary["optimal_budget_fraction"] = result.optimal_budget_fraction
@@ -669,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
                   cmd_train, _mixes_arg, _label_args,
                   lambda parser: parser.add_argument("--json", action="store_true",
                                                      help="print the result as JSON"))
+    cli_handoff.add_commands(commands)
     _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",
                   cmd_demo, lambda parser: _route_args(parser, labels=False), _mixes_arg, _label_args,
                   _demo_args, out="out/demo/routing.json")

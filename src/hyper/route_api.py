@@ -200,6 +200,9 @@ class RouteResult(BaseModel):
     optimal_budget_fraction: float | None = Field(None, description="the curve's best budget; "
                                                                     "absent without a curve")
     assignments: list[Assignment]
+    dataset_ref: DatasetRefBody | None = Field(None, description="the file that was routed; absent "
+                                                                 "when the instances came inline")
+    ai_source: str = Field("", description="the label_<source> that labels the pairs routed to ai")
 
 
 class DiagnoseRequest(BaseModel):
