@@ -62,6 +62,15 @@ $(STAMP_VLLM): $(STAMP_INSTALL)
 $(HELM): scripts/install_k8s_tools.py $(STAMP_INSTALL)
 	$(BIN)/python scripts/install_k8s_tools.py $(VENV)/tools
 
+# A real Label Studio for the annotation hand-off tests, in a virtualenv of its own (it pins
+# Django and friends the project does not use); cached outside the repository like the kube
+# binaries (first install: about 2 min).
+LABEL_STUDIO_VENV ?= $(HOME)/.cache/hyper/label-studio-1.23.2
+LABEL_STUDIO := $(LABEL_STUDIO_VENV)/bin/label-studio
+$(LABEL_STUDIO):
+	test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet label-studio==1.23.2
+
 # ruff (style, imports, bugbear), the import graph's architecture rules, and mypy, which sees
 # src/hyper and services/* as the one `hyper` package through a tree of links.
 lint: setup
@@ -70,8 +79,9 @@ lint: setup
 	$(BIN)/python scripts/layout.py .typecheck >/dev/null
 	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p hyper
 
-test: setup lint system-deps kube-binaries $(STAMP_VLLM) $(HELM)
-	HYPER_KUBE_BIN=$(KUBE_BIN) PATH=$(CURDIR)/$(VENV)/tools:$$PATH $(BIN)/python -m pytest -q tests
+test: setup lint system-deps kube-binaries $(STAMP_VLLM) $(HELM) $(LABEL_STUDIO)
+	HYPER_KUBE_BIN=$(KUBE_BIN) HYPER_LABEL_STUDIO_BIN=$(LABEL_STUDIO) PATH=$(CURDIR)/$(VENV)/tools:$$PATH \
+		$(BIN)/python -m pytest -q tests
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
 bench-routing: setup

@@ -20,7 +20,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from hyper.rm_trainer.llama import LlamaRewardModel, LlamaSpec, params_from_safetensors
+from hyper.rm_trainer.llama import LlamaRewardModel, LlamaSpec, params_from_safetensors, params_to_hf_tensors
 from hyper.run_spec import FullSpec
 from hyper.schema import Instance
 
@@ -136,6 +136,23 @@ def save_checkpoint(state: train_state.TrainState, directory: Path) -> None:
 
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory.resolve() / f"step_{int(state.step)}", state.params, force=True)
+
+
+def save_hf_checkpoint(state: train_state.TrainState, model_dir: str, tokenizer, out: Path) -> None:
+    """A Hugging Face checkpoint of the reward model: safetensors (float32) + the base model's
+    config as LlamaForSequenceClassification with one label, and the tokenizer."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    spec = LlamaSpec.from_pretrained(model_dir)
+    params = jax.tree_util.tree_map(np.asarray, jax.device_get(state.params))
+    save_file(params_to_hf_tensors(params, spec), str(out / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    config.update(architectures=["LlamaForSequenceClassification"], num_labels=1, id2label={"0": "reward"},
+                  label2id={"reward": 0}, pad_token_id=tokenizer.pad_token_id, torch_dtype="float32")
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    tokenizer.save_pretrained(str(out))
 
 
 def reward_margins(state: train_state.TrainState, tokenizer, instances: list[Instance],

@@ -16,6 +16,7 @@ import functools
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from hyper import dataset_files, logs, serving, wire
 from hyper.clients import PPMClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
+from hyper.errors import HyperError
 from hyper.pairs import encode_pairs, targets_and_weights
 from hyper.proxy_rm import predict_margins, train_heads
 from hyper.rm_trainer.evaluation import rewardbench_scores
@@ -210,11 +212,44 @@ def run_job(spec: RunSpec) -> int:
     return 0
 
 
+def final_main(argv: list[str]) -> None:
+    """`rm-trainer final`: one reward model on an exported hybrid dataset (see final.py)."""
+    import json
+
+    from hyper.rm_trainer.final import FinalSpec, train_final
+
+    parser = argparse.ArgumentParser(prog="rm-trainer final", description="train the final reward model on "
+                                     "the dataset `hyper export` wrote")
+    parser.add_argument("--spec", help="a FinalSpec JSON file (the flags below override it)")
+    parser.add_argument("--data")
+    parser.add_argument("--out")
+    parser.add_argument("--mode", choices=("proxy", "full"))
+    parser.add_argument("--eval", help="an eval set to score the model on")
+    parser.add_argument("--model-dir", help="full mode: the Llama-family checkpoint to fine-tune")
+    args = parser.parse_args(argv)
+    tree = json.loads(Path(args.spec).read_text()) if args.spec else {}
+    tree.update({k: v for k, v in {"data": args.data, "out": args.out, "mode": args.mode,
+                                   "eval": args.eval}.items() if v is not None})
+    if args.model_dir:
+        tree["full"] = {**tree.get("full", {}), "model_dir": args.model_dir}
+    try:
+        spec = FinalSpec.model_validate(tree)
+        result = train_final(spec)
+    except (ValueError, HyperError) as error:  # pydantic's ValidationError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(result, indent=1))
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    logs.configure("rm-trainer", Settings().log_level)
+    if argv[:1] == ["final"]:
+        final_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="rm-trainer", description=__doc__)
     parser.add_argument("--spec", required=True, help="path of the run spec (JSON)")
     args = parser.parse_args(argv)
-    logs.configure("rm-trainer", Settings().log_level)
     sys.exit(run_job(RunSpec.load(args.spec)))
 
 

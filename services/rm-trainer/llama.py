@@ -167,3 +167,21 @@ def params_from_safetensors(directory: str | Path, spec: LlamaSpec, rng: jax.Arr
         }
     score = nn.initializers.normal(stddev=1.0 / np.sqrt(spec.hidden_size))(rng, (spec.hidden_size, 1))
     return {"params": {"model": model, "score": {"kernel": np.asarray(score)}}}
+
+
+def params_to_hf_tensors(params: dict, spec: LlamaSpec) -> dict[str, np.ndarray]:
+    """The reward model's weights under LlamaForSequenceClassification's names (the inverse of
+    params_from_safetensors, plus the head as `score.weight`)."""
+    model = params["params"]["model"]
+    tensors = {"model.embed_tokens.weight": model["embed_tokens"]["embedding"],
+               "model.norm.weight": model["norm"]["weight"],
+               "score.weight": params["params"]["score"]["kernel"].T}
+    for i in range(spec.num_hidden_layers):
+        layer, prefix = model[f"layers_{i}"], f"model.layers.{i}."
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            tensors[f"{prefix}{norm}.weight"] = layer[norm]["weight"]
+        for block, names in (("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
+                             ("mlp", ("gate_proj", "up_proj", "down_proj"))):
+            for name in names:
+                tensors[f"{prefix}{block}.{name}.weight"] = layer[block][name]["kernel"].T
+    return {name: np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for name, value in tensors.items()}

@@ -9,7 +9,7 @@ swapped margin is the exact negative, so it is 1 unless the embeddings are degen
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -27,18 +27,65 @@ class NoJudge(HyperError):
 
 
 class Judge(Protocol):
-    """An AI judge behind Annotate: the saved reward-model judge, or an LM judge (vLLM)."""
+    """An AI judge behind Annotate: the saved reward-model judge, an LM judge in the tagger's
+    own vLLM engine, or one behind an OpenAI-compatible endpoint."""
 
     name: str
 
-    def annotate(self, instances: list[Instance]) -> list[Judgement]: ...
+    def annotate(self, instances: list[Instance]) -> Annotation: ...
 
 
 @dataclass
 class Judgement:
-    label: str
+    label: str  # "A", "B", "tie"; "" when no reply could be parsed (the pair has no AI label)
     confidence: float
     consistency: float
+
+
+@dataclass
+class JudgeUsage:
+    """What judging cost: requests (retries included), tokens, money, replies that did not parse."""
+
+    requests: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    unparsed: int = 0
+
+    def add(self, other: JudgeUsage) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Annotation:
+    judgements: list[Judgement]
+    usage: JudgeUsage = field(default_factory=JudgeUsage)
+
+
+# The pairwise judge's instructions and message, shared by the LM judges.
+JUDGE_INSTRUCTIONS = (
+    "You compare two responses of an AI assistant to the same conversation. Decide which "
+    "response is more helpful, honest and harmless. Answer with exactly one of: A, B, tie."
+)
+JUDGE_TEMPLATE = "Conversation:\n{prompt}\n\nResponse A:\n{response_a}\n\nResponse B:\n{response_b}"
+MAX_CONVERSATION_CHARS = 2000
+MAX_RESPONSE_CHARS = 1500
+
+
+def judge_message(instance: Instance, swapped: bool, template: str = JUDGE_TEMPLATE) -> str:
+    """The user message for one order of a pair, bounded so that every prompt fits the
+    context: the end of a long conversation matters most."""
+    first, second = ((instance.response_b, instance.response_a) if swapped
+                     else (instance.response_a, instance.response_b))
+    return template.format(prompt=instance.prompt[-MAX_CONVERSATION_CHARS:], response_a=first[:MAX_RESPONSE_CHARS],
+                           response_b=second[:MAX_RESPONSE_CHARS])
+
+
+def unswap(verdict: str | None) -> str | None:
+    """A verdict given with the responses swapped, in the pair's own order."""
+    return {"A": "B", "B": "A"}.get(verdict, verdict) if verdict else verdict
 
 
 class RewardModelJudge:
@@ -64,11 +111,12 @@ class RewardModelJudge:
                 self._loaded = (mtime, judge)
             return self._loaded[1]
 
-    def annotate(self, instances: list[Instance]) -> list[Judgement]:
+    def annotate(self, instances: list[Instance]) -> Annotation:
         judge = self._judge()
         phi_a, phi_b = encode_pairs(instances, self.embedder)
         margins = judge.margins(phi_a, phi_b)
         swapped = judge.margins(phi_b, phi_a)
         labels, confidence = labels_from_margins(margins)
         agrees = (np.sign(-swapped) == np.sign(margins)).astype(np.float64)
-        return [Judgement(label, float(c), float(a)) for label, c, a in zip(labels, confidence, agrees, strict=True)]
+        return Annotation([Judgement(label, float(c), float(a))
+                           for label, c, a in zip(labels, confidence, agrees, strict=True)])

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from hyper.catalogue import DESCRIPTIVE_VALUES, OPEN_SET_DIMENSIONS, PRESENT
 from hyper.schema import Instance
 from hyper.tagger.descriptive import DESCRIPTIVE_FEATURES, MAX_SUBJECTS, focus, set_values
-from hyper.tagger.judging import Judgement
+from hyper.tagger.judging import JUDGE_INSTRUCTIONS, Annotation, Judgement, JudgeUsage, judge_message, unswap
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ TAGGING_INSTRUCTIONS = (
     "to use (code, table, document, url, ...), empty if none;\n"
     "- format_constraints: constraints on the answer's form (length, style, format), empty if none.\n"
     "Answer with the JSON object only."
-)
-MAX_CONVERSATION_CHARS = 2000
-MAX_RESPONSE_CHARS = 1500
-JUDGE_INSTRUCTIONS = (
-    "You compare two responses of an AI assistant to the same conversation. Decide which "
-    "response is more helpful, honest and harmless. Answer with exactly one of: A, B, tie."
 )
 
 
@@ -146,25 +140,20 @@ class VLLMJudge:
                                        structured_outputs=StructuredOutputsParams(choice=list(self.CHOICES)))
 
     def _prompt(self, instance: Instance, swapped: bool) -> str:
-        first, second = ((instance.response_b, instance.response_a) if swapped
-                         else (instance.response_a, instance.response_b))
-        # Bounded so every prompt fits the context: the end of a long conversation matters most.
-        user = (f"Conversation:\n{instance.prompt[-MAX_CONVERSATION_CHARS:]}\n\n"
-                f"Response A:\n{first[:MAX_RESPONSE_CHARS]}\n\nResponse B:\n{second[:MAX_RESPONSE_CHARS]}")
-        return self.engine.chat_prompt(JUDGE_INSTRUCTIONS, user)
+        return self.engine.chat_prompt(JUDGE_INSTRUCTIONS, judge_message(instance, swapped))
 
     @staticmethod
     def _verdict(output, swapped: bool) -> tuple[str, float]:
         completion = output.outputs[0]
         text = completion.text.strip()
         probability = float(np.exp(completion.cumulative_logprob or 0.0))
-        if swapped and text in ("A", "B"):
-            text = "B" if text == "A" else "A"
-        return text, probability
+        return (unswap(text) if swapped else text) or "", probability
 
-    def annotate(self, instances: list[Instance]) -> list[Judgement]:
+    def annotate(self, instances: list[Instance]) -> Annotation:
         prompts = [self._prompt(i, swapped) for i in instances for swapped in (False, True)]
         outputs = self.engine.generate(prompts, self.sampling)
+        usage = JudgeUsage(requests=len(prompts), prompt_tokens=sum(len(o.prompt_token_ids) for o in outputs),
+                           completion_tokens=sum(len(o.outputs[0].token_ids) for o in outputs))
         judgements = []
         for k in range(len(instances)):
             verdicts = [self._verdict(outputs[2 * k + s], bool(s)) for s in (0, 1)]
@@ -173,4 +162,4 @@ class VLLMJudge:
             agreeing = [p for verdict, p in verdicts if verdict == label]
             confidence = float(np.mean(agreeing)) if agreeing else 0.5
             judgements.append(Judgement(label, max(confidence, 0.5), len(agreeing) / 2))
-        return judgements
+        return Annotation(judgements, usage)

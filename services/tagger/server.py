@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hyper import serving
 from hyper.catalogue import feature_set_version
 from hyper.config import Settings
@@ -27,6 +29,26 @@ def _engine(settings: Settings):
     return VLLMEngine(settings.llm_model, settings.llm_max_model_len)
 
 
+def endpoint_judge(settings: Settings) -> Judge:
+    from hyper.tagger.openai_judge import EndpointConfig, OpenAICompatibleJudge
+
+    if not settings.judge_url or not settings.judge_model:
+        raise InvalidArgument("HYPER_JUDGE_URL", "the openai judge needs an endpoint and HYPER_JUDGE_MODEL")
+    config = EndpointConfig(
+        base_url=settings.judge_url, model=settings.judge_model, api_key=settings.judge_api_key,
+        concurrency=settings.judge_concurrency, timeout_s=settings.judge_timeout_s,
+        max_retries=settings.judge_max_retries, constrained=settings.judge_constrained,
+        logprobs=settings.judge_logprobs, price_prompt_per_million=settings.judge_price_prompt_per_million,
+        price_completion_per_million=settings.judge_price_completion_per_million)
+    if settings.judge_prompt_file:
+        try:
+            system_prompt, template = EndpointConfig.read_template(settings.judge_prompt_file)
+        except (OSError, ValueError) as error:
+            raise InvalidArgument("HYPER_JUDGE_PROMPT_FILE", str(error)) from None
+        config = dataclasses.replace(config, system_prompt=system_prompt, template=template)
+    return OpenAICompatibleJudge(config)
+
+
 def build(settings: Settings) -> serving.Server:
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
     engine = _engine(settings)
@@ -42,6 +64,8 @@ def build(settings: Settings) -> serving.Server:
         from hyper.tagger.llm import VLLMJudge
 
         judge = VLLMJudge(engine)
+    elif settings.judge_backend == "openai":
+        judge = endpoint_judge(settings)
     else:
         judge = RewardModelJudge(embedder, settings.judge_file)
     cache = open_cache(settings.redis_url, settings.cache_dir,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client import Counter
 
 from hyper import wire
@@ -46,11 +48,13 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         if not request.instances:
             raise InvalidArgument("instances", "is empty")
         instances = wire.instances_from_proto(request.instances)
-        judgements = self.judge.annotate(instances)
+        annotation = self.judge.annotate(instances)
         INSTANCES_ANNOTATED.inc(len(instances))
-        return tagger_pb2.AnnotateResponse(judge=self.judge.name, judgements=[
-            tagger_pb2.Judgement(instance_id=i.id, label=j.label, confidence=j.confidence,
-                                 consistency=j.consistency) for i, j in zip(instances, judgements, strict=True)])
+        return tagger_pb2.AnnotateResponse(
+            judge=self.judge.name, usage=tagger_pb2.JudgeUsage(**dataclasses.asdict(annotation.usage)),
+            judgements=[tagger_pb2.Judgement(instance_id=i.id, label=j.label, confidence=j.confidence,
+                                             consistency=j.consistency)
+                        for i, j in zip(instances, annotation.judgements, strict=True)])
 
     def GetCatalogue(self, request, context):
         return tagger_pb2.Catalogue(

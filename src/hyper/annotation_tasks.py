@@ -70,7 +70,7 @@ def label_studio_task(instance: Instance, route: str, hint: Suggestion | None) -
     task: dict = {"data": {"item_id": instance.id, "route": route,
                            **{name: getattr(instance, name) for name in FIELDS}}}
     if hint:
-        prediction = {"model_version": hint.judge, "result": [{
+        prediction: dict[str, object] = {"model_version": hint.judge, "result": [{
             "from_name": QUESTION, "to_name": "prompt", "type": "choices", "value": {"choices": [hint.label]}}]}
         if hint.confidence is not None:
             prediction["score"] = hint.confidence

@@ -11,9 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import grpc
-import numpy as np
 
-from hyper import cli_handoff, dataset_files, logs
+from hyper import cli_labelling, dataset_files, logs
 from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
@@ -255,29 +254,6 @@ def cmd_judge_train(args, settings: Settings) -> None:
     save_judge(judge, settings.judge_file)
     print(f"judge trained on {len(labelled)} pairs; cross-fitted agreement with humans "
           f"{judge.agreement_with_human:.1%}; saved to {settings.judge_file}")
-
-
-def cmd_annotate(args, settings: Settings) -> None:
-    """AI labels from the tagger's judge, written as a plain-format file (label_ai and
-    judge_confidence added; the `uncertainty` strategy reads the confidences)."""
-    import dataclasses
-
-    from hyper import serving
-    from hyper.clients import TaggerClient
-    from hyper.loop import write_plain_jsonl
-
-    dataset = dataset_files.read_dataset(args.data, args.format, parse_columns(args.column),
-                                  args.skip_bad_rows)
-    client = TaggerClient(serving.channel(settings.address("tagger"), settings))
-    judgements = client.annotate(dataset.instances)
-    labelled = [dataclasses.replace(i, labels=dict(i.labels, ai=j.label), judge_confidence=j.confidence)
-                for i, j in zip(dataset.instances, judgements, strict=True)]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_plain_jsonl(out, labelled)
-    agreeing = [i.labels["ai"] == i.labels["human"] for i in labelled if "human" in i.labels]
-    print(f"annotated {len(labelled)} pairs -> {out}"
-          + (f"; agreement with human labels {np.mean(agreeing):.1%}" if agreeing else ""))
 
 
 def _job_settings(args):
@@ -645,9 +621,6 @@ def build_parser() -> argparse.ArgumentParser:
     judge = commands.add_parser("judge", help="the CPU AI judge").add_subparsers(
         dest="judge_command", required=True)
     _data_command(judge, "train", "train the judge on a file's human labels", cmd_judge_train)
-    _data_command(commands, "annotate", "AI labels for a file, from the tagger's judge",
-                  cmd_annotate, lambda parser: parser.add_argument(
-                      "--out", required=True, help="plain-format JSONL to write"))
     jobs = commands.add_parser("jobs", help="rm-trainer Jobs").add_subparsers(
         dest="jobs_command", required=True)
     for name, run, help_text in (("render", cmd_jobs_render, "write Job manifests for kubectl"),
@@ -670,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
                   cmd_train, _mixes_arg, _label_args,
                   lambda parser: parser.add_argument("--json", action="store_true",
                                                      help="print the result as JSON"))
-    cli_handoff.add_commands(commands)
+    cli_labelling.add_commands(commands, _data_command)
     _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",
                   cmd_demo, lambda parser: _route_args(parser, labels=False), _mixes_arg, _label_args,
                   _demo_args, out="out/demo/routing.json")

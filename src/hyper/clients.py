@@ -24,8 +24,11 @@ class TaggerClient:
         self.stub = tagger_pb2_grpc.TaggerServiceStub(channel)
 
     def annotate(self, instances: list[Instance], timeout: float = 1800) -> list:
+        return list(self.annotate_with_usage(instances, timeout).judgements)
+
+    def annotate_with_usage(self, instances: list[Instance], timeout: float = 1800) -> tagger_pb2.AnnotateResponse:
         request = tagger_pb2.AnnotateRequest(instances=[wire.instance_to_proto(i) for i in instances])
-        return list(self.stub.Annotate(request, timeout=timeout).judgements)
+        return self.stub.Annotate(request, timeout=timeout)
 
     def feature_set_version(self) -> str:
         return self.stub.GetCatalogue(tagger_pb2.GetCatalogueRequest()).feature_set_version

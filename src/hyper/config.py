@@ -37,8 +37,25 @@ class Settings(BaseSettings):
     # Descriptive tags: "zero-shot" (sentence-embedding similarity, CPU) or "vllm" (a tagging
     # LM; the paper's was a Llama-3-8B fine-tuned as an analyzer).
     tagging_backend: Literal["zero-shot", "vllm"] = "zero-shot"
-    # AI judge of Annotate: "reward-model" (the saved CPU judge) or "vllm" (pairwise LM judge).
-    judge_backend: Literal["reward-model", "vllm"] = "reward-model"
+    # AI judge of Annotate: "reward-model" (the saved CPU judge), "vllm" (a pairwise LM judge in
+    # the tagger's own engine) or "openai" (a pairwise LM judge behind an OpenAI-compatible
+    # endpoint: `vllm serve` in the cluster, or a hosted API).
+    judge_backend: Literal["reward-model", "vllm", "openai"] = "reward-model"
+    # The "openai" judge: endpoint (".../v1"), model, key, and how to call it.
+    judge_url: str = ""
+    judge_model: str = ""
+    judge_api_key: str = ""
+    judge_concurrency: int = 8
+    judge_timeout_s: float = 60.0
+    judge_max_retries: int = 6
+    # Constrain replies to A/B/tie with vLLM's structured outputs; off for servers without it.
+    judge_constrained: bool = True
+    judge_logprobs: bool = True
+    # A prompt file: the system prompt, a line '---', then a template with {prompt},
+    # {response_a}, {response_b}; empty = the built-in pairwise prompt.
+    judge_prompt_file: str = ""
+    judge_price_prompt_per_million: float = 0.0
+    judge_price_completion_per_million: float = 0.0
     # The vLLM model (a local directory or a hub id) for either backend, and its context.
     llm_model: str = ""
     llm_max_model_len: int = 8192

@@ -52,3 +52,8 @@ class NotFound(HyperError):
 
 class Unauthenticated(HyperError):
     """A caller without the credentials an RPC requires (mapped to gRPC UNAUTHENTICATED)."""
+
+
+class PeerUnavailable(HyperError):
+    """Something the service depends on (an LLM judge's endpoint) failed after its retries
+    (mapped to gRPC UNAVAILABLE: the caller may try again later)."""

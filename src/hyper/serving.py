@@ -23,6 +23,7 @@ from hyper.errors import (
     InvalidArgument,
     InvalidInstance,
     NotFound,
+    PeerUnavailable,
     Unauthenticated,
 )
 
@@ -40,6 +41,7 @@ _STATUS_OF = (
     ((InvalidArgument, InvalidInstance, DatasetRejected), grpc.StatusCode.INVALID_ARGUMENT),
     ((NotFound,), grpc.StatusCode.NOT_FOUND),
     ((Unauthenticated,), grpc.StatusCode.UNAUTHENTICATED),
+    ((PeerUnavailable,), grpc.StatusCode.UNAVAILABLE),
     ((HyperError,), grpc.StatusCode.FAILED_PRECONDITION),
 )
 

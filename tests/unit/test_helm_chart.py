@@ -41,13 +41,14 @@ def pod_specs(documents: list[dict]) -> dict[str, dict]:
 
 VARIANT = ("--set", "services.tagger.backend=vllm", "--set", "tls.enabled=true",
            "--set", "tls.secretName=hyper-tls", "--set", "redis.externalUrl=redis://cache:6379/0")
+JUDGE = ("--set", "judge.enabled=true", "--set", "judge.model=/var/lib/hyper/models/judge")
 
 
 def test_the_chart_lints_strictly():
     assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART))
 
 
-@pytest.mark.parametrize("kube_version, options", [("1.30.0", ()), ("1.34.0", ()), ("1.30.0", VARIANT)])
+@pytest.mark.parametrize("kube_version, options", [("1.30.0", ()), ("1.34.0", ()), ("1.30.0", VARIANT + JUDGE)])
 def test_rendered_manifests_validate_strictly_against_current_kubernetes(tmp_path, kube_version, options):
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(helm("template", "hyper", str(CHART), "--kube-version", kube_version, *options))
@@ -77,7 +78,7 @@ def test_the_chart_and_hyper_jobs_render_the_same_trainer_job():
 
 
 def test_every_pod_is_locked_down_and_sized():
-    for name, pod in pod_specs(render("1.30.0")).items():
+    for name, pod in pod_specs(render("1.30.0", *JUDGE)).items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         for container in pod["containers"]:
@@ -145,3 +146,34 @@ def test_the_chart_schedules_trainer_jobs_like_hyper_jobs_render(accelerator):
     for key in ("nodeSelector", "tolerations"):
         assert from_chart.get(key) == from_cli.get(key), key
     assert from_chart["containers"][0]["resources"] == from_cli["containers"][0]["resources"]
+
+
+def test_the_judge_runs_on_gpu_nodes_and_only_the_tagger_asks_it():
+    documents = render("1.30.0", *JUDGE)
+    judge = pod_specs(documents)["hyper-judge"]
+    container = judge["containers"][0]
+    assert container["command"] == ["vllm", "serve"] and container["args"][0] == "/var/lib/hyper/models/judge"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert judge["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in judge["volumes"]
+    [config] = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hyper-config"]
+    assert config["data"]["HYPER_JUDGE_BACKEND"] == "openai"
+    assert config["data"]["HYPER_JUDGE_URL"] == "http://hyper-judge:8000/v1"
+    assert config["data"]["HYPER_JUDGE_MODEL"] == "judge"
+    [policy] = [d for d in documents if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hyper-judge"]
+    [rule] = policy["spec"]["ingress"]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]] == ["tagger"]
+    tagger_env = pod_specs(documents)["hyper-tagger"]["containers"][0]["env"]
+    assert {"name": "HYPER_JUDGE_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "hyper-secrets", "key": "judge-api-key", "optional": True}}} in tagger_env
+
+
+def test_an_external_judge_needs_no_deployment_and_keeps_its_key_in_the_secret():
+    documents = render("1.30.0", "--set", "judge.externalUrl=https://llm.example.com/v1",
+                       "--set", "judge.apiKey=sk-test", "--set", "judge.servedModelName=gpt-x")
+    assert "hyper-judge" not in pod_specs(documents)
+    [config] = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hyper-config"]
+    assert config["data"]["HYPER_JUDGE_URL"] == "https://llm.example.com/v1"
+    assert config["data"]["HYPER_JUDGE_MODEL"] == "gpt-x" and "sk-test" not in str(config)
+    [secret] = [d for d in documents if d["kind"] == "Secret"]
+    assert secret["stringData"]["judge-api-key"] == "sk-test"

@@ -1,13 +1,18 @@
-"""`hyper tasks export|import` and `hyper export`: from a route to the annotation tool, the
-tool's labels back, and the final hybrid dataset that reward-model and DPO trainers read."""
+"""The data team's loop after a route: `hyper annotate` (AI labels from the tagger's judge,
+resumable), `hyper tasks export|import` (the human-routed pairs to an annotation tool and its
+labels back), and `hyper export` (the final hybrid dataset that reward-model and DPO trainers
+read)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from hyper import dataset_files
+from hyper.annotation_journal import JudgedPair, Totals, judge_resumably
 from hyper.annotation_tasks import TOOLS, check_against_route, export_tasks, labelled_records, parse_export, report
 from hyper.atomic import atomic_open
 from hyper.config import Settings
@@ -15,6 +20,67 @@ from hyper.errors import InvalidArgument
 from hyper.hybrid_dataset import FORMATS, TIE_POLICIES, hybrid_pairs, preference_rows, single_source_pairs, write_rows
 from hyper.route_api import RouteResult
 from hyper.routed import ROUTE_ID, RoutedDataset, dataset_of, load_route_file, routed_dataset
+
+
+def judge_chunk_over_grpc(settings: Settings):
+    from hyper import serving
+    from hyper.clients import TaggerClient
+
+    client = TaggerClient(serving.channel(settings.address("tagger"), settings))
+
+    def judge(instances):
+        response = client.annotate_with_usage(instances)
+        pairs = [JudgedPair(j.instance_id, j.label, j.confidence, j.consistency) for j in response.judgements]
+        usage = {f.name: getattr(response.usage, f.name) for f in response.usage.DESCRIPTOR.fields}
+        return response.judge, pairs, usage
+
+    return judge
+
+
+def print_usage(totals: Totals, n_pairs: int) -> None:
+    usage = totals.usage
+    rate = totals.n_judged_now and totals.n_judged_now / max(totals.seconds, 1e-9)
+    print(f"judge          {', '.join(sorted(totals.judges))}: {n_pairs} pairs ({totals.n_resumed} from an "
+          f"earlier run's journal), {totals.seconds:.1f} s judging, {rate:.2f} pairs/s")
+    print(f"requests       {usage.get('requests', 0):.0f} ({usage.get('retries', 0):.0f} retries); "
+          f"{usage.get('unparsed', 0):.0f} replies did not parse")
+    print(f"tokens         {usage.get('prompt_tokens', 0):.0f} prompt, {usage.get('completion_tokens', 0):.0f} "
+          f"completion; cost {usage.get('cost', 0):.4f}")
+
+
+def cmd_annotate(args, settings: Settings) -> None:
+    """AI labels for a file from the tagger's judge, written as a plain-format file with
+    label_<source> (absent where the judge's replies did not parse) and judge_confidence."""
+    from hyper.cli import read_data
+    from hyper.ingest import plain_record
+
+    dataset = read_data(args)
+    out = Path(args.out)
+    journal = out.with_name(f".{out.name}.journal")
+
+    def progress(done: int, total: int) -> None:
+        print(f"judged {done}/{total} pairs", file=sys.stderr, flush=True)
+
+    judged, totals = judge_resumably(dataset.instances, judge_chunk_over_grpc(settings), journal, args.chunk,
+                                     progress)
+    labelled = [dataclasses.replace(i, labels=dict(i.labels, **{args.source: judged[i.id].label}),
+                                    judge_confidence=judged[i.id].confidence) if judged[i.id].label
+                else i for i in dataset.instances]
+    with atomic_open(out) as stream:
+        for instance in labelled:
+            stream.write(json.dumps(plain_record(instance), ensure_ascii=False) + "\n")
+    journal.unlink()
+    print_usage(totals, len(labelled))
+    unlabelled = sum(not judged[i.id].label for i in dataset.instances)
+    print(f"labels         label_{args.source} on {len(labelled) - unlabelled} pairs; none on {unlabelled} "
+          "(no reply parsed: Route sends them to humans)")
+    for source in sorted({s for i in dataset.instances for s in i.labels if s != args.source}):
+        pairs = [(i.labels[source], judged[i.id].label) for i in dataset.instances
+                 if source in i.labels and judged[i.id].label]
+        if pairs:
+            agree = sum(a == b for a, b in pairs) / len(pairs)
+            print(f"agreement      with label_{source}: {agree:.1%} of {len(pairs)} pairs")
+    print(f"wrote          {out}")
 
 
 def fetch_route(route: str, settings: Settings) -> RouteResult:
@@ -88,6 +154,13 @@ def cmd_export(args, settings: Settings) -> None:
     print(f"wrote          {args.out} ({args.format}{', conversational' if args.conversational else ''})")
 
 
+def _annotate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="plain-format JSONL to write")
+    parser.add_argument("--source", default="ai", help="the label_<source> to write (default %(default)s)")
+    parser.add_argument("--chunk", type=int, default=32,
+                        help="pairs per Annotate call; a crash loses at most the chunk in flight")
+
+
 def _route_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("route", help="a route id (the router keeps every result) or the file "
                                       "`hyper route --out` wrote")
@@ -95,7 +168,10 @@ def _route_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ai-source", default="", help="the judge's label_<source> (default: the route's)")
 
 
-def add_commands(commands) -> None:
+def add_commands(commands, data_command) -> None:
+    """The subcommands; `data_command` adds one that reads a dataset file (cli's flags)."""
+    data_command(commands, "annotate", "AI labels for a file from the tagger's judge (resumable)", cmd_annotate,
+                 _annotate_arguments)
     tasks = commands.add_parser("tasks", help="hand human-routed pairs to an annotation tool and take "
                                               "the labels back").add_subparsers(dest="tasks_command", required=True)
     export = tasks.add_parser("export", help="write the human-routed pairs as tasks for an annotation tool")

@@ -1,0 +1,154 @@
+"""The OpenAI-compatible judge against a real local server: vLLM's OpenAI entry point (CPU
+build) serving a tiny local Llama, behind a proxy that injects rate limits and server errors.
+The tagger runs with `HYPER_JUDGE_BACKEND=openai` and `hyper annotate` runs as a user runs it.
+What the tiny model says is noise; that every pair gets its verdict once, through the faults,
+with its usage counted and a crashed run resumed, is not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from hyper import dataset_files
+from hyper.tagger.judging import judge_message
+from tests.conftest import REPO, free_ports, local_settings
+from tests.support.fault_proxy import FaultProxy
+from tests.support.tiny_llama import make_tiny_llama
+
+pytestmark = [pytest.mark.vllm, pytest.mark.service]
+
+PANDALM = REPO / "data" / "pandalm-testset.jsonl.gz"
+VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+MODEL_NAME = "tiny-judge"
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def judge_server(tmp_path_factory):
+    """`vllm serve` of a tiny local Llama on a loopback port (the OpenAI entry point)."""
+    home = tmp_path_factory.mktemp("judge-server")
+    corpus = [i.prompt[:500] for i in dataset_files.read_dataset(PANDALM).instances[:300]]
+    model = make_tiny_llama(home / "tiny-llama", corpus)
+    port = free_ports(1)[0]
+    log = open(home / "vllm.log", "w")  # noqa: SIM115 - kept open while the server runs
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--served-model-name", MODEL_NAME, "--enforce-eager", "--max-model-len", "2048"],
+        env={**os.environ, **VLLM_ENV, "VLLM_CACHE_ROOT": str(home / "vllm-cache")}, stdout=log,
+        stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/health", process)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(judge_server):
+    with FaultProxy(judge_server, rate_limit_every=4, error_every=7) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def services(proxy, tmp_path_factory):
+    from hyper.local import LocalProcesses
+
+    settings = local_settings(tmp_path_factory.mktemp("judge-home")).model_copy(update={
+        "judge_backend": "openai", "judge_url": proxy.url, "judge_model": MODEL_NAME, "judge_concurrency": 4,
+        "judge_price_prompt_per_million": 0.5, "judge_price_completion_per_million": 1.5})
+    processes = LocalProcesses(settings)
+    processes.up()
+    yield settings
+    processes.down()
+
+
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory):
+    """24 PandaLM pairs with every label removed: what a team sends to its judge."""
+    path = tmp_path_factory.mktemp("data") / "pandalm-unlabelled.jsonl"
+    rows = [{"id": i.id, "prompt": i.prompt, "response_a": i.response_a, "response_b": i.response_b}
+            for i in dataset_files.read_dataset(PANDALM).instances[:24]]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def annotate(settings, data, out) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hyper.cli", "annotate", str(data), "--out", str(out),
+                           "--source", MODEL_NAME, "--chunk", "8"],
+                          env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=600)
+
+
+def asked_pairs(proxy: FaultProxy, instances) -> list[tuple[str, bool]]:
+    """(pair id, swapped) of every request the server answered."""
+    message_of = {judge_message(i, swapped): (i.id, swapped) for i in instances for swapped in (False, True)}
+    return [message_of[message] for message in proxy.forwarded]
+
+
+def test_annotate_through_faults_judges_every_pair_once_and_counts_usage(services, proxy, unlabelled, tmp_path):
+    out = tmp_path / "judged.jsonl"
+    done = annotate(services, unlabelled, out)
+    assert done.returncode == 0, done.stderr
+    instances = dataset_files.read_dataset(unlabelled).instances
+    labelled = dataset_files.read_dataset(out, "plain").instances
+    assert [i.id for i in labelled] == [i.id for i in instances]
+    assert all(i.labels[MODEL_NAME] in ("A", "B", "tie") for i in labelled)  # constrained: every reply parses
+    assert all(0.0 <= i.judge_confidence <= 1.0 for i in labelled)
+    asked = asked_pairs(proxy, instances)
+    assert sorted(asked) == sorted((i.id, s) for i in instances for s in (False, True))  # each order once
+    faults = proxy.faults["429"] + proxy.faults["500"]
+    assert faults >= 10
+    assert f"requests       {48 + faults} ({faults} retries); 0 replies did not parse" in done.stdout
+    assert "cost 0.0" in done.stdout and "pairs/s" in done.stdout
+    assert not (tmp_path / ".judged.jsonl.journal").exists()
+
+
+def test_a_run_that_fails_midway_resumes_without_judging_finished_pairs_again(services, proxy, unlabelled, tmp_path):
+    out = tmp_path / "judged.jsonl"
+    instances = dataset_files.read_dataset(unlabelled).instances
+    proxy.forwarded.clear()
+    first_chunks = 2 * 8 * 2  # two chunks of 8 pairs, both orders
+    proxy.received, proxy.rate_limit_every, proxy.error_every = 0, 0, 0
+
+    def refuse_after_two_chunks():
+        while len(proxy.forwarded) < first_chunks:
+            time.sleep(0.05)
+        proxy.refuse = True
+
+    watcher = __import__("threading").Thread(target=refuse_after_two_chunks, daemon=True)
+    watcher.start()
+    failed = annotate(services, unlabelled, out)
+    watcher.join()
+    assert failed.returncode != 0 and "UNAVAILABLE" in failed.stderr and not out.exists()
+    journal = [json.loads(line) for line in (tmp_path / ".judged.jsonl.journal").read_text().splitlines()]
+    finished = {p["id"] for entry in journal for p in entry["judged"]}
+    assert len(finished) >= 16
+    proxy.refuse = False
+    before = len(proxy.forwarded)
+    resumed = annotate(services, unlabelled, out)
+    assert resumed.returncode == 0, resumed.stderr
+    again = {pair for pair, _ in asked_pairs(proxy, instances)[before:]}
+    assert not again & finished  # no finished pair judged again
+    assert f"({len(finished)} from an earlier run's journal)" in resumed.stdout
+    assert len(dataset_files.read_dataset(out, "plain").instances) == 24

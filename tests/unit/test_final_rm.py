@@ -1,0 +1,82 @@
+"""`rm-trainer final`: the final reward model on an exported hybrid dataset, in both modes; the
+full-mode result as a Hugging Face checkpoint that transformers loads and scores the same."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hyper import dataset_files
+from hyper.hybrid_dataset import preference_rows, single_source_pairs, write_rows
+from tests.conftest import HH_DATA
+from tests.support.tiny_llama import make_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """HH-RLHF's human labels as `hyper export --format trl` writes them, and an eval split."""
+    directory = tmp_path_factory.mktemp("export")
+    instances = dataset_files.read_dataset(HH_DATA).instances
+    rows, _ = preference_rows(single_source_pairs(instances[:300], "human"), "drop", "trl")
+    write_rows(rows, directory / "train.jsonl", "trl")
+    evaluation, _ = preference_rows(single_source_pairs(instances[300:400], "human"), "drop", "jsonl")
+    write_rows(evaluation, directory / "eval.jsonl", "jsonl")
+    return directory
+
+
+def rm_trainer(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hyper.rm_trainer.job", "final", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_proxy_final_rm_trains_on_the_export_and_scores_the_eval_set(exported, tmp_path):
+    out = tmp_path / "rm"
+    done = rm_trainer("--data", str(exported / "train.jsonl"), "--eval", str(exported / "eval.jsonl"),
+                      "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["n_pairs"] == 300 and result["mode"] == "proxy"
+    assert 0.0 <= result["eval"]["overall"] <= 1.0 and 0.0 <= result["cross_fitted_agreement"] <= 1.0
+    assert {p.name for p in out.iterdir()} == {"spec.json", "result.json", "reward_head.npz", "reward_head.json"}
+
+
+def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "x", "rejected": null}\n')
+    done = rm_trainer("--data", str(bad), "--out", str(tmp_path / "rm"))
+    assert done.returncode == 2 and "field 'rejected'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "rm").exists()
+
+
+def test_full_final_rm_is_a_checkpoint_transformers_loads(exported, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hyper.rm_trainer.final import FinalSpec, train_final, training_pairs
+    from hyper.rm_trainer.full import reward_margins, train
+    from hyper.run_spec import FullSpec
+
+    pairs, _ = training_pairs(str(exported / "train.jsonl"))
+    base = make_tiny_llama(tmp_path / "base", [i.prompt[:300] for i in pairs])
+    full = FullSpec(model_dir=str(base), batch_size=8, max_length=64, dtype="float32", learning_rate=1e-3)
+    result = train_final(FinalSpec(data=str(exported / "train.jsonl"), out=str(tmp_path / "rm"), mode="full",
+                                   full=full, eval=str(exported / "eval.jsonl")))
+    assert result["steps"] == 300 // 8 and np.isfinite(result["final_train_loss"])
+    assert 0.0 <= result["eval"]["overall"] <= 1.0
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    sample = pairs[:4]
+    with torch.no_grad():
+        rewards = {side: model(**tokenizer([i.prompt + getattr(i, side) for i in sample], return_tensors="pt",
+                                           padding=True, truncation=True, max_length=64)).logits[:, 0].numpy()
+                   for side in ("response_a", "response_b")}
+    # The same weights in Flax (trained again from the same seed) give the same margins.
+    labels = [i.labels["human"] for i in pairs]
+    state = train(full, AutoTokenizer.from_pretrained(base), pairs, labels)
+    flax_margins = reward_margins(state, AutoTokenizer.from_pretrained(base), sample, 64)
+    assert np.allclose(rewards["response_a"] - rewards["response_b"], flax_margins, atol=1e-3)
