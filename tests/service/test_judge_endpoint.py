@@ -100,10 +100,10 @@ def annotate(settings, data, out) -> subprocess.CompletedProcess:
                           env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=600)
 
 
-def asked_pairs(proxy: FaultProxy, instances) -> list[tuple[str, bool]]:
-    """(pair id, swapped) of every request the server answered."""
-    message_of = {judge_message(i, swapped): (i.id, swapped) for i in instances for swapped in (False, True)}
-    return [message_of[message] for message in proxy.forwarded]
+def asked_pairs(messages: list[str], instances) -> set[str]:
+    """The pairs whose judge messages are among `messages` (requests the server answered)."""
+    asked = set(messages)
+    return {i.id for i in instances if {judge_message(i, False), judge_message(i, True)} & asked}
 
 
 def test_annotate_through_faults_judges_every_pair_once_and_counts_usage(services, proxy, unlabelled, tmp_path):
@@ -115,8 +115,8 @@ def test_annotate_through_faults_judges_every_pair_once_and_counts_usage(service
     assert [i.id for i in labelled] == [i.id for i in instances]
     assert all(i.labels[MODEL_NAME] in ("A", "B", "tie") for i in labelled)  # constrained: every reply parses
     assert all(0.0 <= i.judge_confidence <= 1.0 for i in labelled)
-    asked = asked_pairs(proxy, instances)
-    assert sorted(asked) == sorted((i.id, s) for i in instances for s in (False, True))  # each order once
+    expected = [judge_message(i, swapped) for i in instances for swapped in (False, True)]
+    assert sorted(proxy.forwarded) == sorted(expected)  # each pair asked once in each order
     faults = proxy.faults["429"] + proxy.faults["500"]
     assert faults >= 10
     assert f"requests       {48 + faults} ({faults} retries); 0 replies did not parse" in done.stdout
@@ -148,7 +148,7 @@ def test_a_run_that_fails_midway_resumes_without_judging_finished_pairs_again(se
     before = len(proxy.forwarded)
     resumed = annotate(services, unlabelled, out)
     assert resumed.returncode == 0, resumed.stderr
-    again = {pair for pair, _ in asked_pairs(proxy, instances)[before:]}
+    again = asked_pairs(proxy.forwarded[before:], instances)
     assert not again & finished  # no finished pair judged again
     assert f"({len(finished)} from an earlier run's journal)" in resumed.stdout
     assert len(dataset_files.read_dataset(out, "plain").instances) == 24
