@@ -177,7 +177,8 @@ def _place_ranked_pair(pair_id: str, prompt: str, chosen: str, rejected: str) ->
     Chosen always in slot A would teach a reward model (or an AI judge's calibration) a position
     bias; the id bit keeps the choice deterministic across reads and machines.
     """
-    chosen_is_a = int(pair_id, 16) % 2 == 0
+    digest = pair_id if re.fullmatch(r"[0-9a-f]+", pair_id) else stable_id(pair_id)  # ids a file gives may be any text
+    chosen_is_a = int(digest, 16) % 2 == 0
     label = "tie" if chosen == rejected else ("A" if chosen_is_a else "B")
     first, second = (chosen, rejected) if chosen_is_a else (rejected, chosen)
     return Instance(pair_id, prompt, first, second, labels={"human": label})

@@ -3,6 +3,7 @@ on human-labelled data, routes the data over gRPC, writes the result and stops e
 
 from __future__ import annotations
 
+import csv
 import gzip
 import itertools
 import json
@@ -49,10 +50,17 @@ def cli_env(tmp_path_factory):
 ROLES = ["--human-source", "annotator1", "--ai-source", "gpt-3.5-turbo", "--judge", "pandalm-7b"]
 
 
-def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(small_pandalm, cli_env, tmp_path):
-    out = tmp_path / "routing.json"
+@pytest.fixture(scope="module")
+def demo(small_pandalm, cli_env, tmp_path_factory):
+    """One demo run: its result file, its arguments and what it printed."""
+    out = tmp_path_factory.mktemp("demo") / "routing.json"
     args = ["demo", str(small_pandalm), *ROLES, "--budget", "0.25", "--mixes", "40", "--out", str(out)]
-    first = run_cli(args, cli_env)
+    return out, args, run_cli(args, cli_env)
+
+
+def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(demo, cli_env):
+    out, args, first = demo
+    tmp_path = out.parent
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["n_instances"] == 90 and result["n_human"] == round(0.25 * 90)  # the 30% batch
@@ -80,6 +88,55 @@ def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(small_
     assert json.loads(out.read_text())["training"]["experiment"] == training["experiment"]
     status = run_cli(["status"], cli_env)
     assert status.stdout.split() == ["ppm", "STOPPED", "tagger", "STOPPED", "router", "STOPPED"]
+
+
+def test_the_route_goes_to_annotators_and_back_into_a_final_dataset_and_reward_model(demo, cli_env, tmp_path):
+    import datasets
+
+    from hyper import dataset_files
+
+    route_file, _, ran = demo
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    route = json.loads(route_file.read_text())
+    batch = {i.id: i for i in dataset_files.read_dataset(route["dataset_ref"]["path"]).instances}
+    exported = run_cli(["tasks", "export", str(route_file), "--format", "csv", "--out", str(tmp_path)], cli_env)
+    assert exported.returncode == 0, exported.stderr
+    with open(tmp_path / "tasks.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == route["n_human"] and all(r["prompt"] == batch[r["item_id"]].prompt for r in rows)
+    for row in rows:  # what the spreadsheet comes back with: annotator 1's labels
+        row.update(annotator="annotator1", label=batch[row["item_id"]].labels["annotator1"])
+    with open(tmp_path / "labelled.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    human = tmp_path / "human.jsonl"
+    imported = run_cli(["tasks", "import", str(tmp_path / "labelled.csv"), str(route_file), "--out", str(human)],
+                       cli_env)
+    assert imported.returncode == 0, imported.stderr
+    assert f"labelled       {route['n_human']} of {route['n_human']} human-routed items" in imported.stdout
+
+    final = tmp_path / "final"
+    args = ["export", route["dataset_ref"]["path"], "--route", str(route_file), "--labels", str(human)]
+    done = run_cli([*args, "--format", "hf", "--out", str(final)], cli_env)
+    assert done.returncode == 0, done.stderr
+    loaded = datasets.load_from_disk(str(final))
+    routes = {a["id"]: a["route"] for a in route["assignments"]}
+    for row in loaded:
+        instance = batch[row["id"]]
+        source = "annotator1" if routes[row["id"]] == "human" else "gpt-3.5-turbo"
+        assert row["label_source"] == ("human" if source == "annotator1" else source)
+        chosen = instance.response_a if instance.labels[source] == "A" else instance.response_b
+        assert row["chosen"] == chosen and row["label"] == instance.labels[source]
+    assert f"rows           {len(loaded)} of 90 pairs" in done.stdout
+
+    trl = tmp_path / "final.jsonl"
+    assert run_cli([*args, "--format", "trl", "--out", str(trl)], cli_env).returncode == 0
+    trained = subprocess.run([sys.executable, "-m", "hyper.rm_trainer.job", "final", "--data", str(trl),
+                              "--out", str(tmp_path / "rm")], env=cli_env, capture_output=True, text=True,
+                             timeout=900)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert json.loads((tmp_path / "rm" / "result.json").read_text())["n_pairs"] == len(loaded)
 
 
 def test_without_ai_labels_the_demo_says_a_judge_is_cross_fitted(small_hh, cli_env, tmp_path):

@@ -140,6 +140,14 @@ def test_rewardbench_eval_sets_keep_their_subset(tmp_path, suffix):
     assert again.instances[0].subset == "xstest-should-respond"  # kept through the plain format
 
 
+def test_preference_rows_with_any_text_as_id_are_placed_by_a_hash_of_it(tmp_path):
+    rows = [{"id": f"pandalm-{k}", "prompt": f"q{k}", "chosen": f"good {k}", "rejected": f"bad {k}"} for k in range(20)]
+    instances = read_dataset(write_records(tmp_path, rows, ".jsonl")).instances
+    assert [i.id for i in instances] == [r["id"] for r in rows]
+    assert all({"A": i.response_a, "B": i.response_b}[i.labels["human"]].startswith("good") for i in instances)
+    assert 0 < sum(i.labels["human"] == "A" for i in instances) < 20  # chosen is not always in slot A
+
+
 @pytest.mark.parametrize("suffix", FILE_KINDS)
 def test_hh_rlhf_reads_from_every_file_kind(tmp_path, suffix):
     path = write_records(tmp_path, SAMPLES["hh-rlhf"], suffix)
