@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -177,51 +177,57 @@ def _annotator(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def parse_label_studio(tasks: object) -> ParsedExport:
-    """Label Studio's JSON export: a list of tasks, each with its data and its annotations."""
-    parsed = ParsedExport([], [])
-    if not isinstance(tasks, list):
-        return ParsedExport([], [InvalidInstance(1, "(file)", "expected a JSON list of tasks")])
-    for row, task in enumerate(tasks, start=1):
-        item_id = (task.get("data") or {}).get("item_id") if isinstance(task, dict) else None
-        if not isinstance(item_id, str) or not item_id:
-            parsed.errors.append(InvalidInstance(row, "data.item_id", "missing: not a task hyper exported"))
-            continue
-        for k, annotation in enumerate(task.get("annotations") or []):
-            where = f"annotations[{k}]"
-            if annotation.get("was_cancelled") or not annotation.get("result"):
-                parsed.n_skipped += 1
-                continue
-            label = _label_studio_choice(annotation["result"], row, where, parsed.errors)
-            annotator = _annotator(annotation.get("completed_by"))
-            if not annotator:
-                parsed.errors.append(InvalidInstance(row, f"{where}.completed_by", "missing"))
-            elif label:
-                parsed.labels.append(HumanLabel(row, item_id, annotator, label))
-    return parsed
+@dataclass(frozen=True)
+class _JsonExport:
+    """Where a tool's JSON export keeps each item's id and its annotators' answers."""
+
+    what: str
+    id_field: str
+    item_id: Callable[[dict], object]
+    answers_field: str
+    answers: Callable[[dict], list]
+    skipped: Callable[[dict], bool]  # cancelled, empty or draft: counted, not read
+    label: Callable[[dict, int, str, list[InvalidInstance]], str | None]  # None: an error was added
+    annotator_field: str
+    annotator: Callable[[dict], str]
 
 
-def parse_argilla(records: object) -> ParsedExport:
-    """Argilla records as `dataset.records.to_list(flatten=False)` (or `to_json`) gives them:
-    responses keyed by question, each a list of {value, user_id}."""
+# Label Studio's JSON export: a list of tasks, each with its data and its annotations.
+LABEL_STUDIO_EXPORT = _JsonExport(
+    "tasks", "data.item_id", lambda task: (task.get("data") or {}).get("item_id"),
+    "annotations", lambda task: task.get("annotations") or [],
+    lambda answer: bool(answer.get("was_cancelled") or not answer.get("result")),
+    lambda answer, row, where, errors: _label_studio_choice(answer["result"], row, where, errors),
+    "completed_by", lambda answer: _annotator(answer.get("completed_by")))
+# Argilla records as `dataset.records.to_list(flatten=False)` (or `to_json`) gives them:
+# responses keyed by question, each a list of {value, user_id, status}.
+ARGILLA_EXPORT = _JsonExport(
+    "records", "id", lambda record: record.get("id"),
+    f"responses.{QUESTION}", lambda record: (record.get("responses") or {}).get(QUESTION) or [],
+    lambda answer: answer.get("status", "submitted") != "submitted",
+    lambda answer, row, where, errors: _label(answer.get("value"), row, f"{where}.value", errors),
+    "user_id", lambda answer: str(answer.get("user_id") or ""))
+
+
+def parse_json_export(items: object, layout: _JsonExport) -> ParsedExport:
     parsed = ParsedExport([], [])
-    if not isinstance(records, list):
-        return ParsedExport([], [InvalidInstance(1, "(file)", "expected a JSON list of records")])
-    for row, record in enumerate(records, start=1):
-        item_id = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(items, list):
+        return ParsedExport([], [InvalidInstance(1, "(file)", f"expected a JSON list of {layout.what}")])
+    for row, item in enumerate(items, start=1):
+        item_id = layout.item_id(item) if isinstance(item, dict) else None
         if not isinstance(item_id, str) or not item_id:
-            parsed.errors.append(InvalidInstance(row, "id", "missing"))
+            parsed.errors.append(InvalidInstance(row, layout.id_field, f"missing: not one of the {layout.what} "
+                                                                       "hyper exported"))
             continue
-        answers = (record.get("responses") or {}).get(QUESTION) or []
-        for k, answer in enumerate(answers):
-            where = f"responses.{QUESTION}[{k}]"
-            if answer.get("status", "submitted") != "submitted":
+        for k, answer in enumerate(layout.answers(item)):
+            where = f"{layout.answers_field}[{k}]"
+            if layout.skipped(answer):
                 parsed.n_skipped += 1
                 continue
-            label = _label(answer.get("value"), row, f"{where}.value", parsed.errors)
-            annotator = str(answer.get("user_id") or "")
+            label = layout.label(answer, row, where, parsed.errors)
+            annotator = layout.annotator(answer)
             if not annotator:
-                parsed.errors.append(InvalidInstance(row, f"{where}.user_id", "missing"))
+                parsed.errors.append(InvalidInstance(row, f"{where}.{layout.annotator_field}", "missing"))
             elif label:
                 parsed.labels.append(HumanLabel(row, item_id, annotator, label))
     return parsed
@@ -270,9 +276,9 @@ def parse_export(path: Path, tool: str = "auto") -> ParsedExport:
         return ParsedExport([], [InvalidInstance(error.lineno if hasattr(error, "lineno") else 1, "(file)",
                                                  f"not JSON: {error}")])
     if tool == "label-studio":
-        return parse_label_studio(data)
+        return parse_json_export(data, LABEL_STUDIO_EXPORT)
     if tool == "argilla":
-        return parse_argilla(data)
+        return parse_json_export(data, ARGILLA_EXPORT)
     raise InvalidArgument("--format", f"{tool!r} is not 'auto' or one of {TOOLS}")
 
 

@@ -99,10 +99,7 @@ def fetch_route(route: str, settings: Settings) -> RouteResult:
 
 def load_routed(args, settings: Settings) -> RoutedDataset:
     result = fetch_route(args.route, settings)
-    routed = routed_dataset(result, dataset_of(result, args.data))
-    if args.ai_source:
-        routed = RoutedDataset(routed.route_id, args.ai_source, routed.instances, routed.routes)
-    return routed
+    return routed_dataset(result, dataset_of(result, args.data), args.ai_source)
 
 
 def cmd_tasks_export(args, settings: Settings) -> None:
@@ -135,9 +132,7 @@ def human_labels(path: str, source: str) -> dict[str, str]:
 def cmd_export(args, settings: Settings) -> None:
     if args.route:
         result = fetch_route(args.route, settings)
-        routed = routed_dataset(result, dataset_files.read_dataset(args.data, args.data_format))
-        if args.ai_source:
-            routed = RoutedDataset(routed.route_id, args.ai_source, routed.instances, routed.routes)
+        routed = routed_dataset(result, dataset_files.read_dataset(args.data, args.data_format), args.ai_source)
         if not args.labels and routed.paid():
             raise InvalidArgument("--labels", "the route sends pairs to humans: give the labels `hyper tasks "
                                               "import` wrote")

@@ -44,14 +44,15 @@ def dataset_of(result: RouteResult, data: str = "") -> Dataset:
                                                      ref.skip_bad_rows))
 
 
-def routed_dataset(result: RouteResult, dataset: Dataset) -> RoutedDataset:
-    """The route joined with its pairs; every routed id must be in the data."""
+def routed_dataset(result: RouteResult, dataset: Dataset, ai_source: str = "") -> RoutedDataset:
+    """The route joined with its pairs; every routed id must be in the data. The judge's label
+    source is the route's unless `ai_source` names another."""
     by_id = {i.id: i for i in dataset.instances}
     missing = [a.id for a in result.assignments if a.id not in by_id]
     if missing:
         raise InvalidArgument("--data", f"{len(missing)} routed ids are not in {dataset.source or 'the data'} "
                                         f"(first: {missing[0]!r}): is it the file that was routed?")
-    return RoutedDataset(result.route_id, result.ai_source, [by_id[a.id] for a in result.assignments],
+    return RoutedDataset(result.route_id, ai_source or result.ai_source, [by_id[a.id] for a in result.assignments],
                          {a.id: a.route for a in result.assignments})
 
 

@@ -9,15 +9,16 @@ import pytest
 
 from hyper import dataset_files
 from hyper.annotation_tasks import (
+    ARGILLA_EXPORT,
+    LABEL_STUDIO_EXPORT,
     LabelsRejected,
     argilla_settings,
     check_against_route,
     export_tasks,
     labelled_records,
-    parse_argilla,
     parse_csv,
     parse_export,
-    parse_label_studio,
+    parse_json_export,
     report,
 )
 from hyper.errors import InvalidArgument
@@ -71,7 +72,7 @@ def test_label_studio_import_keeps_every_annotator_and_reports_agreement(routed,
     votes[0] = ["A", "B", "B"]  # three annotators, a majority
     votes[1] = ["A", "B"]  # no majority: tie
     del votes[9]  # not labelled yet
-    merged = check_against_route(parse_label_studio(label_studio_export(tasks, votes)), routed)
+    merged = check_against_route(parse_json_export(label_studio_export(tasks, votes), LABEL_STUDIO_EXPORT), routed)
     assert merged.annotations[paid[0].id] == {"1": "A", "2": "B", "3": "B"}
     assert merged.label(paid[0].id) == "B" and merged.label(paid[1].id) == "tie"
     summary = report(merged, routed)
@@ -124,7 +125,7 @@ def test_csv_and_argilla_round_trip(routed, tmp_path):
     for record in records:  # as Argilla's records.to_list(flatten=False) gives them back
         record["responses"] = {"preference": [{"value": "B", "user_id": "u-1", "status": "submitted"},
                                               {"value": "B", "user_id": "u-2", "status": "draft"}]}
-    parsed = parse_argilla(records)
+    parsed = parse_json_export(records, ARGILLA_EXPORT)
     assert len(parsed.labels) == 10 and parsed.n_skipped == 10
 
 
@@ -167,3 +168,21 @@ def test_single_source_export_and_conversational_transcripts(tmp_path):
     assert [i.labels["hybrid"] for i in back.instances] == [i.labels["human"] for i in hh]
     with pytest.raises(InvalidArgument, match="--label-source"):
         single_source_pairs(hh, "gpt-4")
+
+
+def test_files_that_are_not_a_tools_export_are_refused_by_row_and_field(routed, tmp_path):
+    cut = tmp_path / "cut.json"
+    cut.write_text('[{"id": 1, "data": {"item_id": "x"}, "annotations": [')
+    with pytest.raises(LabelsRejected, match=r"row 1: field '\(file\)': not JSON"):
+        check_against_route(parse_export(cut, "label-studio"), routed)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps([{"data": {"text": "not ours"}, "annotations": []},
+                                   {"data": {"item_id": routed.paid()[0].id}, "annotations": [
+                                       {"completed_by": 4, "result": [{"from_name": "preference",
+                                                                       "value": {"choices": ["A", "B"]}}]}]}]))
+    with pytest.raises(LabelsRejected) as raised:
+        check_against_route(parse_export(foreign), routed)
+    assert [(e.row, e.field) for e in raised.value.errors] == [
+        (1, "data.item_id"), (2, "annotations[0].result[0].value.choices")]
+    with pytest.raises(InvalidArgument, match="--format"):
+        parse_export(tmp_path / "cut.json")  # neither CSV nor a JSON list: the tool cannot be told
