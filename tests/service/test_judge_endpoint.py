@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -152,3 +153,27 @@ def test_a_run_that_fails_midway_resumes_without_judging_finished_pairs_again(se
     assert not again & finished  # no finished pair judged again
     assert f"({len(finished)} from an earlier run's journal)" in resumed.stdout
     assert len(dataset_files.read_dataset(out, "plain").instances) == 24
+
+
+def test_without_constrained_output_replies_are_parsed_and_the_unparsed_leave_no_label(proxy, unlabelled, tmp_path):
+    """A server without structured outputs: the tiny model's free text rarely names a verdict,
+    so most pairs get no AI label, and the output says how many (Route sends them to humans)."""
+    from hyper.local import LocalProcesses
+
+    settings = local_settings(tmp_path / "home").model_copy(update={
+        "judge_backend": "openai", "judge_url": proxy.url, "judge_model": MODEL_NAME, "judge_constrained": False,
+        "judge_logprobs": False})
+    proxy.refuse, proxy.rate_limit_every, proxy.error_every = False, 0, 0
+    processes = LocalProcesses(settings)
+    processes.up()
+    try:
+        done = annotate(settings, unlabelled, tmp_path / "judged.jsonl")
+    finally:
+        processes.down()
+    assert done.returncode == 0, done.stderr
+    labelled = dataset_files.read_dataset(tmp_path / "judged.jsonl", "plain").instances
+    without = sum(MODEL_NAME not in i.labels for i in labelled)
+    unparsed = int(re.search(r"(\d+) replies did not parse", done.stdout).group(1))
+    assert unparsed > 0 and f"none on {without} (no reply parsed" in done.stdout
+    assert all(i.judge_confidence is None for i in labelled if MODEL_NAME not in i.labels)
+    assert 2 * without <= unparsed  # a pair loses its label only when both its replies failed
