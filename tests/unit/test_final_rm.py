@@ -52,31 +52,56 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "rm").exists()
 
 
-def test_full_final_rm_is_a_checkpoint_transformers_loads(exported, tmp_path):
+@pytest.fixture(scope="module")
+def full_rm(exported, tmp_path_factory):
+    """A full-mode final RM of a tiny local Llama, and how it was trained."""
+    from hyper.rm_trainer.final import FinalSpec, train_final, training_pairs
+    from hyper.run_spec import FullSpec
+
+    directory = tmp_path_factory.mktemp("full")
+    pairs, _ = training_pairs(str(exported / "train.jsonl"))
+    base = make_tiny_llama(directory / "base", [i.prompt[:300] for i in pairs])
+    full = FullSpec(model_dir=str(base), batch_size=8, max_length=64, dtype="float32", learning_rate=1e-3)
+    result = train_final(FinalSpec(data=str(exported / "train.jsonl"), out=str(directory / "rm"), mode="full",
+                                   full=full, eval=str(exported / "eval.jsonl")))
+    return directory / "rm", full, pairs, result
+
+
+def test_full_final_rm_is_a_checkpoint_transformers_loads(full_rm):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hyper.rm_trainer.final import FinalSpec, train_final, training_pairs
     from hyper.rm_trainer.full import reward_margins, train
-    from hyper.run_spec import FullSpec
 
-    pairs, _ = training_pairs(str(exported / "train.jsonl"))
-    base = make_tiny_llama(tmp_path / "base", [i.prompt[:300] for i in pairs])
-    full = FullSpec(model_dir=str(base), batch_size=8, max_length=64, dtype="float32", learning_rate=1e-3)
-    result = train_final(FinalSpec(data=str(exported / "train.jsonl"), out=str(tmp_path / "rm"), mode="full",
-                                   full=full, eval=str(exported / "eval.jsonl")))
+    checkpoint, full, pairs, result = full_rm
     assert result["steps"] == 300 // 8 and np.isfinite(result["final_train_loss"])
     assert 0.0 <= result["eval"]["overall"] <= 1.0
-
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     sample = pairs[:4]
     with torch.no_grad():
         rewards = {side: model(**tokenizer([i.prompt + getattr(i, side) for i in sample], return_tensors="pt",
                                            padding=True, truncation=True, max_length=64)).logits[:, 0].numpy()
                    for side in ("response_a", "response_b")}
     # The same weights in Flax (trained again from the same seed) give the same margins.
-    labels = [i.labels["human"] for i in pairs]
-    state = train(full, AutoTokenizer.from_pretrained(base), pairs, labels)
-    flax_margins = reward_margins(state, AutoTokenizer.from_pretrained(base), sample, 64)
+    base = AutoTokenizer.from_pretrained(full.model_dir)
+    state = train(full, base, pairs, [i.labels["human"] for i in pairs])
+    flax_margins = reward_margins(state, base, sample, 64)
     assert np.allclose(rewards["response_a"] - rewards["response_b"], flax_margins, atol=1e-3)
+
+
+def test_trls_reward_trainer_reads_the_export_and_continues_from_the_checkpoint(full_rm, exported, tmp_path):
+    import datasets
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    checkpoint = full_rm[0]
+    instances = dataset_files.read_dataset(HH_DATA).instances[:64]
+    rows, _ = preference_rows(single_source_pairs(instances, "human"), "drop", "trl", conversational=False)
+    write_rows(rows, tmp_path / "hf", "hf")
+    config = RewardConfig(output_dir=str(tmp_path / "trl"), max_steps=2, per_device_train_batch_size=4,
+                          report_to=[], use_cpu=True, max_length=256, logging_steps=1, save_strategy="no")
+    trainer = RewardTrainer(model=AutoModelForSequenceClassification.from_pretrained(checkpoint), args=config,
+                            train_dataset=datasets.load_from_disk(str(tmp_path / "hf")),
+                            processing_class=AutoTokenizer.from_pretrained(checkpoint))
+    assert np.isfinite(trainer.train().training_loss)
