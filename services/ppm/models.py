@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hyper.errors import InvalidArgument
+from hyper.performance_models import PerformanceModel, artifact_digest
 from hyper.ppm.fitting import DEFAULT_CV_FOLDS, fit_ppm
 from hyper.ppm.store import DEFAULT_MODEL, ModelRegistry, RunStore, check_name
 
@@ -38,17 +39,41 @@ class PerformanceModels:
         self.registry = registry
         self.runs = runs
 
-    def fit(self, model: str, kind: str, experiment: str, seed: int = 0,
+    def fit(self, model: str, kind: str, experiments: list[str], seed: int = 0,
             cv_folds: int = DEFAULT_CV_FOLDS) -> dict:
-        """Fits a PPM on the experiment's successful runs and stores it as the next version."""
+        """Fits a PPM on the experiments' successful runs (every run with no experiment named)
+        and stores it as the next version."""
         name = check_name("model", model or DEFAULT_MODEL)
-        runs = self.runs.list(experiment)
+        runs = [run for experiment in dict.fromkeys(experiments or [""]) for run in self.runs.list(experiment)]
         feature_names, counts, scores, target, pool_size = training_data(runs)
         ppm = fit_ppm(feature_names, counts, scores, kind, target, seed, cv_folds, pool_size)
-        artifact = dict(ppm.to_json(), experiment=experiment,
+        artifact = dict(ppm.to_json(), experiment=",".join(experiments), experiments=list(experiments),
                         training_runs=[r["run_id"] for r in runs if r.get("state") == "succeeded"])
         _, stored = self.registry.save(name, artifact)
         return stored
+
+    def import_artifact(self, model: str, exported: dict) -> dict:
+        """Stores a PPM exported elsewhere as the next version of `model`, once its checksum
+        and content check out (a file that does not is refused, nothing stored)."""
+        artifact, digest = exported.get("artifact"), exported.get("sha256")
+        if not isinstance(artifact, dict) or not isinstance(digest, str):
+            raise InvalidArgument("json", "expected {\"artifact\": {...}, \"sha256\": \"...\"} as "
+                                          "`hyper ppm export` writes it")
+        if artifact_digest(artifact) != digest:
+            raise InvalidArgument("json", "the artifact does not match its sha256: the file was changed or cut")
+        try:
+            PerformanceModel.from_json(artifact)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidArgument("json", f"not a PPM this version can use: {error}") from None
+        origin = f"{artifact.get('model', '?')}/{artifact.get('version', '?')}"
+        kept = {k: v for k, v in artifact.items() if k not in ("model", "version", "created_at")}
+        _, stored = self.registry.save(check_name("model", model or artifact.get("model") or DEFAULT_MODEL),
+                                       kept | {"imported_from": origin})
+        return stored
+
+    def export(self, model: str, version: str = "") -> dict:
+        artifact = self.artifact(model, version)
+        return {"artifact": artifact, "sha256": artifact_digest(artifact)}
 
     def artifact(self, model: str, version: str = "") -> dict:
         """The stored artifact of a version ("" = the latest)."""

@@ -10,9 +10,10 @@ from google.protobuf import json_format
 from prometheus_client import Counter, Gauge
 
 from hyper import wire
-from hyper.errors import Unauthenticated
+from hyper.errors import InvalidArgument, Unauthenticated
 from hyper.ppm.fitting import DEFAULT_CV_FOLDS
 from hyper.ppm.models import PerformanceModels
+from hyper.ppm.store import DEFAULT_MODEL
 from hyper.v1 import common_pb2, ppm_pb2, ppm_pb2_grpc
 
 RUNS_RECORDED = Counter("hyper_ppm_runs_recorded_total", "Training runs recorded.", ["state"])
@@ -20,12 +21,14 @@ MODELS_FITTED = Counter("hyper_ppm_models_fitted_total", "PPM versions fitted.",
 MODEL_VERSION = Gauge("hyper_ppm_model_version", "Number of the latest fitted PPM version.", ["model"])
 
 
-def model_info(artifact: dict) -> ppm_pb2.ModelInfo:
+def model_info(artifact: dict, promoted: str) -> ppm_pb2.ModelInfo:
+    experiments = artifact.get("experiments") or [e for e in [artifact.get("experiment", "")] if e]
     return ppm_pb2.ModelInfo(
         model=artifact["model"], version=artifact["version"], kind=artifact["kind"],
         feature_names=artifact["feature_names"], n_runs=len(artifact.get("training_runs", [])),
         metrics=artifact.get("metrics", {}), created_at=artifact["created_at"],
-        skill=common_pb2.Skill(**artifact["skill"]), target=artifact["target"])
+        skill=common_pb2.Skill(**artifact["skill"]), target=artifact["target"], experiments=experiments,
+        promoted=artifact["version"] == promoted, imported_from=artifact.get("imported_from", ""))
 
 
 class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
@@ -41,15 +44,36 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
         if not hmac.compare_digest(presented, f"Bearer {self.record_token}"):
             raise Unauthenticated("RecordRun needs the run-recording token (HYPER_PPM_RECORD_TOKEN)")
 
-    def Fit(self, request, context):
-        stored = self.models.fit(request.model, request.kind or "linear", request.experiment,
-                                 request.seed, request.cv_folds or DEFAULT_CV_FOLDS)
+    def _info(self, artifact: dict) -> ppm_pb2.ModelInfo:
+        return model_info(artifact, self.models.registry.promoted(artifact["model"]))
+
+    def _stored(self, stored: dict) -> ppm_pb2.ModelInfo:
         MODELS_FITTED.labels(stored["kind"]).inc()
         MODEL_VERSION.labels(stored["model"]).set(int(stored["version"].split("-")[0][1:]))
-        return model_info(stored)
+        return self._info(stored)
+
+    def Fit(self, request, context):
+        experiments = [e for e in [request.experiment, *request.experiments] if e]
+        return self._stored(self.models.fit(request.model, request.kind or "linear", experiments,
+                                            request.seed, request.cv_folds or DEFAULT_CV_FOLDS))
 
     def GetModel(self, request, context):
-        return model_info(self.models.artifact(request.model, request.version))
+        return self._info(self.models.artifact(request.model, request.version))
+
+    def ListModels(self, request, context):
+        return ppm_pb2.ListModelsResponse(versions=[self._info(a) for a in self.models.registry.list()])
+
+    def ImportModel(self, request, context):
+        try:
+            exported = json.loads(request.json)
+        except ValueError as error:
+            raise InvalidArgument("json", f"not JSON: {error}") from None
+        if not isinstance(exported, dict):
+            raise InvalidArgument("json", "expected a JSON object")
+        return self._stored(self.models.import_artifact(request.model, exported))
+
+    def Promote(self, request, context):
+        return self._info(self.models.registry.promote(request.model or DEFAULT_MODEL, request.version))
 
     def GetArtifact(self, request, context):
         artifact = self.models.artifact(request.model, request.version)

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from hyper.atomic import create_once, write_json_atomic
+from hyper.atomic import create_once, write_json_atomic, write_text_atomic
 from hyper.errors import InvalidArgument, NotFound
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -27,7 +27,8 @@ def check_name(field: str, value: str) -> str:
 
 
 class ModelRegistry:
-    """models/<name>/v<N>-<hash>.json; the highest N is the latest version."""
+    """models/<name>/v<N>-<hash>.json; the highest N is the latest version. A promoted version
+    (models/<name>/promoted) is what "" resolves to; without one, the latest."""
 
     def __init__(self, root: Path):
         self.root = Path(root) / "models"
@@ -59,12 +60,29 @@ class ModelRegistry:
         versions = self._versions(model)
         if not versions:
             raise NotFound(f"no PPM named {model!r} has been fitted yet")
-        if not version:
-            version = versions[-1][1]
+        version = version or self.promoted(model) or versions[-1][1]
         path = self.root / model / f"{check_name('version', version)}.json"
         if not path.is_file():
             raise NotFound(f"PPM {model!r} has no version {version!r}")
         return json.loads(path.read_text())
+
+    def promoted(self, model: str) -> str:
+        path = self.root / check_name("model", model) / "promoted"
+        return path.read_text().strip() if path.is_file() else ""
+
+    def promote(self, model: str, version: str) -> dict:
+        """Pins `version` ("" unpins); returns the version "" now resolves to."""
+        if version:
+            self.load(model, version)  # it must exist
+            write_text_atomic(self.root / model / "promoted", version)
+        else:
+            (self.root / check_name("model", model) / "promoted").unlink(missing_ok=True)
+        return self.load(model)
+
+    def list(self) -> list[dict]:
+        """Every version of every model, newest first within a model."""
+        models = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        return [self.load(model, version) for model in models for _, version in reversed(self._versions(model))]
 
 
 class RunStore:

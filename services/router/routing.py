@@ -39,9 +39,10 @@ class TaggerPeer(Protocol):
 
 
 class PPMPeer(Protocol):
-    """What the router needs of ppm: the latest version's name, and a model's artifact."""
+    """What the router needs of ppm: the current version's name (the promoted one, else the latest),
+    and a model's artifact."""
 
-    def latest_version(self, model: str = "") -> str: ...
+    def current_version(self, model: str = "") -> str: ...
 
     def artifact(self, model: str = "", version: str = "") -> dict: ...
 
@@ -196,7 +197,7 @@ class Router:
 
     def model(self, name: str, version: str) -> tuple[PerformanceModel, str]:
         # Versions are immutable, so a resolved one is cached; "latest" is resolved per call.
-        resolved = version or self.ppm.latest_version(name)
+        resolved = version or self.ppm.current_version(name)
         return self.models.get_or_compute(
             (name, resolved), lambda: (PerformanceModel.from_json(self.ppm.artifact(name, resolved)), resolved))
 

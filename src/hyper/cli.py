@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from hyper import cli_labelling, dataset_files, logs
+from hyper import cli_labelling, cli_ppm, dataset_files, logs
 from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
@@ -644,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
                   lambda parser: parser.add_argument("--json", action="store_true",
                                                      help="print the result as JSON"))
     cli_labelling.add_commands(commands, _data_command)
+    cli_ppm.add_commands(commands)
     _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",
                   cmd_demo, lambda parser: _route_args(parser, labels=False), _mixes_arg, _label_args,
                   _demo_args, out="out/demo/routing.json")

@@ -59,16 +59,30 @@ class PPMClient:
         metadata = [("authorization", f"Bearer {token}")] if token else None
         return self.stub.RecordRun(ppm_pb2.RecordRunRequest(run=run), metadata=metadata).created
 
-    def fit(self, model: str, kind: str, experiment: str, seed: int = 0, cv_folds: int = 0
+    def fit(self, model: str, kind: str, experiments: str | list[str], seed: int = 0, cv_folds: int = 0
             ) -> ppm_pb2.ModelInfo:
-        return self.stub.Fit(ppm_pb2.FitRequest(model=model, kind=kind, experiment=experiment,
+        names = [experiments] if isinstance(experiments, str) else list(experiments)
+        return self.stub.Fit(ppm_pb2.FitRequest(model=model, kind=kind, experiments=names,
                                                 seed=seed, cv_folds=cv_folds))
 
-    def latest_version(self, model: str = "") -> str:
-        return self.stub.GetModel(ppm_pb2.GetModelRequest(model=model)).version
+    def list_models(self) -> list[ppm_pb2.ModelInfo]:
+        return list(self.stub.ListModels(ppm_pb2.ListModelsRequest()).versions)
+
+    def import_model(self, model: str, exported_json: str) -> ppm_pb2.ModelInfo:
+        return self.stub.ImportModel(ppm_pb2.ImportModelRequest(model=model, json=exported_json))
+
+    def promote(self, model: str, version: str) -> ppm_pb2.ModelInfo:
+        return self.stub.Promote(ppm_pb2.PromoteRequest(model=model, version=version))
+
+    def current_version(self, model: str = "") -> str:
+        return self.info(model).version
+
+    def info(self, model: str = "", version: str = "") -> ppm_pb2.ModelInfo:
+        return self.stub.GetModel(ppm_pb2.GetModelRequest(model=model, version=version))
 
     def artifact(self, model: str = "", version: str = "") -> dict:
-        """The stored artifact (format hyper.ppm/v2) of a version ("" = the latest)."""
+        """The stored artifact (format hyper.ppm/v3) of a version ("" = the promoted one, else
+        the latest)."""
         response = self.stub.GetArtifact(ppm_pb2.GetModelRequest(model=model, version=version))
         return json.loads(response.json)
 

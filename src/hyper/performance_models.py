@@ -21,6 +21,8 @@ format), never pickles.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -30,6 +32,11 @@ import numpy as np
 from hyper.errors import InvalidArgument
 
 ARTIFACT_FORMAT = "hyper.ppm/v3"
+
+
+def artifact_digest(artifact: dict) -> str:
+    """The checksum an exported artifact travels with (`hyper ppm export` / ImportModel)."""
+    return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
 KINDS = ("linear", "quadratic", "lightgbm")
 # What a PPM's runs measured: the proxy reward model's accuracy on held-out pairs (the paper's
 # target), or the label accuracy of the hybrid training set against the reference labels.

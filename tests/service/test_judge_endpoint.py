@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -20,6 +19,7 @@ from hyper import dataset_files
 from hyper.tagger.judging import judge_message
 from tests.conftest import REPO, free_ports, local_settings
 from tests.support.fault_proxy import FaultProxy
+from tests.support.polling import wait_healthy
 from tests.support.tiny_llama import make_tiny_llama
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
@@ -28,20 +28,6 @@ PANDALM = REPO / "data" / "pandalm-testset.jsonl.gz"
 VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
             "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 MODEL_NAME = "tiny-judge"
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(url)
 
 
 @pytest.fixture(scope="module")

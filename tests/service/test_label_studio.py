@@ -16,7 +16,7 @@ import pytest
 
 from hyper import dataset_files
 from tests.conftest import REPO, free_ports
-from tests.service.test_judge_endpoint import wait_healthy
+from tests.support.polling import wait_healthy
 
 pytestmark = [pytest.mark.service, pytest.mark.label_studio]
 

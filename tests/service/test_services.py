@@ -104,7 +104,7 @@ def test_ppm_records_runs_once_fits_and_predicts(channels):
     info = ppm.fit("svc", "linear", "svc-test")
     assert info.n_runs == 10 and list(info.feature_names) == ["f0", "f1"]
     artifact = ppm.artifact("svc")
-    assert artifact["version"] == info.version == ppm.latest_version("svc")
+    assert artifact["version"] == info.version == ppm.current_version("svc")
     assert abs(PerformanceModel.from_json(artifact).predict([[4.0, 0]])[0] - 0.54) < 0.01
 
 

@@ -51,7 +51,7 @@ class FakePPM:
         self.artifact_json = model.to_json()
         self.fetched = 0
 
-    def latest_version(self, model: str = "") -> str:
+    def current_version(self, model: str = "") -> str:
         return "v1-fake"
 
     def artifact(self, model: str = "", version: str = "") -> dict:
@@ -155,8 +155,8 @@ def test_the_ppm_core_records_each_run_once_and_fits_versions(tmp_path):
     for k in range(1, 10):
         models.record_run(run(f"r{k}", 0.5 + 0.01 * k, [k, k % 3]))
     models.record_run(run("r10", 0.0, [0, 0], "failed") | {"failure_reason": "out of memory"})
-    first = models.fit("m", "linear", "exp")
-    second = models.fit("m", "linear", "exp")
+    first = models.fit("m", "linear", ["exp"])
+    second = models.fit("m", "linear", ["exp"])
     assert first["version"].startswith("v1-") and second["version"].startswith("v2-")
     assert len(first["training_runs"]) == 10  # the failed run is not learned from
     assert models.artifact("m")["version"] == second["version"]

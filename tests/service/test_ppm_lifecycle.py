@@ -1,0 +1,83 @@
+"""`hyper ppm list|show|fit|export|import|promote` against the session's real ppm process: a
+PPM fitted from two experiments' runs, moved to another name as a file, promoted, and a
+tampered file refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hyper import wire
+from hyper.clients import PPMClient
+from hyper.v1 import ppm_pb2
+
+pytestmark = pytest.mark.service
+
+FEATURES = ["rouge::0.00-0.33", "safety_concern::moderate", "bertscore::0.33-0.67"]
+
+
+def record(ppm: PPMClient, experiment: str, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        counts = rng.integers(0, 200, size=3).astype(float)
+        score = 0.6 + 0.001 * counts[1] + 0.0002 * counts[2] + rng.normal(0, 0.005)
+        ppm.record_run(ppm_pb2.Run(run_id=f"{experiment}-{k}", experiment=experiment, state="succeeded",
+                                   eval_score=score, score="label_accuracy", n_total=1000,
+                                   count_vector=wire.count_vectors_to_proto(FEATURES, counts)))
+
+
+def hyper(services, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hyper.cli", "ppm", *args], env={**os.environ, **services.to_env()},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_fit_list_show_export_import_and_promote(services, channels, tmp_path):
+    ppm = PPMClient(channels["ppm"])
+    record(ppm, "life-a", 30, 0)
+    record(ppm, "life-b", 30, 1)
+    fitted = hyper(services, "fit", "--model", "life", "--experiment", "life-a", "--experiment", "life-b")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "on 60 runs of life-a, life-b" in fitted.stdout
+    second = hyper(services, "fit", "--model", "life", "--experiment", "life-a", "--kind", "quadratic")
+    assert second.returncode == 0, second.stderr
+    [latest, first] = [v for v in ppm.list_models() if v.model == "life"]
+    assert latest.n_runs == 30 and first.n_runs == 60 and list(first.experiments) == ["life-a", "life-b"]
+    assert ppm.current_version("life") == latest.version  # nothing promoted: the latest
+
+    listed = hyper(services, "list")
+    assert listed.returncode == 0 and first.version in listed.stdout and "life-a,life-b" in listed.stdout
+    shown = hyper(services, "show", "life", "--version", first.version, "--top", "2")
+    assert shown.returncode == 0, shown.stderr
+    gains = shown.stdout.split("largest gains")[1].split("\n")[1:3]
+    assert "safety_concern::moderate" in gains[0]  # the feature the runs' scores rise with most
+
+    promoted = hyper(services, "promote", "life", first.version)
+    assert promoted.returncode == 0 and f"Route uses {first.version} (promoted)" in promoted.stdout
+    assert ppm.current_version("life") == first.version
+    assert "* life " in hyper(services, "list").stdout
+
+    exported = tmp_path / "life.json"
+    assert hyper(services, "export", "life", "--out", str(exported)).returncode == 0
+    imported = hyper(services, "import", str(exported), "--model", "moved")
+    assert imported.returncode == 0, imported.stderr
+    assert f"imported       life/{first.version} as moved v1-" in imported.stdout
+    moved = ppm.artifact("moved")
+    original = ppm.artifact("life", first.version)
+    assert moved["form"] == original["form"] and moved["imported_from"] == f"life/{first.version}"
+
+    tampered = json.loads(exported.read_text())
+    tampered["artifact"]["form"]["intercept"] = 0.99
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    refused = hyper(services, "import", str(tmp_path / "tampered.json"), "--model", "moved")
+    assert refused.returncode == 2 and "json: the artifact does not match its sha256" in refused.stderr
+    assert len([v for v in ppm.list_models() if v.model == "moved"]) == 1  # nothing stored
+
+    unpinned = hyper(services, "promote", "life", "--unpin")
+    assert unpinned.returncode == 0 and ppm.current_version("life") == latest.version
+    missing = hyper(services, "promote", "life", "v99-deadbeef")
+    assert missing.returncode == 2 and "has no version 'v99-deadbeef'" in missing.stderr
