@@ -6,8 +6,9 @@ field, in one shape: {"error": {"code": ..., "message": ...}}.
     POST /v1/route          body: RouteRequest -> RouteResult
     POST /v1/diagnose       body: DiagnoseRequest -> Diagnosis (can routing pay on this data?)
     GET  /v1/routes/{id}    a persisted Route result
+    GET  /v1/routes/{id}/report   the route explained, one offline HTML page
     GET  /v1/runs           training runs recorded in ppm (?experiment=...)
-    GET  /docs              OpenAPI documentation
+    GET  /docs              OpenAPI documentation (Swagger UI served from the image: no CDN)
     GET  /healthz           ready: the router answers its health check (503 otherwise)
     GET  /livez             the process is alive
     GET  /metrics           Prometheus metrics
@@ -23,7 +24,8 @@ import time
 import grpc
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
 
@@ -66,8 +68,9 @@ def error_body(code: str, message: str) -> dict:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="HyPER routing", version="1",
-                  description="Route preference pairs to human or AI annotation.")
+    # FastAPI's own /docs loads Swagger UI from a CDN, which a cluster without internet cannot reach.
+    app = FastAPIOffline(title="HyPER routing", version="1",
+                         description="Route preference pairs to human or AI annotation.")
     router = RouterClient(serving.channel(settings.address("router"), settings))
     ppm = PPMClient(serving.channel(settings.address("ppm"), settings))
 
@@ -113,6 +116,11 @@ def create_app(settings: Settings) -> FastAPI:
     def get_route(route_id: str) -> RouteResult:
         """A Route result as it was persisted when it was made."""
         return wire.route_result_from_proto(router.get_route(route_id))
+
+    @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], response_class=HTMLResponse)
+    def report(route_id: str, sample: int = 10) -> HTMLResponse:
+        """The route explained: budget curve, PPM skill, feature shares, judge confidence, a sample."""
+        return HTMLResponse(router.report(route_id, sample))
 
     @app.get("/v1/runs", dependencies=[Depends(authorised)])
     def runs(experiment: str = "") -> Runs:

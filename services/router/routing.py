@@ -18,7 +18,8 @@ from hyper.errors import HyperError, InvalidArgument
 from hyper.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
 from hyper.memo import Memo
 from hyper.performance_models import PerformanceModel, Skill
-from hyper.route_api import AI, STRATEGIES, Budget, CurvePoint, RouteOptions, Source
+from hyper.route_api import AI, STRATEGIES, Budget, CurvePoint, RouteOptions, RouteResult, Source
+from hyper.route_report import RoutedPair, RouteReport, best_budget_verdict, feature_shares
 from hyper.router import selection
 from hyper.router.diagnosis import Diagnosis, diagnose
 from hyper.router.optimize import optimize
@@ -226,6 +227,44 @@ class Router:
         tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
         return diagnose(dataset, tagged.features, roles, seed)
 
+    def prepare(self, dataset: Dataset, options: RouteOptions, dataset_key: Hashable | None
+                ) -> tuple[Dataset, np.ndarray, Tagged]:
+        """The dataset with the judge's confidences, which pairs only humans can label, and its
+        features (memoised: a report of a route finds them again)."""
+        dataset, forced = with_judge_labels(dataset, options)
+        tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        return dataset, forced, tagged
+
+    def report(self, route: RouteResult, dataset: Dataset, dataset_key: Hashable | None = None,
+               sample_size: int = 10) -> RouteReport:
+        """A persisted route explained: its budget curve (routed again with the route's strategy,
+        PPM version, judges and budget as a fraction), the feature shares of its human-routed
+        pairs against the dataset, the judge's confidence by group, and the pairs with the
+        largest gains in each group."""
+        options = RouteOptions(strategy=route.strategy, ppm_model=route.ppm_model, ppm_version=route.ppm_version,
+                               ai_source=route.ai_source, judges=route.judges, budget_curve=True)
+        plan = self.route(dataset, Budget(fraction=route.budget_fraction), options, dataset_key)
+        best = max(plan.curve, key=lambda p: p.predicted)
+        with_curve = route.model_copy(update={"budget_curve": plan.curve,
+                                              "optimal_budget_fraction": best.budget_fraction})
+        dataset, _, tagged = self.prepare(dataset, options, dataset_key)
+        routes = {a.id: a for a in route.assignments}
+        if set(routes) != set(tagged.features.instance_ids):
+            raise InvalidArgument("route_id", "the routed file has changed since the route was made")
+        ids = tagged.features.instance_ids
+        human = np.array([routes[i].route != AI for i in ids])
+        by_id = {i.id: i for i in dataset.instances}
+        confidence = [(routes[i].route != AI, float(c)) for i in ids
+                      if (c := by_id[i].judge_confidence) is not None]
+        ranked = sorted(route.assignments, key=lambda a: -a.gain)
+        sample = ([a for a in ranked if a.route != AI][:sample_size]
+                  + [a for a in ranked if a.route == AI][:sample_size])
+        return RouteReport(
+            with_curve, best_budget_verdict([p.model_dump() for p in plan.curve], best.budget_fraction),
+            feature_shares(tagged.features.feature_names, tagged.features.bits, human),
+            [c for is_human, c in confidence if is_human], [c for is_human, c in confidence if not is_human],
+            [RoutedPair(a.id, a.route, a.gain, by_id[a.id].prompt, by_id[a.id].judge_confidence) for a in sample])
+
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
               dataset_key: Hashable | None = None) -> RoutePlan:
         if not dataset.instances:
@@ -234,8 +273,7 @@ class Router:
         warnings = skill_warnings(model, version)
         if warnings and options.require_skill:
             raise SkillNotDemonstrated(warnings[0] + " (require_skill is set)")
-        dataset, forced = with_judge_labels(dataset, options)
-        tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
         confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else None
         problem, total = build_problem(dataset, budget, options, tagged, model, confidence)
         split = split_forced(problem, forced, options.ai_source)

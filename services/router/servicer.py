@@ -12,6 +12,7 @@ from hyper import wire
 from hyper.errors import InvalidArgument
 from hyper.label_sources import LabelRoles
 from hyper.route_api import DEFAULT_SOURCE, RouteOptions
+from hyper.route_report import render_html
 from hyper.router.diagnosis import Diagnosis
 from hyper.router.routing import RoutePlan, Router
 from hyper.router.store import RouteStore
@@ -69,6 +70,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         response = response_from_plan(plan, options, dataset.n_skipped)
         response.route_id = uuid.uuid4().hex
         response.ai_source = options.ai_source
+        response.ppm_model = options.ppm_model
+        response.judges.extend(options.judges)
         if request.dataset.WhichOneof("source") == "ref":
             response.dataset_ref.CopyFrom(request.dataset.ref)
         self.store.save(response)
@@ -83,6 +86,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
     def GetRoute(self, request, context):
         return self.store.load(request.route_id)
+
+    def Report(self, request, context):
+        route = wire.route_result_from_proto(self.store.load(request.route_id))
+        if route.dataset_ref is None:
+            raise InvalidArgument("route_id", "the route was given its pairs inline: only a route of a file "
+                                              "(dataset.ref) can be explained again")
+        dataset, key = self.router.load_dataset(route.dataset_ref.to_dataset_ref())
+        report = self.router.report(route, dataset, key, request.sample_size or 10)
+        return router_pb2.ReportResponse(html=render_html(report))
 
     def Diagnose(self, request, context):
         if not request.ai_source:

@@ -20,6 +20,7 @@ from hyper.jobs import JobFailed
 from hyper.label_sources import LabelRoles, sources_in
 from hyper.performance_models import KINDS, TARGETS
 from hyper.route_api import STRATEGIES, DiagnoseRequest, Diagnosis, RouteOptions, RouteRequest, RouteResult, validated
+from hyper.route_report import best_budget_verdict
 from hyper.schema import Dataset
 
 log = logging.getLogger("hyper")
@@ -173,20 +174,15 @@ def cmd_curve(args, settings: Settings) -> dict:
     return summary
 
 
-def best_budget_verdict(points: list[dict], best: float) -> str:
-    """The best budget, unless the curve is flat within its intervals: then no budget is
-    predicted to be better than another, and saying "best" would claim what the PPM cannot."""
-    values = [p["predicted"] for p in points]
-    at_best = next(p for p in points if p["budget_fraction"] == best)
-    halfwidth = (at_best["upper"] - at_best["lower"]) / 2
-    spread = max(values) - min(values)
-    if spread <= halfwidth:
-        return (f"no best budget: the prediction moves by {spread:.4f} across budgets, less than "
-                f"the half-width of its interval ({halfwidth:.4f})")
-    close = [p["budget_fraction"] for p in points if p["predicted"] >= at_best["lower"]]
-    return (f"best budget {best:.0%} (predicted {at_best['predicted']:.4f} [{at_best['lower']:.4f}, "
-            f"{at_best['upper']:.4f}]); the predictions from {min(close):.0%} to {max(close):.0%} lie "
-            "within its interval")
+def cmd_report(args, settings: Settings) -> None:
+    """A route explained as one offline HTML page (the router builds it; the gateway serves it too)."""
+    from hyper import serving
+    from hyper.atomic import write_text_atomic
+    from hyper.clients import RouterClient
+
+    page = RouterClient(serving.channel(settings.address("router"), settings)).report(args.route_id, args.sample)
+    write_text_atomic(args.out, page)
+    print(f"report of route {args.route_id} -> {args.out} ({len(page) / 1024:.0f} KiB, self-contained)")
 
 
 def cmd_diagnose(args, settings: Settings) -> Diagnosis:
@@ -643,6 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
                   cmd_train, _mixes_arg, _label_args,
                   lambda parser: parser.add_argument("--json", action="store_true",
                                                      help="print the result as JSON"))
+    report = commands.add_parser("report", help="a route explained as one offline HTML page")
+    report.add_argument("route_id")
+    report.add_argument("--out", default="out/report.html")
+    report.add_argument("--sample", type=int, default=10, help="routed pairs shown from each group")
+    report.set_defaults(run=cmd_report)
     cli_labelling.add_commands(commands, _data_command)
     cli_ppm.add_commands(commands)
     _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",

@@ -100,5 +100,10 @@ class RouterClient:
     def get_route(self, route_id: str) -> router_pb2.RouteResponse:
         return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id))
 
+    def report(self, route_id: str, sample_size: int = 10, timeout: float = 1800) -> str:
+        """The route explained as one offline HTML page."""
+        request = router_pb2.ReportRequest(route_id=route_id, sample_size=sample_size)
+        return self.stub.Report(request, timeout=timeout).html
+
     def diagnose(self, request: router_pb2.DiagnoseRequest, timeout: float = 1800) -> router_pb2.DiagnoseResponse:
         return self.stub.Diagnose(request, timeout=timeout)

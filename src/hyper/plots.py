@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only: no display on servers or CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,13 +25,17 @@ def plot_expected_accuracy(diagnosis, path: str | Path, title: str) -> None:
     finish(figure, axes, path, "lower right")
 
 
-def finish(figure, axes, path: str | Path, legend: str = "best") -> None:
-    """Grid, legend, layout, and the PNG written (its folder made)."""
+Target = str | Path | IO
+
+
+def finish(figure, axes, path: Target, legend: str = "best", image_format: str = "png") -> None:
+    """Grid, legend, layout, and the picture written (a file, its folder made, or a stream)."""
     axes.grid(alpha=0.3)
     axes.legend(loc=legend, fontsize=8)
     figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    if isinstance(path, str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format=image_format)
     plt.close(figure)
 
 
@@ -37,8 +43,8 @@ TARGET_LABELS = {"label_accuracy": "predicted label accuracy of the hybrid set",
                  "rm_accuracy": "predicted reward-model accuracy"}
 
 
-def plot_budget_curve(points: list[dict], optimal_fraction: float, path: str | Path, title: str,
-                      target: str, distinguishable: bool) -> None:
+def plot_budget_curve(points: list[dict], optimal_fraction: float, path: Target, title: str,
+                      target: str, distinguishable: bool, image_format: str = "png") -> None:
     """Predicted score against budget, the interval as a band; the best budget marked only when
     the curve is not flat within its interval."""
     fractions = [p["budget_fraction"] * 100 for p in points]
@@ -52,4 +58,16 @@ def plot_budget_curve(points: list[dict], optimal_fraction: float, path: str | P
     axes.set_xlabel("human budget (% of the dataset, or of its total cost)")
     axes.set_ylabel(TARGET_LABELS.get(target, "predicted score"))
     axes.set_title(title)
-    finish(figure, axes, path)
+    finish(figure, axes, path, image_format=image_format)
+
+
+def plot_confidence_histograms(human: list[float], ai: list[float], path: Target) -> None:
+    """The judge's confidence in the pairs routed to humans against those left to it (SVG)."""
+    figure, axes = plt.subplots(figsize=(7, 3.4), dpi=120)
+    bins = np.linspace(0.0, 1.0, 21)
+    for values, label in ((human, f"routed to humans ({len(human)})"), (ai, f"left to the judge ({len(ai)})")):
+        if values:
+            axes.hist(values, bins=bins, alpha=0.55, density=True, label=label)
+    axes.set_xlabel("judge confidence")
+    axes.set_ylabel("density")
+    finish(figure, axes, path, image_format="svg")

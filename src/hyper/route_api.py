@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hyper.errors import InvalidArgument
+from hyper.schema import DatasetRef
 
 StrategyName = Literal["topk", "simulated", "optimal_pos", "optimal_grad", "random",
                        "uncertainty", "optimize"]
@@ -111,6 +112,9 @@ class DatasetRefBody(BaseModel):
                                     description="field name -> column name in the file")
     skip_bad_rows: bool = False
 
+    def to_dataset_ref(self) -> DatasetRef:
+        return DatasetRef(self.path, self.format, tuple(sorted(self.columns.items())), self.skip_bad_rows)
+
 
 class InstanceBody(BaseModel):
     """One preference pair sent inline; validated like a row of a plain-format file."""
@@ -203,6 +207,8 @@ class RouteResult(BaseModel):
     dataset_ref: DatasetRefBody | None = Field(None, description="the file that was routed; absent "
                                                                  "when the instances came inline")
     ai_source: str = Field("", description="the label_<source> that labels the pairs routed to ai")
+    ppm_model: str = Field("", description="the PPM's name (its version is ppm_version)")
+    judges: list[str] = Field(default_factory=list, description="the request's other judges")
 
 
 class DiagnoseRequest(BaseModel):

@@ -12,7 +12,7 @@ from pathlib import Path
 from hyper import dataset_files
 from hyper.errors import InvalidArgument
 from hyper.route_api import AI, RouteResult, validated
-from hyper.schema import Dataset, DatasetRef, Instance
+from hyper.schema import Dataset, Instance
 
 ROUTE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -39,9 +39,7 @@ def dataset_of(result: RouteResult, data: str = "") -> Dataset:
     if result.dataset_ref is None:
         raise InvalidArgument("--data", f"route {result.route_id} was given its pairs inline: name the "
                                         "file that holds them")
-    ref = result.dataset_ref
-    return dataset_files.read_dataset_ref(DatasetRef(ref.path, ref.format, tuple(sorted(ref.columns.items())),
-                                                     ref.skip_bad_rows))
+    return dataset_files.read_dataset_ref(result.dataset_ref.to_dataset_ref())
 
 
 def routed_dataset(result: RouteResult, dataset: Dataset, ai_source: str = "") -> RoutedDataset:
