@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop up down clean
+.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -92,6 +92,14 @@ bench-routing: setup
 # Does routing beat random on the bundled real data? PPM fits, strategies x budgets x seeds.
 bench-quality: setup
 	$(BIN)/python -m bench.quality
+
+# A PPM fitted on one bundled dataset routes the others, against in-domain PPMs and random.
+bench-transfer: setup
+	$(BIN)/python -m bench.transfer
+
+# Routing new data in rounds (refitting on each round's human labels) against all at once.
+bench-rounds: setup
+	$(BIN)/python -m bench.rounds
 
 # The data team's loop on PandaLM, command by command: judge (a local OpenAI-compatible server),
 # route, hand-off to annotators and back, final dataset, final reward model.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from hyper import cli_labelling, cli_ppm, dataset_files, logs
+from hyper import cli_labelling, cli_ppm, cli_rounds, dataset_files, logs
 from hyper.atomic import write_json_atomic
 from hyper.config import Settings
 from hyper.errors import HyperError, InvalidArgument
@@ -646,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
     cli_labelling.add_commands(commands, _data_command)
     cli_ppm.add_commands(commands)
+    _data_command(commands, "rounds", "route new data in rounds, refitting the PPM on each round's human "
+                  "labels, against routing it at once", cli_rounds.cmd_rounds, _mixes_arg, _label_args,
+                  cli_rounds.add_arguments)
     _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",
                   cmd_demo, lambda parser: _route_args(parser, labels=False), _mixes_arg, _label_args,
                   _demo_args, out="out/demo/routing.json")
