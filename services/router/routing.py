@@ -259,11 +259,16 @@ class Router:
         ranked = sorted(route.assignments, key=lambda a: -a.gain)
         sample = ([a for a in ranked if a.route != AI][:sample_size]
                   + [a for a in ranked if a.route == AI][:sample_size])
+        notes = [] if abs(plan.predicted_score - route.predicted_score) < 1e-6 else [
+            f"Routed again, the PPM predicts {plan.predicted_score:.4f} at this budget where the route said "
+            f"{route.predicted_score:.4f}: the file, the PPM version's inputs or the route's options have changed "
+            "since (a route made before its judges were recorded is explained without them)."]
         return RouteReport(
             with_curve, best_budget_verdict([p.model_dump() for p in plan.curve], best.budget_fraction),
             feature_shares(tagged.features.feature_names, tagged.features.bits, human),
             [c for is_human, c in confidence if is_human], [c for is_human, c in confidence if not is_human],
-            [RoutedPair(a.id, a.route, a.gain, by_id[a.id].prompt, by_id[a.id].judge_confidence) for a in sample])
+            [RoutedPair(a.id, a.route, a.gain, by_id[a.id].prompt, by_id[a.id].judge_confidence) for a in sample],
+            notes)
 
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
               dataset_key: Hashable | None = None) -> RoutePlan:

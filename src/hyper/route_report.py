@@ -38,6 +38,7 @@ class RouteReport:
     confidence_human: list[float]
     confidence_ai: list[float]
     sample: list[RoutedPair]
+    notes: list[str]  # what a reader must know first, e.g. the route no longer reproduces
 
 
 def feature_shares(feature_names: list[str], bits: np.ndarray, human: np.ndarray) -> list[FeatureShare]:
@@ -90,9 +91,9 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}.warn{background:#fff3c
 .small{color:#666;font-size:.85em}"""
 
 
-def _summary(route: RouteResult, verdict: str) -> str:
+def _summary(route: RouteResult, verdict: str, notes: list[str]) -> str:
     skill = route.ppm_skill
-    warnings = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in route.warnings)
+    warnings = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in route.warnings + notes)
     rows = [["route", html.escape(route.route_id)], ["strategy", route.strategy],
             ["pairs", f"{route.n_instances} ({', '.join(f'{k}: {v}' for k, v in sorted(route.n_by_source.items()))})"],
             ["budget", f"{route.budget_fraction:.1%} of the dataset (cost {route.total_cost:g})"],
@@ -125,7 +126,7 @@ def render_html(report: RouteReport, top: int = 15) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>Route {html.escape(route.route_id)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Why these pairs go to humans: route {html.escape(route.route_id[:8])}</h1>
-{_summary(route, report.best_budget_verdict)}
+{_summary(route, report.best_budget_verdict, report.notes)}
 <h2>Predicted {html.escape(route.ppm_target)} against budget</h2>{curve}
 <h2>Features of the human-routed pairs against the dataset</h2>
 <p class="small">The share of the human-routed pairs that carry each feature, against its share in the whole

@@ -51,6 +51,7 @@ def routed(services, channels, tmp_path_factory):
 def test_the_report_explains_the_route_on_one_self_contained_page(channels, routed):
     page = RouterClient(channels["router"]).report(routed.route_id, sample_size=5)
     assert routed.route_id in page and "cross-validated Spearman 0.80 [0.60, 0.90]" in page
+    assert "Routed again" not in page  # the route reproduces: its prediction and the curve's agree
     assert page.count("<svg") == 2  # the budget curve and the judge's confidence by group
     assert "Most over-represented" in page and "routed to humans (15)" in page
     human = [a for a in sorted(routed.assignments, key=lambda a: -a.gain) if a.route == "human"][:5]
