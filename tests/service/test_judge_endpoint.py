@@ -19,7 +19,7 @@ from hyper import dataset_files
 from hyper.tagger.judging import judge_message
 from tests.conftest import REPO, free_ports, local_settings
 from tests.support.fault_proxy import FaultProxy
-from tests.support.polling import wait_healthy
+from tests.support.polling import server_process
 from tests.support.tiny_llama import make_tiny_llama
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
@@ -37,19 +37,12 @@ def judge_server(tmp_path_factory):
     corpus = [i.prompt[:500] for i in dataset_files.read_dataset(PANDALM).instances[:300]]
     model = make_tiny_llama(home / "tiny-llama", corpus)
     port = free_ports(1)[0]
-    log = open(home / "vllm.log", "w")  # noqa: SIM115 - kept open while the server runs
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--served-model-name", MODEL_NAME, "--enforce-eager", "--max-model-len", "2048"],
-        env={**os.environ, **VLLM_ENV, "VLLM_CACHE_ROOT": str(home / "vllm-cache")}, stdout=log,
-        stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", process)
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host",
+               "127.0.0.1", "--port", str(port), "--served-model-name", MODEL_NAME, "--enforce-eager",
+               "--max-model-len", "2048"]
+    env = {**os.environ, **VLLM_ENV, "VLLM_CACHE_ROOT": str(home / "vllm-cache")}
+    with server_process(command, env, f"http://127.0.0.1:{port}/health", home / "vllm.log"):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from hyper import dataset_files
 from tests.conftest import REPO, free_ports
-from tests.support.polling import wait_healthy
+from tests.support.polling import server_process
 
 pytestmark = [pytest.mark.service, pytest.mark.label_studio]
 
@@ -30,20 +30,12 @@ def label_studio(tmp_path_factory):
     assert binary and Path(binary).is_file(), "Label Studio is missing: `make test` installs it (make label-studio)"
     data = tmp_path_factory.mktemp("label-studio")
     port = free_ports(1)[0]
-    log = open(data / "server.log", "w")  # noqa: SIM115 - kept open while the server runs
-    process = subprocess.Popen(
-        [binary, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-         "--username", "lead@example.com", "--password", "not-a-real-password-1", "--user-token", TOKEN,
-         "--enable-legacy-api-token"],
-        env={**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "HOME": str(data)}, cwd=data,
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", process, timeout=300)
+    command = [binary, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
+               "--username", "lead@example.com", "--password", "not-a-real-password-1", "--user-token", TOKEN,
+               "--enable-legacy-api-token"]
+    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "HOME": str(data)}
+    with server_process(command, env, f"http://127.0.0.1:{port}/health", data / "server.log", cwd=data):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def api(base: str, method: str, path: str, body=None):

@@ -26,7 +26,7 @@ from hyper.ppm.store import ModelRegistry
 from hyper.v1 import common_pb2, router_pb2
 from tests.conftest import REPO, free_ports
 from tests.support.models import known_ppm
-from tests.support.polling import wait_healthy
+from tests.support.polling import server_process
 
 pytestmark = pytest.mark.service
 
@@ -76,15 +76,10 @@ def test_a_route_of_inline_pairs_cannot_be_reported_again(channels, routed):
 def running_gateway(settings):
     """The gateway's own entry point as a process on a free loopback port."""
     port = free_ports(1)[0]
-    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway.server"],
-                               env={**os.environ, **settings.to_env(), "HYPER_GATEWAY_PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/livez", process, timeout=60)
+    env = {**os.environ, **settings.to_env(), "HYPER_GATEWAY_PORT": str(port)}
+    with server_process([sys.executable, "-m", "hyper.gateway.server"], env, f"http://127.0.0.1:{port}/livez",
+                        timeout=60):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def chromium_screenshot(url: str, png, tmp_path) -> None:

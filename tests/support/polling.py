@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -37,3 +39,17 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 300) -> N
             return False
 
     wait_for(healthy, url, timeout, interval=1.0)
+
+
+@contextlib.contextmanager
+def server_process(command: list[str], env: dict, health_url: str, log: Path | None = None, cwd: Path | None = None,
+                   timeout: float = 300) -> Iterator[subprocess.Popen]:
+    """A server started as its own process, healthy before the block runs, stopped after it."""
+    with open(log or "/dev/null", "w") as output:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(health_url, process, timeout)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
