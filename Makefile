@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds up down clean
+.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -100,6 +100,10 @@ bench-transfer: setup
 # Routing new data in rounds (refitting on each round's human labels) against all at once.
 bench-rounds: setup
 	$(BIN)/python -m bench.rounds
+
+# A money budget across the human, a paid judge and a free judge, against two-source routes.
+bench-sources: setup
+	$(BIN)/python -m bench.sources
 
 # The data team's loop on PandaLM, command by command: judge (a local OpenAI-compatible server),
 # route, hand-off to annotators and back, final dataset, final reward model.

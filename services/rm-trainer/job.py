@@ -28,7 +28,7 @@ from hyper.errors import HyperError
 from hyper.pairs import encode_pairs, targets_and_weights
 from hyper.proxy_rm import predict_margins, train_heads
 from hyper.rm_trainer.evaluation import rewardbench_scores
-from hyper.run_spec import ProxySpec, RunSpec, load_mixes
+from hyper.run_spec import ProxySpec, RunSpec, load_mixes, source_role
 from hyper.schema import Instance
 from hyper.v1 import ppm_pb2
 
@@ -53,12 +53,18 @@ def read_pool(spec: RunSpec, expected_ids: list[str]) -> list[Instance]:
     return pool.instances
 
 
-def mix_labels(pool: list[Instance], mask: np.ndarray) -> list[str]:
-    """One mix's labels: human where routed to humans, the AI judge's elsewhere. The loop
-    routes a pair without an AI label to humans in every mix, so NO_LABEL stands in only
-    where the data has no label at all."""
-    return [i.labels.get("human" if human else "ai", NO_LABEL)
-            for i, human in zip(pool, mask, strict=True)]
+def mix_labels(pool: list[Instance], assignment: np.ndarray) -> list[str]:
+    """One mix's labels: each pair's from the source the mix assigns it (a boolean mask: human
+    where True, the AI judge's elsewhere). The loop routes a pair without an AI label to humans
+    in every mix, so NO_LABEL stands in only where the data has no label at all."""
+    return [i.labels.get(source_role(int(source)), NO_LABEL) for i, source in zip(pool, assignment, strict=True)]
+
+
+def two_source(mixes: dict) -> np.ndarray:
+    """The mixes' human masks, for the modes that train reward models on human or AI labels."""
+    if mixes["assignments"].max(initial=0) > 1:
+        raise ValueError("mixes over more than two sources are scored in mode 'labels' only")
+    return mixes["human_masks"]
 
 
 def reference_labels(instances: list[Instance]) -> list[str | None]:
@@ -123,7 +129,7 @@ def score_labels_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm:
     if not scored:
         raise ValueError(f"{spec.pool}: no pair has a reference label to score mixes against")
     for index in pending:
-        labels = mix_labels(pool, mixes["human_masks"][index])
+        labels = mix_labels(pool, mixes["assignments"][index])
         accuracy = float(np.mean([labels[k] == reference[k] for k in scored]))
         ppm.record_run(_result(spec, index, mixes, accuracy, {"n_scored": float(len(scored))},
                                "label_accuracy"))
@@ -138,9 +144,10 @@ def train_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: PPMCli
     eval_targets, _ = targets_and_weights([label or NO_LABEL for label in reference_labels(eval_set.instances)])
     config = spec.proxy
     subsets = [i.subset for i in eval_set.instances]
+    human_masks = two_source(mixes)
     for start in range(0, len(pending), spec.chunk_size):
         chunk = pending[start:start + spec.chunk_size]
-        margins, losses = train_and_evaluate(encoded, (eval_a, eval_b), mixes["human_masks"][chunk],
+        margins, losses = train_and_evaluate(encoded, (eval_a, eval_b), human_masks[chunk],
                                              config)
         for index, row, loss in zip(chunk, margins, losses.tolist(), strict=True):
             ppm.record_run(_run(spec, index, mixes, eval_scores(row, eval_targets, subsets), loss))
@@ -166,8 +173,9 @@ def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: P
     eval_targets, _ = targets_and_weights([label or NO_LABEL for label in reference_labels(eval_set.instances)])
     config = spec.full
     tokenizer = AutoTokenizer.from_pretrained(config.model_dir)
+    human_masks = two_source(mixes)
     for index in pending:
-        labels = mix_labels(pool, mixes["human_masks"][index])
+        labels = mix_labels(pool, human_masks[index])
         losses: list[float] = []
         progress = functools.partial(log_step, str(mixes["run_ids"][index]), losses)
         state = train(config, tokenizer, pool, labels, log=progress)

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from hyper.candidates import COUNT_SCALE
+from hyper.candidates import COUNT_SCALE, source_column
 from hyper.clients import Tagged
 from hyper.errors import InvalidArgument
 from hyper.features import FeatureMatrix, column_positions
@@ -17,11 +17,6 @@ from hyper.router.selection import RoutingProblem
 from hyper.schema import Dataset
 
 TOKEN_DIMENSIONS = ("prompt_len", "len_longer", "len_shorter")
-
-
-def source_column(source: str, feature: str) -> str:
-    """The PPM column counting `feature` among instances routed to `source`."""
-    return feature if source == DEFAULT_SOURCE else f"{source}|{feature}"
 
 
 def paid_items(matrix: FeatureMatrix, model: PerformanceModel, sources: list[Source]) -> np.ndarray:
@@ -35,7 +30,7 @@ def paid_items(matrix: FeatureMatrix, model: PerformanceModel, sources: list[Sou
     for k, source in enumerate(sources):
         block = np.zeros((matrix.n_instances, len(model.feature_names)), dtype=np.float32)
         model_columns = [(j, name) for j, name in enumerate(model.feature_names)
-                         if name == source_column(source.name, name.split("|")[-1])]
+                         if name == source_column(source.name, name.split("|")[-1], DEFAULT_SOURCE)]
         if not model_columns:
             raise InvalidArgument(f"sources[{k}].name",
                                   f"the PPM has no feature columns for source {source.name!r}")

@@ -90,3 +90,45 @@ def count_vectors(human_masks: np.ndarray, bits: np.ndarray, block: int = 256) -
     for start in range(0, masks.shape[0], block):
         out[start:start + block] = masks[start:start + block].astype(np.float32) @ bits
     return out
+
+
+# Several paid sources: a mix assigns every pair to a source by index, AI (the free default,
+# 0) or paid source 1.. in order, the first being the human; its count vector is one block of
+# feature counts per paid source, side by side.
+AI_INDEX = 0
+
+
+def source_column(source: str, feature: str, first_source: str = "human") -> str:
+    """The PPM column counting `feature` among pairs routed to `source`: the first paid source's
+    columns carry the plain feature names, every other source's are prefixed with its name."""
+    return feature if source == first_source else f"{source}|{feature}"
+
+
+def multi_source_columns(sources: list[str], feature_names: list[str]) -> list[str]:
+    return [source_column(source, name, sources[0]) for source in sources for name in feature_names]
+
+
+def multi_source_counts(assignments: np.ndarray, bits: np.ndarray, n_sources: int) -> np.ndarray:
+    """(n_mixes, n_sources * n_features): each paid source's count vector, per 1,000 pairs."""
+    weighted = per_thousand(bits)
+    return np.concatenate([count_vectors(assignments == k, weighted) for k in range(1, n_sources + 1)], axis=1)
+
+
+def multi_source_assignments(bits: np.ndarray, n_mixes: int, n_sources: int, rng: np.random.Generator,
+                             forced: np.ndarray) -> np.ndarray:
+    """(n_mixes, n) source indices: for each paid source in turn, a knapsack order and a random
+    budget among the pairs still unassigned; the rest stay with the AI. Pairs in `forced` (no AI
+    label) go to the first paid source."""
+    n = bits.shape[0]
+    assignments = np.zeros((n_mixes, n), dtype=np.int8)
+    for source in range(1, n_sources + 1):
+        free = assignments == AI_INDEX
+        budgets = rng.integers(0, np.maximum(free.sum(axis=1), 1) + 1)
+        orders = knapsack_orders(bits, n_mixes, rng)
+        # the free pairs in knapsack order: taken pairs sort last
+        keys = np.where(np.take_along_axis(free, orders, axis=1), 0, 1)
+        ranked = np.take_along_axis(orders, np.argsort(keys, axis=1, kind="stable"), axis=1)
+        chosen = first_in_order(ranked, budgets) & free
+        assignments[chosen] = source
+    assignments[:, forced] = 1
+    return assignments

@@ -375,7 +375,8 @@ def cmd_train(args, settings: Settings):
 
     dataset = read_data(args)
     config = LoopConfig(n_candidates=args.mixes, target=args.target, seed=args.seed,
-                        model=args.ppm_model or "default", kind=args.ppm_kind, roles=label_roles(args))
+                        model=args.ppm_model or "default", kind=args.ppm_kind, roles=label_roles(args),
+                        paid_sources=tuple(args.paid_source))
     result = run_loop(dataset, config, settings,
                       TaggerClient(serving.channel(settings.address("tagger"), settings)),
                       PPMClient(serving.channel(settings.address("ppm"), settings)))
@@ -561,6 +562,13 @@ def _mixes_arg(parser: argparse.ArgumentParser) -> None:
                              "a proxy reward model's accuracy on a held-out split (the paper's)")
 
 
+def _paid_source_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--paid-source", action="append", default=[], metavar="SOURCE",
+                        help="a further paid label source beside the human (e.g. a costlier, stronger judge): "
+                             "the PPM gets columns for it and Route can spend a money budget across them "
+                             "(--source human=COST --source SOURCE=COST); repeatable")
+
+
 def _demo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-fraction", type=float, default=0.3,
                         help="share of the data held out as the new batch to route (default %(default)s)")
@@ -636,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--experiment", default="")
     status.set_defaults(run=cmd_jobs_status)
     _data_command(commands, "train", "run the PPM training loop on data with human (and AI) labels",
-                  cmd_train, _mixes_arg, _label_args,
+                  cmd_train, _mixes_arg, _label_args, _paid_source_arg,
                   lambda parser: parser.add_argument("--json", action="store_true",
                                                      help="print the result as JSON"))
     report = commands.add_parser("report", help="a route explained as one offline HTML page")
@@ -651,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
                   cli_rounds.add_arguments)
     _data_command(commands, "demo", "up, diagnose, train on a history, route a new batch, check it, down",
                   cmd_demo, lambda parser: _route_args(parser, labels=False), _mixes_arg, _label_args,
-                  _demo_args, out="out/demo/routing.json")
+                  _demo_args, out="out/demo/routing.json", paid_source=[])
     return parser
 
 

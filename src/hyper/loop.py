@@ -27,16 +27,25 @@ import numpy as np
 
 from hyper import ingest
 from hyper.atomic import atomic_open, write_text_atomic
-from hyper.candidates import count_vectors, first_in_order, knapsack_orders, per_thousand
+from hyper.candidates import (
+    count_vectors,
+    first_in_order,
+    knapsack_orders,
+    multi_source_assignments,
+    multi_source_columns,
+    multi_source_counts,
+    per_thousand,
+)
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.errors import InvalidArgument
 from hyper.jobs import JobFailed, run_local
-from hyper.label_sources import LabelRoles, ResolvedLabels, resolve
+from hyper.label_sources import LabelRoles, ResolvedLabels, check_present, resolve, sources_in
 from hyper.pairs import encode_pairs
 from hyper.performance_models import TARGETS
-from hyper.run_spec import ProxySpec, RunSpec, save_mixes
+from hyper.route_api import DEFAULT_SOURCE
+from hyper.run_spec import ProxySpec, RunSpec, save_mixes, source_role
 from hyper.schema import Dataset, Instance
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,9 @@ class LoopConfig:
     kind: str = "linear"
     cv_folds: int = 5
     roles: LabelRoles = field(default_factory=LabelRoles)
+    # Further paid label sources beside the human (e.g. a stronger, costlier judge): mixes then
+    # assign each pair to the AI, the human or one of these, and the PPM has columns for each.
+    paid_sources: tuple[str, ...] = ()
     proxy: dict = field(default_factory=lambda: ProxySpec().model_dump())
 
 
@@ -96,15 +108,18 @@ def write_plain_jsonl(path: Path, instances: list[Instance]) -> None:
             out.write(json.dumps(ingest.plain_record(instance)) + "\n")
 
 
-def in_roles(instances: list[Instance], resolved: ResolvedLabels) -> list[Instance]:
-    """The pairs as the Job reads them: label_human, label_ai and label_reference (each where
-    there is one) and the judge's confidence; pairs without a human label are left out."""
+def in_roles(instances: list[Instance], resolved: ResolvedLabels, paid_sources: tuple[str, ...] = ()
+             ) -> list[Instance]:
+    """The pairs as the Job reads them: label_human, label_ai, label_reference and label_paid<k>
+    for the further paid sources (each where there is one) and the judge's confidence; pairs
+    without a human label are left out."""
     out = []
     for k, instance in enumerate(instances):
         if resolved.human[k] is None:
             continue
+        paid = [(source_role(j), instance.labels.get(source)) for j, source in enumerate(paid_sources, start=2)]
         labels = {role: label for role, label in (("human", resolved.human[k]), ("ai", resolved.ai[k]),
-                                                   ("reference", resolved.reference[k])) if label}
+                                                   ("reference", resolved.reference[k]), *paid) if label}
         confidence = None if np.isnan(resolved.confidence[k]) else float(resolved.confidence[k])
         out.append(dataclasses.replace(instance, labels=labels, judge_confidence=confidence))
     return out
@@ -138,6 +153,21 @@ def candidate_mixes(bits: np.ndarray, n_candidates: int, seed: int, forced: np.n
     return names, masks
 
 
+def multi_source_mixes(bits: np.ndarray, n_candidates: int, seed: int, forced: np.ndarray, n_paid: int
+                       ) -> tuple[list[str], np.ndarray]:
+    """Mixes over the AI and `n_paid` paid sources, plus one mix per single source."""
+    if n_candidates < n_paid + 3:
+        raise InvalidArgument("n_candidates", f"must be at least {n_paid + 3}")
+    n = bits.shape[0]
+    rng = np.random.default_rng(seed)
+    mixed = multi_source_assignments(bits, n_candidates - n_paid - 1, n_paid, rng, forced)
+    single = np.repeat(np.arange(n_paid + 1, dtype=np.int8)[:, None], n, axis=1)
+    single[:, forced] = 1
+    names = [f"c{i:04d}" for i in range(len(mixed))] + [ALL_AI, ALL_HUMAN] + [f"all-paid{k}" for k in
+                                                                            range(2, n_paid + 1)]
+    return names, np.concatenate([mixed, single])
+
+
 def judge_agreement(pool: list[Instance]) -> float:
     scored = [i for i in pool if "reference" in i.labels]
     return float(np.mean([i.labels.get("ai") == i.labels["reference"] for i in scored])) if scored else float("nan")
@@ -147,8 +177,11 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
              ppm: PPMClient) -> LoopResult:
     if config.target not in TARGETS:
         raise InvalidArgument("target", f"{config.target!r} is not one of {TARGETS}")
+    if config.paid_sources and config.target != "label_accuracy":
+        raise InvalidArgument("target", "mixes over more than two sources are scored by label_accuracy only")
     resolved = resolve(dataset.instances, config.roles)
-    instances = in_roles(dataset.instances, resolved)
+    check_present("paid_sources", config.paid_sources, sources_in(dataset.instances))
+    instances = in_roles(dataset.instances, resolved, config.paid_sources)
     eval_set: list[Instance] = []
     pool = instances
     if config.target == "rm_accuracy":
@@ -165,13 +198,20 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
     features = tagger.tag(pool)
     experiment = experiment_id(dataset, config, features.feature_set_version)
     forced = np.array(["ai" not in i.labels for i in pool])
-    names, masks = candidate_mixes(features.bits, config.n_candidates, config.seed, forced)
+    if config.paid_sources:
+        n_paid = 1 + len(config.paid_sources)
+        names, masks = multi_source_mixes(features.bits, config.n_candidates, config.seed, forced, n_paid)
+        counts = multi_source_counts(masks, features.bits, n_paid)
+        columns = multi_source_columns([DEFAULT_SOURCE, *config.paid_sources], features.feature_names)
+    else:
+        names, masks = candidate_mixes(features.bits, config.n_candidates, config.seed, forced)
+        counts, columns = count_vectors(masks, per_thousand(features.bits)), features.feature_names
     workdir = settings.home.resolve() / "experiments" / experiment
     write_plain_jsonl(workdir / "pool.jsonl", pool)
     if eval_set:
         write_plain_jsonl(workdir / "eval.jsonl", eval_set)
     save_mixes(workdir / "mixes.npz", [f"{experiment}-{n}" for n in names], [i.id for i in pool],
-               masks, count_vectors(masks, per_thousand(features.bits)), features.feature_names)
+               masks, counts, columns)
     spec = RunSpec(experiment=experiment, pool=str(workdir / "pool.jsonl"),
                    eval=str(workdir / "eval.jsonl") if eval_set else "", mixes=str(workdir / "mixes.npz"),
                    ppm_address=settings.address("ppm"), proxy=ProxySpec(**config.proxy),

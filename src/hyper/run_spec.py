@@ -81,17 +81,28 @@ class RunSpec(BaseModel):
 
 
 MIX_ARRAYS = ("run_ids", "instance_ids", "human_masks", "count_vectors", "feature_names")
+# A mix's source per pair: 0 the AI (label_ai), 1 the human (label_human), k >= 2 the pool's
+# label_paid<k> (further paid sources). Two-source mixes are their human masks.
+SOURCE_ROLES = ("ai", "human")
 
 
-def save_mixes(path: Path, run_ids: list[str], instance_ids: list[str], human_masks: np.ndarray,
+def source_role(index: int) -> str:
+    return SOURCE_ROLES[index] if index < len(SOURCE_ROLES) else f"paid{index}"
+
+
+def save_mixes(path: Path, run_ids: list[str], instance_ids: list[str], assignments: np.ndarray,
                count_vectors: np.ndarray, feature_names: list[str]) -> None:
+    """`assignments`: (n_mixes, n) source indices, or boolean human masks."""
     with atomic_open(path, "wb") as out:
         np.savez_compressed(out, run_ids=np.array(run_ids), instance_ids=np.array(instance_ids),
-                            human_masks=human_masks.astype(bool),
+                            human_masks=np.asarray(assignments) == 1, assignments=np.asarray(assignments, np.int8),
                             count_vectors=count_vectors.astype(np.float64),
                             feature_names=np.array(feature_names))
 
 
 def load_mixes(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in MIX_ARRAYS}
+        mixes = {name: data[name] for name in MIX_ARRAYS}
+        mixes["assignments"] = (data["assignments"] if "assignments" in data.files
+                                else mixes["human_masks"].astype(np.int8))
+        return mixes
