@@ -39,7 +39,7 @@ def judge_chunk_over_grpc(settings: Settings):
 
 def print_usage(totals: Totals, n_pairs: int) -> None:
     usage = totals.usage
-    rate = totals.n_judged_now and totals.n_judged_now / max(totals.seconds, 1e-9)
+    rate = n_pairs / totals.seconds if totals.seconds else 0.0  # every judged pair over every judging second
     print(f"judge          {', '.join(sorted(totals.judges))}: {n_pairs} pairs ({totals.n_resumed} from an "
           f"earlier run's journal), {totals.seconds:.1f} s judging, {rate:.2f} pairs/s")
     print(f"requests       {usage.get('requests', 0):.0f} ({usage.get('retries', 0):.0f} retries); "
