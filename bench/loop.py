@@ -24,30 +24,18 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from hyper import dataset_files
 from hyper.label_sources import strict_majority
-from tests.support.tiny_llama import make_tiny_llama
+from tests.support.judge_server import MODEL_NAME, free_port, judge_server
 
 DATA = Path("data/pandalm-testset.jsonl.gz")
 OUT = Path("out/bench/loop")
 ROLES = ["--human-source", "annotator1", "--ai-source", "gpt-3.5-turbo", "--judge", "pandalm-7b"]
-MODEL_NAME = "tiny-judge"
-VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1",
-            "DO_NOT_TRACK": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def run(steps: list[dict], name: str, args: list[str], env: dict) -> str:
     """One command as a user types it; its output is kept with the step."""
@@ -65,25 +53,6 @@ def run(steps: list[dict], name: str, args: list[str], env: dict) -> str:
     return done.stdout
 
 
-def start_judge_server(directory: Path) -> tuple[subprocess.Popen, str]:
-    corpus = [i.prompt[:500] for i in dataset_files.read_dataset(DATA).instances[:300]]
-    model = make_tiny_llama(directory / "tiny-llama", corpus)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--served-model-name", MODEL_NAME, "--enforce-eager", "--max-model-len", "2048"],
-        env={**os.environ, **VLLM_ENV, "VLLM_CACHE_ROOT": str(directory / "vllm-cache")},
-        stdout=open(directory / "vllm.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process, f"http://127.0.0.1:{port}/v1"
-        except OSError:
-            time.sleep(1)
-    raise SystemExit(f"the judge server did not start: see {directory / 'vllm.log'}")
-
-
 def unlabelled_copy(path: Path, n: int) -> Path:
     rows = [{"id": i.id, "prompt": i.prompt, "response_a": i.response_a, "response_b": i.response_b}
             for i in dataset_files.read_dataset(DATA).instances[:n]]
@@ -92,10 +61,10 @@ def unlabelled_copy(path: Path, n: int) -> Path:
 
 
 def judge_step(steps: list[dict], home: Path, n_pairs: int, levels: list[int]) -> list[dict]:
-    server, url = start_judge_server(home)
+    corpus = [i.prompt[:500] for i in dataset_files.read_dataset(DATA).instances[:300]]
     data = unlabelled_copy(home / "pandalm-unlabelled.jsonl", n_pairs)
     results = []
-    try:
+    with judge_server(home, corpus) as url:
         for concurrency in levels:
             env = {**os.environ, "HYPER_HOME": str(home / f"home-{concurrency}"), "HYPER_JUDGE_BACKEND": "openai",
                    "HYPER_JUDGE_URL": url, "HYPER_JUDGE_MODEL": MODEL_NAME,
@@ -113,9 +82,6 @@ def judge_step(steps: list[dict], home: Path, n_pairs: int, levels: list[int]) -
             results.append({"concurrency": concurrency, "pairs": n_pairs, "pairs_per_second": rate,
                             "requests": int(requests.group(1)), "retries": int(requests.group(2)),
                             "prompt_tokens": int(tokens.group(1)), "completion_tokens": int(tokens.group(2))})
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return results
 
 

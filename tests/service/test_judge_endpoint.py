@@ -17,32 +17,22 @@ import pytest
 
 from hyper import dataset_files
 from hyper.tagger.judging import judge_message
-from tests.conftest import REPO, free_ports, local_settings
+from tests.conftest import REPO, local_settings
 from tests.support.fault_proxy import FaultProxy
-from tests.support.polling import server_process
-from tests.support.tiny_llama import make_tiny_llama
+from tests.support.judge_server import MODEL_NAME
+from tests.support.judge_server import judge_server as tiny_judge_server
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
 
 PANDALM = REPO / "data" / "pandalm-testset.jsonl.gz"
-VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-MODEL_NAME = "tiny-judge"
 
 
 @pytest.fixture(scope="module")
 def judge_server(tmp_path_factory):
     """`vllm serve` of a tiny local Llama on a loopback port (the OpenAI entry point)."""
-    home = tmp_path_factory.mktemp("judge-server")
     corpus = [i.prompt[:500] for i in dataset_files.read_dataset(PANDALM).instances[:300]]
-    model = make_tiny_llama(home / "tiny-llama", corpus)
-    port = free_ports(1)[0]
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host",
-               "127.0.0.1", "--port", str(port), "--served-model-name", MODEL_NAME, "--enforce-eager",
-               "--max-model-len", "2048"]
-    env = {**os.environ, **VLLM_ENV, "VLLM_CACHE_ROOT": str(home / "vllm-cache")}
-    with server_process(command, env, f"http://127.0.0.1:{port}/health", home / "vllm.log"):
-        yield f"http://127.0.0.1:{port}/v1"
+    with tiny_judge_server(tmp_path_factory.mktemp("judge-server"), corpus) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
