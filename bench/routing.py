@@ -309,7 +309,7 @@ def local_services(home: Path):
     """tagger, ppm and router as real processes on free loopback ports; always stopped."""
     ports = ("tagger_port", "ppm_port", "router_port", "tagger_metrics_port", "ppm_metrics_port",
              "router_metrics_port")
-    settings = Settings(home=home, **dict(zip(ports, free_ports(len(ports)), strict=True)))
+    settings = Settings(home=home, data_roots=str(home), **dict(zip(ports, free_ports(len(ports)), strict=True)))
     processes = LocalProcesses(settings)
     try:
         processes.up()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,11 @@ def free_ports(n: int) -> list[int]:
 
 def local_settings(home: Path) -> Settings:
     ports = free_ports(6)
+    # Datasets of the tests: the repository's and pytest's temporary directories.
     return Settings(home=home, tagger_port=ports[0], ppm_port=ports[1], router_port=ports[2],
                     tagger_metrics_port=ports[3], ppm_metrics_port=ports[4],
-                    router_metrics_port=ports[5])
+                    router_metrics_port=ports[5],
+                    data_roots=os.pathsep.join([str(REPO), tempfile.gettempdir()]))
 
 
 @pytest.fixture(scope="session")

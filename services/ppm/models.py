@@ -66,9 +66,8 @@ class PerformanceModels:
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidArgument("json", f"not a PPM this version can use: {error}") from None
         origin = f"{artifact.get('model', '?')}/{artifact.get('version', '?')}"
-        kept = {k: v for k, v in artifact.items() if k not in ("model", "version", "created_at")}
         _, stored = self.registry.save(check_name("model", model or artifact.get("model") or DEFAULT_MODEL),
-                                       kept | {"imported_from": origin})
+                                       artifact | {"imported_from": origin})
         return stored
 
     def export(self, model: str, version: str = "") -> dict:

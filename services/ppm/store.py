@@ -6,7 +6,6 @@ Writes are atomic (temporary file + rename); a run's result is recorded at most 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -14,7 +13,8 @@ import time
 from pathlib import Path
 
 from hyper.atomic import create_once, write_json_atomic, write_text_atomic
-from hyper.errors import InvalidArgument, NotFound
+from hyper.errors import HyperError, InvalidArgument, NotFound
+from hyper.performance_models import artifact_digest
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_MODEL = "default"
@@ -24,6 +24,28 @@ def check_name(field: str, value: str) -> str:
     if not NAME.match(value):
         raise InvalidArgument(field, f"{value!r} must match {NAME.pattern}")
     return value
+
+
+class CorruptState(HyperError):
+    """A stored file that fails its integrity check: changed or damaged since it was written."""
+
+
+_STORED_FIELDS = ("model", "version", "sha256", "created_at")
+
+
+def _verified(path: Path, version: str) -> dict:
+    """The stored model, if its content still hashes to what was recorded when it was saved
+    (the full sha256 inside the file; for older files, the 8 characters in its version)."""
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as error:
+        raise CorruptState(f"{path}: not valid JSON ({error}); restore it or fit again") from error
+    digest = artifact_digest({k: v for k, v in stored.items() if k not in _STORED_FIELDS})
+    expected = stored.get("sha256") or version.split("-", 1)[-1]
+    if not digest.startswith(expected):
+        raise CorruptState(f"{path}: content does not match its recorded sha256 {expected[:12]}...: "
+                           "the file was changed after it was saved; restore it or fit again")
+    return stored
 
 
 class ModelRegistry:
@@ -45,12 +67,13 @@ class ModelRegistry:
 
     def save(self, model: str, artifact: dict) -> tuple[str, dict]:
         check_name("model", model)
+        artifact = {k: v for k, v in artifact.items() if k not in _STORED_FIELDS}
         with self._lock:
             versions = self._versions(model)
             number = versions[-1][0] + 1 if versions else 1
-            digest = hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()[:8]
-            version = f"v{number}-{digest}"
-            stored = dict(artifact, model=model, version=version,
+            digest = artifact_digest(artifact)
+            version = f"v{number}-{digest[:8]}"
+            stored = dict(artifact, model=model, version=version, sha256=digest,
                           created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             write_json_atomic(self.root / model / f"{version}.json", stored)
         return version, stored
@@ -64,7 +87,7 @@ class ModelRegistry:
         path = self.root / model / f"{check_name('version', version)}.json"
         if not path.is_file():
             raise NotFound(f"PPM {model!r} has no version {version!r}")
-        return json.loads(path.read_text())
+        return _verified(path, version)
 
     def promoted(self, model: str) -> str:
         path = self.root / check_name("model", model) / "promoted"

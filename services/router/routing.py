@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -175,15 +176,19 @@ class Router:
     """The Route use case. Memos make a repeated Route cheap: a dataset file is read again,
     and the tagger asked again, only when the file or the tagger's feature set has changed."""
 
-    def __init__(self, tagger: TaggerPeer, ppm: PPMPeer, memo_size: int = 8):
+    def __init__(self, tagger: TaggerPeer, ppm: PPMPeer, memo_size: int = 8,
+                 data_roots: tuple[Path, ...] | None = None):
         self.tagger = tagger
         self.ppm = ppm
+        self.data_roots = data_roots  # None: any file (a library user's own process)
         self.datasets: Memo[Dataset] = Memo(memo_size)
         self.tags: Memo[Tagged] = Memo(memo_size)
         self.models: Memo[tuple[PerformanceModel, str]] = Memo(16)
 
     def load_dataset(self, ref: DatasetRef) -> tuple[Dataset, Hashable]:
         """The dataset a file holds, and a key that changes whenever its content may have."""
+        if self.data_roots is not None:
+            dataset_files.check_under_roots(ref.path, self.data_roots)
         identity = file_identity(ref)
         if identity is None:
             dataset = dataset_files.read_dataset_ref(ref)

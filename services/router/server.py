@@ -14,7 +14,8 @@ from hyper.v1 import router_pb2, router_pb2_grpc
 def build(settings: Settings) -> serving.Server:
     servicer = RouterServicer(Router(
         TaggerClient(serving.channel(settings.address("tagger"), settings)),
-        PPMClient(serving.channel(settings.address("ppm"), settings))), RouteStore(settings.home))
+        PPMClient(serving.channel(settings.address("ppm"), settings)),
+        data_roots=settings.data_root_paths), RouteStore(settings.home))
     return serving.Server(settings, "router", [(
         router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,
         serving.full_name(router_pb2, "RouterService"))])

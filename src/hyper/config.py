@@ -3,6 +3,7 @@ environment (HYPER_*), flags, or a Kubernetes manifest's env the same way."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -68,10 +69,17 @@ class Settings(BaseSettings):
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    # Mutual TLS: servers accept only clients with a certificate signed by tls_ca, and clients
+    # present tls_cert/tls_key.
+    tls_client_auth: bool = False
     # When set, ppm records runs only for callers presenting it (the training Jobs' Secret).
     ppm_record_token: str = ""
     max_message_mb: int = 256
+    # Work RPCs a server runs at once; more are refused with RESOURCE_EXHAUSTED (health is apart).
     grpc_workers: int = 8
+    # Directories a DatasetRef may read from (os.pathsep-separated; symlinks resolved first).
+    # "." is the directory the service runs in: where `hyper up` was run.
+    data_roots: str = "."
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def to_env(self) -> dict[str, str]:
@@ -95,6 +103,10 @@ class Settings(BaseSettings):
         explicit = {"tagger": self.tagger_address, "ppm": self.ppm_address,
                     "router": self.router_address}.get(service, "")
         return explicit or f"{self.host}:{getattr(self, f'{service}_port')}"
+
+    @property
+    def data_root_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(root).expanduser().resolve() for root in self.data_roots.split(os.pathsep) if root)
 
     @property
     def grpc_options(self) -> list[tuple[str, int]]:

@@ -86,6 +86,20 @@ def read_dataset(
     return parse_records(_records(Path(path)), format, columns, skip_bad_rows, str(path))
 
 
+def check_under_roots(path: str, roots: tuple[Path, ...]) -> None:
+    """Refuses a path that resolves (symlinks followed) outside every allowed root: a request
+    names a dataset, not an arbitrary file of the server."""
+    if not path:
+        raise InvalidArgument("dataset.ref.path", "is empty")
+    if "\x00" in path:
+        raise InvalidArgument("dataset.ref.path", "contains a NUL character")
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(root) for root in roots) or "none"
+        raise InvalidArgument("dataset.ref.path", f"{path} is outside the server's data roots ({allowed}); "
+                                                  "put the file under one or set HYPER_DATA_ROOTS")
+
+
 def read_dataset_ref(ref: DatasetRef) -> Dataset:
     if not ref.path:
         raise InvalidArgument("dataset.ref.path", "is empty")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hyper import logs
@@ -46,11 +51,52 @@ _STATUS_OF = (
 )
 
 
+# A state volume that cannot take a write: the operator must act, the caller may retry later.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+# Health and reflection answer even when the work has taken every worker it may.
+_UNCAPPED_SERVICES = {health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME}
+# Threads kept free of work: health checks (the liveness probe) and quick refusals use them.
+RESERVED_WORKERS = 2
+MAX_VIOLATIONS = 10
+
+
 def status_for(error: Exception) -> grpc.StatusCode:
     for types, code in _STATUS_OF:
         if isinstance(error, types):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+def field_violations(error: HyperError) -> list[tuple[str, str]]:
+    """(field, description) of each input problem an error names; empty for other errors."""
+    if isinstance(error, InvalidArgument):
+        return [(error.field, error.reason)]
+    if isinstance(error, InvalidInstance):
+        return [(f"row[{error.row}].{error.field}", error.reason)]
+    if isinstance(error, DatasetRejected):
+        return [(f"row[{e.row}].{e.field}", e.reason) for e in error.errors]  # the message names the file
+    return []
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def abort_with_details(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
+                       violations: list[tuple[str, str]]) -> None:
+    """Aborts with the message, plus google.rpc.BadRequest field violations a client can read
+    without parsing the message (grpc_status.rpc_status.from_call). Both travel in headers,
+    whose size gRPC limits (8 KiB by default): long texts are clipped, as a request's own huge
+    values echoed back would otherwise turn a clear refusal into a transport error."""
+    message = _clip(message, 1000)
+    if not violations:
+        context.abort(code, message)
+    details = error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(field=_clip(field, 100), description=_clip(description, 150))
+        for field, description in violations[:MAX_VIOLATIONS]])
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    status.details.add().Pack(details)
+    context.abort_with_status(rpc_status.to_status(status))
 
 
 def answer(behaviour: Callable, method: str) -> Callable:
@@ -61,20 +107,53 @@ def answer(behaviour: Callable, method: str) -> Callable:
     def answered(request_or_iterator, context: grpc.ServicerContext):
         try:
             return behaviour(request_or_iterator, context)
-        except HyperError as error:
-            context.abort(status_for(error), str(error))
-        except grpc.RpcError as error:  # a downstream service's answer, passed on as it came
-            context.abort(error.code(), f"downstream: {error.details()}")
-        except Exception:  # noqa: BLE001 - the edge: nothing unexpected may crash the server
-            log.exception("unhandled error in %s", method)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+        except Exception as error:  # noqa: BLE001 - the edge: nothing unexpected may crash the server
+            code, message, violations = _refusal(error, method)
+        abort_with_details(context, code, message, violations)
 
     return answered
 
 
+def _refusal(error: Exception, method: str) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
+    """The status code, message and field violations an error is answered with."""
+    if isinstance(error, HyperError):
+        return status_for(error), str(error), field_violations(error)
+    if isinstance(error, grpc.RpcError):  # a downstream service's answer, passed on as it came
+        return error.code(), f"downstream: {error.details()}", []
+    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+        log.error("state not writable in %s: %s", method, error)
+        return (grpc.StatusCode.UNAVAILABLE,
+                f"the server's state could not be written (nothing was half-written): {error}", [])
+    log.error("unhandled error in %s", method, exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}", []
+
+
 class ServingInterceptor(grpc.ServerInterceptor):
     """Around every RPC with a single response: error mapping (`answer`), then counting and
-    timing by service, method and status code, and the in-flight gauge."""
+    timing by service, method and status code, and the in-flight gauge.
+
+    At most `max_concurrent` work RPCs run at once; one more is refused at once with
+    RESOURCE_EXHAUSTED instead of queueing behind them (a caller backs off, a load balancer
+    tries another replica). Health and reflection are not counted: the server keeps
+    RESERVED_WORKERS threads that work never holds, so the liveness probe is answered while
+    every work slot is taken."""
+
+    def __init__(self, max_concurrent: int):
+        self.max_concurrent = max_concurrent
+        self.slots = threading.BoundedSemaphore(max_concurrent)
+
+    def _capped(self, behaviour: Callable) -> Callable:
+        def capped(request_or_iterator, context):
+            if not self.slots.acquire(blocking=False):
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"the server is running its limit of {self.max_concurrent} calls "
+                              "(HYPER_GRPC_WORKERS); retry with backoff")
+            try:
+                return behaviour(request_or_iterator, context)
+            finally:
+                self.slots.release()
+
+        return capped
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -82,13 +161,15 @@ class ServingInterceptor(grpc.ServerInterceptor):
             return handler
         _, service, method = handler_call_details.method.split("/")
         if handler.unary_unary:
-            wrap, inner = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+            wrap, inner = grpc.unary_unary_rpc_method_handler, _decoded_request(handler.unary_unary)
         elif handler.stream_unary:
-            wrap, inner = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+            wrap, inner = grpc.stream_unary_rpc_method_handler, _decoded_stream(handler.stream_unary)
         else:
             return handler
 
         behaviour = answer(inner, method)
+        if service not in _UNCAPPED_SERVICES:
+            behaviour = self._capped(behaviour)
         in_flight = IN_FLIGHT.labels(service)
 
         def timed(request_or_iterator, context):
@@ -103,15 +184,73 @@ class ServingInterceptor(grpc.ServerInterceptor):
 
         in_flight.inc()  # counted from arrival: intercept_service runs before a worker is free
 
-        return wrap(timed, request_deserializer=handler.request_deserializer,
+        return wrap(timed, request_deserializer=_tolerant(handler.request_deserializer),
                     response_serializer=handler.response_serializer)
 
 
+@dataclass
+class _Undecodable:
+    """Bytes that are not the method's request message (grpc would answer INTERNAL for them)."""
+
+    reason: str
+
+
+def _tolerant(deserialize: Callable) -> Callable:
+    def parse(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception as error:  # noqa: BLE001 - protobuf's DecodeError, or a UTF-8 error
+            return _Undecodable(str(error) or type(error).__name__)
+
+    return parse
+
+
+def _checked(message):
+    if isinstance(message, _Undecodable):
+        raise InvalidArgument("request", f"not a valid message of this method: {message.reason}")
+    return message
+
+
+def _decoded_request(behaviour: Callable) -> Callable:
+    return lambda request, context: behaviour(_checked(request), context)
+
+
+def _decoded_stream(behaviour: Callable) -> Callable:
+    return lambda requests, context: behaviour((_checked(m) for m in requests), context)
+
+
+# Calls that may be repeated without effect beyond the first: retried by gRPC itself, with
+# exponential backoff, while the peer is UNAVAILABLE (restarting, or not yet listening).
+IDEMPOTENT_METHODS = {
+    "hyper.v1.TaggerService": ["Tag", "TagStream", "GetCatalogue"],  # not Annotate: a paid judge
+    "hyper.v1.PPMService": ["GetModel", "GetArtifact", "ListModels", "ListRuns", "RecordRun"],
+    "hyper.v1.RouterService": ["GetRoute", "Report", "Diagnose"],
+}
+RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.5s", "maxBackoff": "8s",
+                "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+_SERVICE_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{"service": service, "method": method}
+             for service, methods in IDEMPOTENT_METHODS.items() for method in methods],
+    "retryPolicy": RETRY_POLICY}]})
+
+
 def channel(address: str, settings: Settings) -> grpc.Channel:
-    if settings.tls_ca:
-        credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.tls_ca).read_bytes())
-        return grpc.secure_channel(address, credentials, options=settings.grpc_options)
-    return grpc.insecure_channel(address, options=settings.grpc_options)
+    """A client channel: TLS when a CA is configured (presenting our certificate when mutual
+    TLS is on), retries of idempotent calls, message-size limits."""
+    # A client stream (TagStream) is retried only while its messages fit the retry buffer.
+    size = settings.max_message_mb * 1024 * 1024
+    options = settings.grpc_options + [
+        ("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.per_rpc_retry_buffer_size", size), ("grpc.retry_buffer_size", size)]
+    if not settings.tls_ca:
+        return grpc.insecure_channel(address, options=options)
+    identity = {}
+    if settings.tls_client_auth:
+        identity = {"private_key": Path(settings.tls_key).read_bytes(),
+                    "certificate_chain": Path(settings.tls_cert).read_bytes()}
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.tls_ca).read_bytes(),
+                                               **identity)
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def health_status(address: str, settings: Settings, timeout: float = 1.0) -> str:
@@ -130,8 +269,12 @@ def _listen(server: grpc.Server, address: str, settings: Settings) -> int:
         raise HyperError("TLS needs both HYPER_TLS_CERT and HYPER_TLS_KEY")
     if not settings.tls_cert:
         return server.add_insecure_port(address)
+    if settings.tls_client_auth and not settings.tls_ca:
+        raise HyperError("mutual TLS (HYPER_TLS_CLIENT_AUTH) needs HYPER_TLS_CA to verify clients")
     credentials = grpc.ssl_server_credentials(
-        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())])
+        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
+        root_certificates=Path(settings.tls_ca).read_bytes() if settings.tls_client_auth else None,
+        require_client_auth=settings.tls_client_auth)
     return server.add_secure_port(address, credentials)
 
 
@@ -142,8 +285,8 @@ class Server:
                  services: list[tuple[Callable, object, str]]):
         self.settings = settings
         self.service = service
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
-                                interceptors=[ServingInterceptor()],
+        workers = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers + RESERVED_WORKERS)
+        self.grpc = grpc.server(workers, interceptors=[ServingInterceptor(settings.grpc_workers)],
                                 options=settings.grpc_options)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

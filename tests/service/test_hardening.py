@@ -1,0 +1,161 @@
+"""Bad input and overload over real gRPC and the gateway: generated malformed requests get a
+clear refusal naming the field (google.rpc.BadRequest), never INTERNAL, every server keeps
+serving, excess calls are refused at once and health answers while the workers are busy.
+The same generator sends 10,000+ requests per service in `make bench-reliability`."""
+
+import json
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from hyper import serving
+from hyper.catalogue import FEATURE_NAMES
+from hyper.gateway.app import create_app
+from hyper.performance_models import QuadraticForm
+from hyper.ppm.store import ModelRegistry
+from hyper.v1 import common_pb2, router_pb2, router_pb2_grpc
+from tests.conftest import HH_DATA, local_settings
+from tests.support.fuzzing import field_violations, fuzz_service
+from tests.support.models import known_ppm
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(scope="module")
+def known_names(services):
+    """What a request must name to get past lookups: a data file, a PPM in the registry."""
+    ppm = known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, np.full(len(FEATURE_NAMES), 1e-4)))
+    ModelRegistry(services.ppm_dir).save("fuzzed", ppm.to_json())
+    return [str(HH_DATA), "fuzzed"]
+
+
+@pytest.mark.parametrize("service", ["tagger", "ppm", "router"])
+def test_generated_bad_requests_are_refused_cleanly_and_the_server_stays_up(
+        services, channels, known_names, service):
+    tally = fuzz_service(channels[service], service, examples=120, known=known_names)
+    assert tally.requests >= 100
+    assert tally.problems == []  # no INTERNAL/UNKNOWN, no INVALID_ARGUMENT without a field
+    assert tally.by_code["INVALID_ARGUMENT"] > 0  # the generator does reach validation
+    assert serving.health_status(services.address(service), services) == "SERVING"
+
+
+def route_error(channel, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        router_pb2_grpc.RouterServiceStub(channel).Route(request, timeout=60)
+    return caught.value
+
+
+def test_a_dataset_outside_the_data_roots_is_refused_even_through_a_symlink(channels, tmp_path):
+    link = tmp_path / "innocent.jsonl"
+    link.symlink_to("/etc/hosts")
+    escape = str(tmp_path / "/".join([".."] * 12) / "etc" / "shadow.jsonl")
+    for path in ("/etc/passwd", str(link), escape):
+        error = route_error(channels["router"], router_pb2.RouteRequest(
+            dataset=common_pb2.Dataset(ref=common_pb2.DatasetRef(path=path)),
+            budget=router_pb2.Budget(count=1)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, path
+        assert "outside the server's data roots" in error.details()
+        assert field_violations(error) == ["dataset.ref.path"]
+
+
+def test_bytes_that_are_not_the_request_message_are_an_invalid_argument(channels):
+    route = channels["router"].unary_unary("/hyper.v1.RouterService/Route")
+    with pytest.raises(grpc.RpcError) as caught:
+        route(b"\x12\x03\xff\xfe\xfd", timeout=10)  # field 2 (budget) cut short
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == ["request"]
+
+
+def test_bad_rows_of_a_file_are_field_violations_naming_each_row(channels, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": "p", "response_a": "a", "response_b": "b"}\n{"prompt": 3}\nnot json\n')
+    error = route_error(channels["router"], router_pb2.RouteRequest(
+        dataset=common_pb2.Dataset(ref=common_pb2.DatasetRef(path=str(path), format="plain")),
+        budget=router_pb2.Budget(count=1)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = field_violations(error)
+    assert any("row[2]" in f for f in fields) and any("row[3]" in f for f in fields)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                           max_leaves=12)
+route_bodies = st.fixed_dictionaries({}, optional={
+    "dataset": st.one_of(json_values, st.fixed_dictionaries({"ref": st.fixed_dictionaries(
+        {"path": st.sampled_from(["/etc/passwd", str(HH_DATA), "", "../x.jsonl"])})})),
+    "budget": st.one_of(json_values, st.fixed_dictionaries({}, optional={
+        "fraction": st.one_of(st.floats(-2, 3), st.sampled_from([float("nan"), float("inf")])),
+        "count": st.integers(-5, 10**12)})),
+    "strategy": st.one_of(st.text(max_size=10), st.sampled_from(["topk", "knapsack", "random"])),
+    "ppm_model": st.sampled_from(["fuzzed", "", "../../etc", "nope"]),
+})
+
+
+def test_generated_bad_bodies_get_4xx_naming_the_field_from_the_gateway(services, known_names):
+    client = TestClient(create_app(services))
+    codes = []
+
+    @settings(max_examples=150, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(["/v1/route", "/v1/diagnose"]), route_bodies)
+    def post(path, body):
+        answer = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+        codes.append(answer.status_code)
+        assert answer.status_code < 500, answer.text
+        if answer.status_code == 400:
+            assert answer.json()["error"]["message"]
+
+    post()
+    for route_id in ("../../etc/passwd", "%00", "x" * 5000, "nope"):
+        assert client.get(f"/v1/routes/{route_id}").status_code in (400, 404)
+    assert codes.count(400) > 50
+
+
+class BlockingRouter(router_pb2_grpc.RouterServiceServicer):
+    """A Route that holds its worker until released: the server's own code around it is real."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+
+    def Route(self, request, context):
+        self.started.release()
+        self.release.wait(30)
+        return router_pb2.RouteResponse()
+
+
+def test_excess_calls_are_refused_at_once_and_health_answers_while_workers_are_busy(tmp_path):
+    settings_ = local_settings(tmp_path).model_copy(update={"grpc_workers": 2, "router_metrics_port": 0})
+    servicer = BlockingRouter()
+    server = serving.Server(settings_, "router", [(router_pb2_grpc.add_RouterServiceServicer_to_server,
+                                                   servicer, "hyper.v1.RouterService")])
+    server.start()
+    channel = serving.channel(settings_.address("router"), settings_)
+    stub = router_pb2_grpc.RouterServiceStub(channel)
+    try:
+        busy = [stub.Route.future(router_pb2.RouteRequest(), timeout=30) for _ in range(2)]
+        for _ in busy:
+            assert servicer.started.acquire(timeout=10)
+        began = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Route(router_pb2.RouteRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.perf_counter() - began < 1.0
+        health_ms = []
+        for _ in range(30):
+            began = time.perf_counter()
+            assert serving.health_status(settings_.address("router"), settings_) == "SERVING"
+            health_ms.append(1000 * (time.perf_counter() - began))
+        assert np.percentile(health_ms, 99) < 100
+        servicer.release.set()
+        assert all(call.result() == router_pb2.RouteResponse() for call in busy)
+    finally:
+        servicer.release.set()
+        channel.close()
+        server.grpc.stop(0)
