@@ -18,11 +18,30 @@ from hyper.ingest import parse_records
 from hyper.schema import Dataset, DatasetRef
 
 
+# A longer line is a bad row, read past in pieces: one huge line must not take the memory.
+MAX_LINE_BYTES = 64 * 2**20
+
+
+def _lines(handle) -> Iterator[bytes | None]:
+    """The file's lines; None in place of a line longer than MAX_LINE_BYTES."""
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = handle.readline(MAX_LINE_BYTES)
+        yield None
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict | InvalidInstance]]:
     """(line number, object) per non-blank line; a bad line yields its error in its place."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as lines:
-        for line_number, line in enumerate(lines, start=1):
+        for line_number, line in enumerate(_lines(lines), start=1):
+            if line is None:
+                reason = f"longer than {MAX_LINE_BYTES // 2**20} MiB: not read"
+                yield line_number, InvalidInstance(line_number, "line", reason)
+                continue
             if not line.strip():
                 continue
             try:

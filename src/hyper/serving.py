@@ -220,14 +220,15 @@ def _decoded_stream(behaviour: Callable) -> Callable:
 
 
 # Calls that may be repeated without effect beyond the first: retried by gRPC itself, with
-# exponential backoff, while the peer is UNAVAILABLE (restarting, or not yet listening).
+# exponential backoff, while the peer is UNAVAILABLE (restarting, or not yet listening) or
+# refuses them for being at its limit of concurrent calls (RESOURCE_EXHAUSTED).
 IDEMPOTENT_METHODS = {
     "hyper.v1.TaggerService": ["Tag", "TagStream", "GetCatalogue"],  # not Annotate: a paid judge
     "hyper.v1.PPMService": ["GetModel", "GetArtifact", "ListModels", "ListRuns", "RecordRun"],
     "hyper.v1.RouterService": ["GetRoute", "Report", "Diagnose"],
 }
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.5s", "maxBackoff": "8s",
-                "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+                "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}
 _SERVICE_CONFIG = json.dumps({"methodConfig": [{
     "name": [{"service": service, "method": method}
              for service, methods in IDEMPOTENT_METHODS.items() for method in methods],

@@ -21,7 +21,7 @@ from hyper.performance_models import QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.v1 import common_pb2, router_pb2, router_pb2_grpc
 from tests.conftest import HH_DATA, local_settings
-from tests.support.fuzzing import field_violations, fuzz_service
+from tests.support.fuzzing import field_violations, fuzz_service, rest_bodies
 from tests.support.models import known_ppm
 
 pytestmark = pytest.mark.service
@@ -83,27 +83,13 @@ def test_bad_rows_of_a_file_are_field_violations_naming_each_row(channels, tmp_p
     assert any("row[2]" in f for f in fields) and any("row[3]" in f for f in fields)
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-                           max_leaves=12)
-route_bodies = st.fixed_dictionaries({}, optional={
-    "dataset": st.one_of(json_values, st.fixed_dictionaries({"ref": st.fixed_dictionaries(
-        {"path": st.sampled_from(["/etc/passwd", str(HH_DATA), "", "../x.jsonl"])})})),
-    "budget": st.one_of(json_values, st.fixed_dictionaries({}, optional={
-        "fraction": st.one_of(st.floats(-2, 3), st.sampled_from([float("nan"), float("inf")])),
-        "count": st.integers(-5, 10**12)})),
-    "strategy": st.one_of(st.text(max_size=10), st.sampled_from(["topk", "knapsack", "random"])),
-    "ppm_model": st.sampled_from(["fuzzed", "", "../../etc", "nope"]),
-})
-
-
 def test_generated_bad_bodies_get_4xx_naming_the_field_from_the_gateway(services, known_names):
     client = TestClient(create_app(services))
     codes = []
 
     @settings(max_examples=150, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(st.sampled_from(["/v1/route", "/v1/diagnose"]), route_bodies)
+    @given(st.sampled_from(["/v1/route", "/v1/diagnose"]), rest_bodies(str(HH_DATA)))
     def post(path, body):
         answer = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
         codes.append(answer.status_code)

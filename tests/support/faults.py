@@ -80,13 +80,14 @@ class System:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, directory: Path):
+    def running(cls, directory: Path, **overrides):
         redis_server = RedisServer(directory)
         redis_server.start()
         ports = free_ports(6)
         settings = Settings(home=directory / "home", redis_url=redis_server.url, data_roots=str(directory),
                             tagger_port=ports[0], ppm_port=ports[1], router_port=ports[2],
-                            tagger_metrics_port=ports[3], ppm_metrics_port=ports[4], router_metrics_port=ports[5])
+                            tagger_metrics_port=ports[3], ppm_metrics_port=ports[4], router_metrics_port=ports[5],
+                            **overrides)
         ppm = known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, np.random.default_rng(0).normal(0, 1e-3,
                                                                                                len(FEATURE_NAMES))))
         ModelRegistry(settings.ppm_dir).save(PPM_NAME, ppm.to_json())

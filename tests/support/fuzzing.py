@@ -169,7 +169,8 @@ def field_violations(error: grpc.RpcError) -> list[str]:
 
 def fuzz_service(channel: grpc.Channel, service: str, examples: int, known: list[str],
                  timeout: float = 60.0, on_progress=None) -> Tally:
-    """Sends about `examples` generated requests, spread over the service's methods."""
+    """Sends about `examples` generated requests, spread over the service's methods; `known`
+    are strings the server knows (a data file, a model name), so some requests get past lookups."""
     tally = Tally()
     descriptor = SERVICES[service]
     for method_descriptor in descriptor.methods:
@@ -195,3 +196,23 @@ def _fuzz_method(channel, path, method_descriptor, examples, known, timeout, pro
         progress()
 
     send()
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                           max_leaves=12)
+
+
+def rest_bodies(data_file: str, model: str = "fuzzed") -> st.SearchStrategy:
+    """JSON bodies for POST /v1/route and /v1/diagnose: the right keys with wrong values, or
+    anything at all (NaN and Infinity included, as Python's JSON writes them)."""
+    return st.fixed_dictionaries({}, optional={
+        "dataset": st.one_of(JSON_VALUES, st.fixed_dictionaries({"ref": st.fixed_dictionaries(
+            {"path": st.sampled_from(["/etc/passwd", data_file, "", "../x.jsonl"])})})),
+        "budget": st.one_of(JSON_VALUES, st.fixed_dictionaries({}, optional={
+            "fraction": st.one_of(st.floats(-2, 3), st.sampled_from([math.nan, math.inf])),
+            "count": st.integers(-5, 10**12)})),
+        "strategy": st.one_of(st.text(max_size=10), st.sampled_from(["topk", "knapsack", "random"])),
+        "ppm_model": st.sampled_from([model, "", "../../etc", "nope"]),
+        "ai_source": st.sampled_from(["ai", "", "human", "x" * 3000]),
+    })
