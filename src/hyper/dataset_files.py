@@ -17,7 +17,6 @@ from hyper.errors import InvalidArgument, InvalidInstance, NotFound
 from hyper.ingest import parse_records
 from hyper.schema import Dataset, DatasetRef
 
-
 # A longer line is a bad row, read past in pieces: one huge line must not take the memory.
 MAX_LINE_BYTES = 64 * 2**20
 
