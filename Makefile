@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources up down clean
+.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -102,6 +102,9 @@ bench-rounds: setup
 	$(BIN)/python -m bench.rounds
 
 # A money budget across the human, a paid judge and a free judge, against two-source routes.
+bench-reliability: setup
+	$(BIN)/python -m bench.reliability
+
 bench-sources: setup
 	$(BIN)/python -m bench.sources
 

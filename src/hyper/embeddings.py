@@ -28,7 +28,8 @@ class SentenceEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model or bundled_model_path()
-        self.model = SentenceTransformer(self.model_name, device="cpu")
+        # safetensors only: a pytorch_model.bin is a pickle, which could run code when loaded.
+        self.model = SentenceTransformer(self.model_name, device="cpu", model_kwargs={"use_safetensors": True})
         self.dim = self.model.get_embedding_dimension()
         model_tag = hashlib.sha256(self.model_name.encode()).hexdigest()[:12]
         self.store = VectorStore(Path(cache_dir) / "embeddings" / model_tag, self.dim)

@@ -107,6 +107,10 @@ class LocalProcesses:
         self.state_path.unlink(missing_ok=True)
         return list(state)
 
+    def status_entry(self, service: str) -> dict:
+        """What `up` recorded of a running service: pid, address, metrics port, log."""
+        return self._state()[service]
+
     def status(self) -> dict[str, str]:
         state = self._state()
         return {service: (health_status(state[service]["address"], self.settings)

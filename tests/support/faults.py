@@ -81,13 +81,15 @@ class System:
     @classmethod
     @contextlib.contextmanager
     def running(cls, directory: Path, **overrides):
+        """The system with its state under `directory` (also its data root), `overrides` on
+        top of the default settings."""
+        directory.mkdir(parents=True, exist_ok=True)
         redis_server = RedisServer(directory)
         redis_server.start()
-        ports = free_ports(6)
-        settings = Settings(home=directory / "home", redis_url=redis_server.url, data_roots=str(directory),
-                            tagger_port=ports[0], ppm_port=ports[1], router_port=ports[2],
-                            tagger_metrics_port=ports[3], ppm_metrics_port=ports[4], router_metrics_port=ports[5],
-                            **overrides)
+        names = ("tagger_port", "ppm_port", "router_port", "tagger_metrics_port", "ppm_metrics_port",
+                 "router_metrics_port")
+        settings = Settings(**{"home": directory / "home", "redis_url": redis_server.url, "data_roots": str(directory),
+                               **dict(zip(names, free_ports(len(names)), strict=True)), **overrides})
         ppm = known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, np.random.default_rng(0).normal(0, 1e-3,
                                                                                                len(FEATURE_NAMES))))
         ModelRegistry(settings.ppm_dir).save(PPM_NAME, ppm.to_json())
@@ -102,8 +104,11 @@ class System:
     def channel(self, service: str) -> grpc.Channel:
         return serving.channel(self.settings.address(service), self.settings)
 
+    def pid(self, service: str) -> int:
+        return self.processes.status_entry(service)["pid"]
+
     def kill(self, service: str) -> None:
-        pid = self.processes._state()[service]["pid"]
+        pid = self.pid(service)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)  # gone (and reaped) before anyone asks whether it is up
 

@@ -1,0 +1,330 @@
+"""Hardening, in figures: `make bench-reliability` -> out/bench/reliability.json and a table.
+
+Everything runs against the local system as `hyper up` starts it (real processes on
+loopback, a real redis-server as the tagger's cache, the REST gateway as a process):
+- fuzz: generated malformed requests to every gRPC method and REST route, answers by status
+  code; the bar is no INTERNAL/UNKNOWN, no crashed server, every INVALID_ARGUMENT naming its
+  field in google.rpc.BadRequest;
+- cli: malformed input files (truncated gzip, other encodings, mixed types, a 1 GiB line)
+  through `hyper route`: a clear error, never a traceback;
+- faults: services, Redis and the state directory broken on purpose (tests/support/faults.py);
+- load: 50 clients calling Route on a 10,000-pair file with cached features for 60 s;
+- overload: more concurrent long Routes than workers: the excess is refused at once, health
+  answers within 100 ms meanwhile;
+- images: built and run with podman where it exists here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import psutil
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from bench.routing import progress
+from hyper import dataset_files, ingest, serving
+from hyper.clients import RouterClient
+from hyper.schema import Instance
+from hyper.v1 import common_pb2, router_pb2
+from tests.support import faults
+from tests.support.fuzzing import SERVICES, fuzz_service, rest_bodies
+from tests.support.polling import wait_healthy
+
+OUT = Path("out/bench/reliability.json")
+DATA = Path("data")
+SOURCES = ("hh-rlhf-harmless-base-test.jsonl.gz", "pandalm-testset.jsonl.gz", "llmbar-mtbench.jsonl.gz")
+
+
+def bundled_pairs() -> list[Instance]:
+    return [i for name in SOURCES for i in dataset_files.read_dataset(DATA / name).instances]
+
+
+# ------------------------------------------------------------------------------------- fuzz
+
+@dataclasses.dataclass
+class Gateway:
+    url: str
+    process: subprocess.Popen
+
+
+def start_gateway(system: faults.System) -> Gateway:
+    [port] = faults.free_ports(1)
+    env = {**os.environ, **system.settings.to_env(), "HYPER_GATEWAY_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway.server"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(f"{url}/livez", process, timeout=60)
+    return Gateway(url, process)
+
+
+def fuzz_grpc(system: faults.System, examples: int, known: list[str]) -> dict:
+    results = {}
+    for service in SERVICES:
+        pid = system.pid(service)
+        began = time.monotonic()
+        tally = fuzz_service(system.channel(service), service, examples, known, on_progress=lambda s, t:
+                             progress(f"fuzz {s}: {t.requests} requests, {dict(t.by_code)}"))
+        alive = psutil.pid_exists(pid) and serving.health_status(system.settings.address(service),
+                                                                 system.settings) == "SERVING"
+        results[service] = tally.to_json(crashes=0 if alive else 1) | {"seconds": round(time.monotonic() - began, 1)}
+    return results
+
+
+def fuzz_rest(gateway: Gateway, examples: int, data_file: str) -> dict:
+    by_code: dict[str, int] = {}
+    problems: list[str] = []
+    client = httpx.Client(base_url=gateway.url, timeout=120)
+    paths = st.sampled_from(["/v1/route", "/v1/diagnose", "/v1/routes/", "/v1/runs?experiment="])
+
+    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(paths, rest_bodies(data_file, faults.PPM_NAME), st.text(max_size=300))
+    def send(path: str, body: dict, text: str) -> None:
+        if path.startswith("/v1/route") and path.endswith("/"):
+            answer = client.get(path + httpx.URL(text).path.lstrip("/")) if text else client.get(path + "x")
+        elif "?" in path:
+            answer = client.get(path, params={"experiment": text})
+        else:
+            answer = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+        by_code[str(answer.status_code)] = by_code.get(str(answer.status_code), 0) + 1
+        if answer.status_code >= 500 or (answer.status_code == 400 and not answer.json()["error"]["message"]):
+            problems.append(f"{path}: {answer.status_code} {answer.text[:200]}")
+        if sum(by_code.values()) % 500 == 0:
+            progress(f"fuzz gateway: {sum(by_code.values())} requests, {by_code}")
+
+    send()
+    crashed = gateway.process.poll() is not None
+    return {"requests": sum(by_code.values()), "by_code": by_code,
+            "internal_or_unknown": sum(n for code, n in by_code.items() if code.startswith("5")),
+            "crashes": int(crashed), "examples": problems[:5]}
+
+
+# -------------------------------------------------------------------------------------- cli
+
+def malformed_files(directory: Path, big_line_mb: int) -> dict[str, Path]:
+    good = b'{"prompt": "p", "response_a": "a", "response_b": "b"}\n'
+    files = {
+        "truncated gzip": (directory / "cut.jsonl.gz", gzip.compress(good * 5000)[:-100]),
+        "UTF-16": (directory / "utf16.jsonl", (good * 3).decode().encode("utf-16")),
+        "Latin-1": (directory / "latin1.jsonl", '{"prompt": "café", "response_a": "a", "response_b": "b"}\n'
+                    .encode("latin-1")),
+        "mixed types": (directory / "mixed.jsonl", good + b'{"prompt": 7, "response_a": ["a"], "response_b": null}\n'),
+        "not Parquet": (directory / "garbage.parquet", os.urandom(4096)),
+        "empty": (directory / "empty.jsonl", b""),
+    }
+    for path, content in files.values():
+        path.write_bytes(content)
+    big = directory / "one-huge-line.jsonl"
+    with open(big, "wb") as out:
+        out.write(good + b'{"prompt": "')
+        block = b"x" * 2**20
+        for _ in range(big_line_mb):
+            out.write(block)
+        out.write(b'", "response_a": "a", "response_b": "b"}\n' + good)
+    return {name: path for name, (path, _) in files.items()} | {f"a {big_line_mb} MiB line": big}
+
+
+def cli_files(system: faults.System, big_line_mb: int) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(dir=system.settings.home) as directory:
+        for name, path in malformed_files(Path(directory), big_line_mb).items():
+            progress(f"cli: hyper route {name}")
+            rss_before = psutil.Process(system.pid("router")).memory_info().rss
+            began = time.monotonic()
+            done = subprocess.run([sys.executable, "-m", "hyper.cli", "route", str(path), "--budget", "0.25",
+                                   "--ppm-model", faults.PPM_NAME], env={**os.environ, **system.settings.to_env()},
+                                  capture_output=True, text=True, timeout=900)
+            rss_after = psutil.Process(system.pid("router")).memory_info().rss
+            results[name] = {"exit_code": done.returncode, "traceback": "Traceback" in done.stderr,
+                             "message": done.stderr.strip().splitlines()[0][:200] if done.stderr.strip() else "",
+                             "seconds": round(time.monotonic() - began, 1),
+                             "router_rss_growth_mb": round((rss_after - rss_before) / 2**20, 1)}
+    return results
+
+
+# ------------------------------------------------------------------------------- load, overload
+
+def load_file(directory: Path, pairs: list[Instance], n: int) -> Path:
+    """n pairs: the bundled ones in both orders, repeated (each copy its own id) up to n."""
+    both = pairs + [dataclasses.replace(i, id=f"{i.id}-swapped", response_a=i.response_b,
+                                        response_b=i.response_a, labels={}) for i in pairs]
+    path = directory / f"load-{n}.jsonl"
+    with open(path, "w") as out:
+        for k in range(n):
+            instance = dataclasses.replace(both[k % len(both)], id=f"load-{k}")
+            out.write(json.dumps(ingest.plain_record(instance)) + "\n")
+    return path
+
+
+def route_by_ref(path: Path, budget: float = 0.25) -> router_pb2.RouteRequest:
+    ref = common_pb2.DatasetRef(path=str(path), format="plain")
+    return router_pb2.RouteRequest(dataset=common_pb2.Dataset(ref=ref), budget=router_pb2.Budget(fraction=budget),
+                                   strategy="topk", ppm_model=faults.PPM_NAME)
+
+
+def health_latencies(system: faults.System, stop: threading.Event, into: list[float]) -> None:
+    while not stop.is_set():
+        began = time.perf_counter()
+        status = serving.health_status(system.settings.address("router"), system.settings)
+        into.append(1000 * (time.perf_counter() - began) if status == "SERVING" else float("inf"))
+        time.sleep(0.05)
+
+
+def load(system: faults.System, path: Path, clients: int, seconds: float) -> dict:
+    router = RouterClient(system.channel("router"))
+    progress("load: first Route tags the file (features then cached)")
+    began = time.monotonic()
+    router.route(route_by_ref(path), timeout=1800)
+    warm_s = time.monotonic() - began
+    process = psutil.Process(system.pid("router"))
+    rss_before = process.memory_info().rss
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    stop, health_ms = threading.Event(), []
+
+    def client() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                router.route(route_by_ref(path), timeout=120)
+                latencies.append(1000 * (time.perf_counter() - start))
+            except grpc.RpcError as error:
+                errors[error.code().name] = errors.get(error.code().name, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads.append(threading.Thread(target=health_latencies, args=(system, stop, health_ms)))
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        progress(f"load: {len(latencies)} Routes, {sum(errors.values())} errors")
+    stop.set()
+    for thread in threads:
+        thread.join(180)
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (float("nan"),) * 2
+    return {"clients": clients, "seconds": seconds, "dataset_pairs": sum(1 for _ in open(path)),
+            "first_route_s": round(warm_s, 1), "requests": len(latencies) + sum(errors.values()),
+            "errors": sum(errors.values()), "errors_by_code": errors,
+            "routes_per_s": round(len(latencies) / seconds, 2),
+            "p50_ms": round(float(p50), 1), "p99_ms": round(float(p99), 1),
+            "rss_growth_mb": round((process.memory_info().rss - rss_before) / 2**20, 1),
+            "health_p99_ms_under_load": round(float(np.percentile(health_ms, 99)), 1)}
+
+
+def overload(system: faults.System, pairs: list[Instance], calls: int) -> dict:
+    """`calls` concurrent Routes of fresh pairs (each tags for seconds) against the router's
+    HYPER_GRPC_WORKERS slots: the excess must be refused at once, health answered meanwhile."""
+    router = RouterClient(system.channel("router"))
+    outcomes: list[tuple[str, float]] = []
+    stop, health_ms = threading.Event(), []
+
+    def call() -> None:
+        start = time.perf_counter()
+        code = faults.route_code(router, faults.route_request(faults.fresh_pairs(pairs, 150)))[0]
+        outcomes.append((code, 1000 * (time.perf_counter() - start)))
+
+    checker = threading.Thread(target=health_latencies, args=(system, stop, health_ms))
+    checker.start()
+    threads = [threading.Thread(target=call) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    stop.set()
+    checker.join()
+    refused = [ms for code, ms in outcomes if code == "RESOURCE_EXHAUSTED"]
+    return {"concurrent_calls": calls, "workers": system.settings.grpc_workers,
+            "by_code": {c: sum(1 for code, _ in outcomes if code == c) for c in {code for code, _ in outcomes}},
+            "refused_p99_ms": round(float(np.percentile(refused, 99)), 1) if refused else None,
+            "health_checks": len(health_ms),
+            "health_p99_ms_saturated": round(float(np.percentile(health_ms, 99)), 1)}
+
+
+# ----------------------------------------------------------------------------------- images
+
+def images() -> dict:
+    if not shutil.which("podman"):
+        return {"status": "not built", "reason": "podman is not installed on this machine (see the README: "
+                                                 "Debian's podman + debootstrap would be needed)"}
+    return {"status": "podman present; image builds are not scripted in this benchmark yet"}
+
+
+# ------------------------------------------------------------------------------------- main
+
+def print_table(report: dict) -> None:
+    print("\nfuzz            requests  INTERNAL/UNKNOWN  crashes  no-field  by code")
+    for name, row in report["fuzz"].items():
+        print(f"{name:<15} {row['requests']:>8}  {row['internal_or_unknown']:>16}  {row['crashes']:>7}  "
+              f"{row.get('rejections_without_field', 0):>8}  {row['by_code']}")
+    print("\ncli file                      exit  traceback  message")
+    for name, row in report["cli"].items():
+        print(f"{name:<29} {row['exit_code']:>4}  {str(row['traceback']):>9}  {row['message'][:70]}")
+    print("\nfault                                                          passed  detail")
+    for row in report["faults"]:
+        print(f"{row['name'][:62]:<62} {str(row['passed']):>6}  {json.dumps(row['detail'])[:90]}")
+    lo, ov = report["load"], report["overload"]
+    print(f"\nload: {lo['clients']} clients x {lo['seconds']:.0f} s on {lo['dataset_pairs']} pairs: {lo['requests']} "
+          f"Routes ({lo['routes_per_s']}/s), errors {lo['errors']}, p50 {lo['p50_ms']} ms, p99 {lo['p99_ms']} ms, "
+          f"router RSS +{lo['rss_growth_mb']} MB, health p99 {lo['health_p99_ms_under_load']} ms")
+    print(f"overload: {ov['concurrent_calls']} long Routes on {ov['workers']} workers: {ov['by_code']}, refusals "
+          f"p99 {ov['refused_p99_ms']} ms, health p99 {ov['health_p99_ms_saturated']} ms "
+          f"over {ov['health_checks']} checks")
+    print(f"images: {report['images']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fuzz-examples", type=int, default=10_000, help="per service and for the gateway")
+    parser.add_argument("--big-line-mb", type=int, default=1024)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--load-pairs", type=int, default=10_000)
+    parser.add_argument("--overload-calls", type=int, default=24)
+    args = parser.parse_args()
+    pairs = bundled_pairs()
+    report: dict = {"machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU"}
+    with tempfile.TemporaryDirectory(prefix="hyper-reliability-") as scratch:
+        scratch = Path(scratch)
+        data_roots = os.pathsep.join([str(scratch), str(DATA.resolve())])
+        with faults.System.running(scratch / "fuzz", data_roots=data_roots) as system:
+            gateway = start_gateway(system)
+            try:
+                report["fuzz"] = fuzz_grpc(system, args.fuzz_examples, [str(DATA.resolve() / SOURCES[0]),
+                                                                        faults.PPM_NAME])
+                report["fuzz"]["gateway"] = fuzz_rest(gateway, args.fuzz_examples, str(DATA.resolve() / SOURCES[0]))
+            finally:
+                gateway.process.terminate()
+            report["cli"] = cli_files(system, args.big_line_mb)
+            progress("faults")
+            report["faults"] = [faults.router_restart(system, pairs), faults.ppm_restart(system),
+                                faults.tagger_killed(system, pairs), faults.redis_killed(system, pairs),
+                                faults.state_unwritable(system, pairs)]
+            report["overload"] = overload(system, pairs, args.overload_calls)
+        # Enough workers for every client: the load test measures throughput, not refusals.
+        with faults.System.running(scratch / "load", grpc_workers=args.clients + 8) as system:
+            report["load"] = load(system, load_file(scratch / "load", pairs, args.load_pairs), args.clients,
+                                  args.seconds)
+    report["images"] = images()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(report, indent=2))
+    print_table(report)
+
+
+if __name__ == "__main__":
+    main()
