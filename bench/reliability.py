@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import grpc
@@ -96,7 +97,7 @@ def fuzz_rest(gateway: Gateway, examples: int, data_file: str) -> dict:
     @given(paths, rest_bodies(data_file, faults.PPM_NAME), st.text(max_size=300))
     def send(path: str, body: dict, text: str) -> None:
         if path.startswith("/v1/route") and path.endswith("/"):
-            answer = client.get(path + httpx.URL(text).path.lstrip("/")) if text else client.get(path + "x")
+            answer = client.get(path + (urllib.parse.quote(text, safe="") or "x"))
         elif "?" in path:
             answer = client.get(path, params={"experiment": text})
         else:
@@ -139,6 +140,10 @@ def malformed_files(directory: Path, big_line_mb: int) -> dict[str, Path]:
     return {name: path for name, (path, _) in files.items()} | {f"a {big_line_mb} MiB line": big}
 
 
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
 def cli_files(system: faults.System, big_line_mb: int) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(dir=system.settings.home) as directory:
@@ -151,7 +156,7 @@ def cli_files(system: faults.System, big_line_mb: int) -> dict:
                                   capture_output=True, text=True, timeout=900)
             rss_after = psutil.Process(system.pid("router")).memory_info().rss
             results[name] = {"exit_code": done.returncode, "traceback": "Traceback" in done.stderr,
-                             "message": done.stderr.strip().splitlines()[0][:200] if done.stderr.strip() else "",
+                             "message": first_line(done.stderr).replace(f"{directory}/", "")[:200],
                              "seconds": round(time.monotonic() - began, 1),
                              "router_rss_growth_mb": round((rss_after - rss_before) / 2**20, 1)}
     return results

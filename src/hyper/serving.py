@@ -240,8 +240,10 @@ def channel(address: str, settings: Settings) -> grpc.Channel:
     TLS is on), retries of idempotent calls, message-size limits."""
     # A client stream (TagStream) is retried only while its messages fit the retry buffer.
     size = settings.max_message_mb * 1024 * 1024
+    # A restarted peer is reconnected to within seconds (gRPC's default backoff grows to 120 s).
     options = settings.grpc_options + [
         ("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 4000),
         ("grpc.per_rpc_retry_buffer_size", size), ("grpc.retry_buffer_size", size)]
     if not settings.tls_ca:
         return grpc.insecure_channel(address, options=options)

@@ -37,9 +37,8 @@ def problems_in(path: Path) -> list[str]:
             found.append(f"{where}: {name}()")
         if name == "yaml.load" and "SafeLoader" not in ast.unparse(keyword(node, "Loader") or ast.Constant(None)):
             found.append(f"{where}: yaml.load without SafeLoader")
-        if name.endswith("np.load") or name.endswith("numpy.load"):
-            if is_true(keyword(node, "allow_pickle")):
-                found.append(f"{where}: np.load(allow_pickle=True)")
+        if (name.endswith("np.load") or name.endswith("numpy.load")) and is_true(keyword(node, "allow_pickle")):
+            found.append(f"{where}: np.load(allow_pickle=True)")
         if name == "torch.load" and not is_true(keyword(node, "weights_only")):
             found.append(f"{where}: torch.load without weights_only=True")
     return found
