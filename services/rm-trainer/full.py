@@ -10,7 +10,9 @@ Checkpoints are written with orbax.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 from pathlib import Path
 
 import jax
@@ -24,6 +26,7 @@ from hyper.rm_trainer.llama import LlamaRewardModel, LlamaSpec, params_from_safe
 from hyper.run_spec import FullSpec
 from hyper.schema import Instance
 
+log = logging.getLogger(__name__)
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
 
 
@@ -98,19 +101,21 @@ def create_state(config: FullSpec, total_steps: int, mesh: Mesh) -> train_state.
     return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
-def batches(data: dict, batch_size: int, rng: np.random.Generator, mesh: Mesh):
-    """Shuffled full batches, each split over the mesh's data axis."""
-    n = len(data["chosen_ids"])
-    order = rng.permutation(n)
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    for start in range(0, n - batch_size + 1, batch_size):
-        rows = order[start:start + batch_size]
-        yield {k: jax.device_put(v[rows], sharding) for k, v in data.items()}
+def batch_rows(n: int, batch_size: int, epochs: int, seed: int):
+    """Row indices of every full batch of every epoch, in the run's order (a function of the
+    seed alone, so a resumed run takes up exactly where the killed one stopped)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
 
 
 def train(config: FullSpec, tokenizer, instances: list[Instance], labels: list[str],
-          log=lambda step, metrics: None) -> train_state.TrainState:
-    """One fine-tuning run; ties carry no Bradley-Terry pair and are left out."""
+          log=lambda step, metrics: None, run_id: str = "") -> train_state.TrainState:
+    """One fine-tuning run; ties carry no Bradley-Terry pair and are left out. With
+    `checkpoint_every`, the state is saved every that many steps under checkpoint_dir/<run_id>
+    and a rerun of the same run (a retried Job) resumes from the latest save."""
     kept = [(i, label) for i, label in zip(instances, labels, strict=True) if label in ("A", "B")]
     data = tokenize_pairs(tokenizer, [i for i, _ in kept], [label for _, label in kept], config.max_length)
     if config.distributed and not jax.distributed.is_initialized():
@@ -120,22 +125,59 @@ def train(config: FullSpec, tokenizer, instances: list[Instance], labels: list[s
         raise ValueError(f"batch_size {config.batch_size} must divide over {mesh.shape['data']} devices")
     steps_per_epoch = len(kept) // config.batch_size
     state = create_state(config, max(1, steps_per_epoch * config.epochs), mesh)
-    rng = np.random.default_rng(config.seed)
-    with jax.set_mesh(mesh):
-        for _ in range(config.epochs):
-            for batch in batches(data, config.batch_size, rng, mesh):
-                state, metrics = train_step(state, batch)
-                log(int(state.step), {k: float(v) for k, v in metrics.items()})
-    if config.checkpoint_dir:
-        save_checkpoint(state, Path(config.checkpoint_dir))
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    with checkpoints(config, run_id) as manager, jax.set_mesh(mesh):
+        state = manager.restore(state)
+        for step, rows in enumerate(batch_rows(len(kept), config.batch_size, config.epochs, config.seed), start=1):
+            if step <= int(state.step):
+                continue  # done before the restart
+            state, metrics = train_step(state, {k: jax.device_put(v[rows], sharding) for k, v in data.items()})
+            manager.save(state)
+            log(int(state.step), {k: float(v) for k, v in metrics.items()})
+        manager.save(state, final=True)
     return state
 
 
-def save_checkpoint(state: train_state.TrainState, directory: Path) -> None:
-    import orbax.checkpoint as ocp
+class RunCheckpoints:
+    """Orbax checkpoints of one run's whole train state (params, optimiser state, step)."""
 
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory.resolve() / f"step_{int(state.step)}", state.params, force=True)
+    def __init__(self, directory: Path | None, every: int):
+        import orbax.checkpoint as ocp
+
+        self.every = every
+        self.manager = None if directory is None else ocp.CheckpointManager(
+            directory.resolve(), options=ocp.CheckpointManagerOptions(
+                max_to_keep=2, save_interval_steps=max(1, every), enable_async_checkpointing=False))
+
+    def restore(self, state: train_state.TrainState) -> train_state.TrainState:
+        import orbax.checkpoint as ocp
+
+        latest = self.manager.latest_step() if self.manager else None
+        if latest is None:
+            return state
+        log.info("resuming from a checkpoint", extra={"step": latest})
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+        return self.manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+
+    def save(self, state: train_state.TrainState, final: bool = False) -> None:
+        import orbax.checkpoint as ocp
+
+        periodic = self.every and int(state.step) % self.every == 0
+        if self.manager is not None and (final or periodic) and self.manager.latest_step() != int(state.step):
+            self.manager.save(int(state.step), args=ocp.args.StandardSave(state), force=final)
+
+
+@contextlib.contextmanager
+def checkpoints(config: FullSpec, run_id: str):
+    """The run's checkpoints: checkpoint_dir/<run_id> (or checkpoint_dir itself without a run
+    id); none without a checkpoint_dir."""
+    directory = Path(config.checkpoint_dir) / run_id if config.checkpoint_dir else None
+    saved = RunCheckpoints(directory, config.checkpoint_every)
+    try:
+        yield saved
+    finally:
+        if saved.manager is not None:
+            saved.manager.close()
 
 
 def save_hf_checkpoint(state: train_state.TrainState, model_dir: str, tokenizer, out: Path) -> None:

@@ -177,8 +177,8 @@ def train_full_and_record(spec: RunSpec, mixes: dict, pending: list[int], ppm: P
     for index in pending:
         labels = mix_labels(pool, human_masks[index])
         losses: list[float] = []
-        progress = functools.partial(log_step, str(mixes["run_ids"][index]), losses)
-        state = train(config, tokenizer, pool, labels, log=progress)
+        run_id = str(mixes["run_ids"][index])
+        state = train(config, tokenizer, pool, labels, log=functools.partial(log_step, run_id, losses), run_id=run_id)
         margins = reward_margins(state, tokenizer, eval_set.instances, config.max_length)
         scores = eval_scores(margins, eval_targets, [i.subset for i in eval_set.instances])
         ppm.record_run(_run(spec, index, mixes, scores, losses[-1] if losses else 0.0))

@@ -42,7 +42,10 @@ class FullSpec(BaseModel):
     max_length: int = Field(4096, ge=8)
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     seed: int = 0
+    # Orbax checkpoints of each run under checkpoint_dir/<run id>: every `checkpoint_every`
+    # steps (0: at the end only), so a killed and retried Job resumes instead of starting over.
     checkpoint_dir: str = ""
+    checkpoint_every: int = Field(0, ge=0)
     # Multi-host (a TPU pod slice, several GPU nodes): join the other hosts with
     # jax.distributed.initialize() before building the mesh; JAX reads the coordinator from
     # the environment (TPU metadata, or JAX_COORDINATOR_ADDRESS / process id and count).

@@ -61,7 +61,42 @@ def test_full_mode_fine_tunes_a_reward_model_and_checkpoints_it(tmp_path, hh_dat
     assert np.mean(losses[-6:]) < np.mean(losses[:6])  # it learns
     margins = reward_margins(state, tokenizer, instances[:8], config.max_length)
     assert margins.shape == (8,) and np.isfinite(margins).all()
-    assert any(p.name.startswith("step_") for p in (tmp_path / "ckpt").iterdir())
+    assert [p.name for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit()] == ["24"]  # the final state
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_full_mode_run_resumes_from_its_last_checkpoint(tmp_path, hh_dataset):
+    """Killed after step 5 with a checkpoint every 2 steps: the rerun of the run starts at
+    step 5 from step 4's state and ends where an uninterrupted run ends."""
+    from transformers import AutoTokenizer
+
+    from hyper.rm_trainer.full import train
+    from hyper.run_spec import FullSpec
+    from tests.support.tiny_llama import make_tiny_llama
+
+    instances = hh_dataset.instances[:32]
+    model_dir = make_tiny_llama(tmp_path / "model", [i.prompt[:300] for i in hh_dataset.instances[:200]])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    labels = [i.labels["human"] for i in instances]
+    config = FullSpec(model_dir=str(model_dir), learning_rate=3e-3, epochs=2, batch_size=8, max_length=64,
+                      dtype="float32", checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=2)
+
+    def kill_after_5(step, metrics):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, tokenizer, instances, labels, log=kill_after_5, run_id="run-7")
+    steps = []
+    resumed = train(config, tokenizer, instances, labels, log=lambda step, m: steps.append(step), run_id="run-7")
+    assert steps == [5, 6, 7, 8]
+    uninterrupted = train(config.model_copy(update={"checkpoint_dir": ""}), tokenizer, instances, labels)
+    for got, expected in zip(jax.tree_util.tree_leaves(resumed.params),
+                             jax.tree_util.tree_leaves(uninterrupted.params), strict=True):
+        assert np.allclose(got, expected, atol=1e-5)
 
 
 SHARDED_RUN = """
