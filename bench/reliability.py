@@ -21,7 +21,6 @@ import dataclasses
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -263,11 +262,24 @@ def overload(system: faults.System, pairs: list[Instance], calls: int) -> dict:
 
 # ----------------------------------------------------------------------------------- images
 
-def images() -> dict:
-    if not shutil.which("podman"):
-        return {"status": "not built", "reason": "podman is not installed on this machine (see the README: "
-                                                 "Debian's podman + debootstrap would be needed)"}
-    return {"status": "podman present; image builds are not scripted in this benchmark yet"}
+def images_section(scratch: Path, pairs: list[Instance]) -> dict:
+    """Every image built (cached), the system run from them, each image's contents checked."""
+    from scripts import images
+    from tests.support.container_system import ContainerSystem, unexpected_modules
+
+    reason = images.available()
+    if reason:
+        return {"status": "not built", "reason": reason}
+    built = images.build_all(progress)
+    with ContainerSystem.running(scratch / "images", faults.free_ports) as system:
+        health = system.wait_serving()
+        routed = system.route(pairs[:40])
+        exit_code, states = system.train_job(pairs)
+    ran = {"tagger": health["tagger"] == "SERVING", "ppm": health["ppm"] == "SERVING",
+           "router": health["router"] == "SERVING" and len(routed.assignments) == 40,
+           "rm-trainer": exit_code == 0 and states == ["succeeded", "succeeded"], "gateway": None}
+    return {service: row | {"ran": ran[service], "unexpected_modules": unexpected_modules(service)}
+            for service, row in built.items()} | {"health": health, "job_runs": states}
 
 
 # ------------------------------------------------------------------------------------- main
@@ -290,7 +302,47 @@ def print_table(report: dict) -> None:
     print(f"overload: {ov['concurrent_calls']} long Routes on {ov['workers']} workers: {ov['by_code']}, refusals "
           f"p99 {ov['refused_p99_ms']} ms, health p99 {ov['health_p99_ms_saturated']} ms "
           f"over {ov['health_checks']} checks")
-    print(f"images: {report['images']}")
+    print("\nimage        built  ran    size MB  user   unexpected modules")
+    for name, row in report["images"].items():
+        if isinstance(row, dict) and "built" in row:
+            print(f"{name:<12} {str(row['built']):<6} {str(row['ran']):<6} {row['size_mb']:>7}  {row['user']:<6} "
+                  f"{row['unexpected_modules'] or '-'}")
+    if report["images"].get("reason"):
+        print(f"images: not built: {report['images']['reason']}")
+
+
+SECTIONS = ("fuzz", "cli", "faults", "overload", "load", "images")
+
+
+def run_sections(scratch: Path, args, pairs: list[Instance]) -> dict:
+    report = {}
+    data_roots = os.pathsep.join([str(scratch), str(DATA.resolve())])
+    data_file = str(DATA.resolve() / SOURCES[0])
+    if {"fuzz", "cli", "faults", "overload"} & set(args.only):
+        with faults.System.running(scratch / "fuzz", data_roots=data_roots) as system:
+            if "fuzz" in args.only:
+                gateway = start_gateway(system)
+                try:
+                    report["fuzz"] = fuzz_grpc(system, args.fuzz_examples, [data_file, faults.PPM_NAME])
+                    report["fuzz"]["gateway"] = fuzz_rest(gateway, args.fuzz_examples, data_file)
+                finally:
+                    gateway.process.terminate()
+            if "cli" in args.only:
+                report["cli"] = cli_files(system, args.big_line_mb)
+            if "faults" in args.only:
+                report["faults"] = [faults.router_restart(system, pairs), faults.ppm_restart(system),
+                                    faults.tagger_killed(system, pairs), faults.redis_killed(system, pairs),
+                                    faults.state_unwritable(system, pairs)]
+            if "overload" in args.only:
+                report["overload"] = overload(system, pairs, args.overload_calls)
+    if "load" in args.only:
+        # Enough workers for every client: the load test measures throughput, not refusals.
+        with faults.System.running(scratch / "load", grpc_workers=args.clients + 8) as system:
+            report["load"] = load(system, load_file(scratch / "load", pairs, args.load_pairs), args.clients,
+                                  args.seconds)
+    if "images" in args.only:
+        report["images"] = images_section(scratch, pairs)
+    return report
 
 
 def main() -> None:
@@ -301,31 +353,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--load-pairs", type=int, default=10_000)
     parser.add_argument("--overload-calls", type=int, default=24)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="run these sections, keeping the others' results from the last run")
     args = parser.parse_args()
     pairs = bundled_pairs()
-    report: dict = {"machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU"}
+    report: dict = json.loads(OUT.read_text()) if OUT.exists() and set(args.only) != set(SECTIONS) else {}
+    report["machine"] = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU"
     with tempfile.TemporaryDirectory(prefix="hyper-reliability-") as scratch:
-        scratch = Path(scratch)
-        data_roots = os.pathsep.join([str(scratch), str(DATA.resolve())])
-        with faults.System.running(scratch / "fuzz", data_roots=data_roots) as system:
-            gateway = start_gateway(system)
-            try:
-                report["fuzz"] = fuzz_grpc(system, args.fuzz_examples, [str(DATA.resolve() / SOURCES[0]),
-                                                                        faults.PPM_NAME])
-                report["fuzz"]["gateway"] = fuzz_rest(gateway, args.fuzz_examples, str(DATA.resolve() / SOURCES[0]))
-            finally:
-                gateway.process.terminate()
-            report["cli"] = cli_files(system, args.big_line_mb)
-            progress("faults")
-            report["faults"] = [faults.router_restart(system, pairs), faults.ppm_restart(system),
-                                faults.tagger_killed(system, pairs), faults.redis_killed(system, pairs),
-                                faults.state_unwritable(system, pairs)]
-            report["overload"] = overload(system, pairs, args.overload_calls)
-        # Enough workers for every client: the load test measures throughput, not refusals.
-        with faults.System.running(scratch / "load", grpc_workers=args.clients + 8) as system:
-            report["load"] = load(system, load_file(scratch / "load", pairs, args.load_pairs), args.clients,
-                                  args.seconds)
-    report["images"] = images()
+        report.update(run_sections(Path(scratch), args, pairs))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2))
     print_table(report)

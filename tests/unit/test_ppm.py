@@ -135,3 +135,23 @@ def test_a_failure_stands_until_a_retry_records_the_result_which_is_final(tmp_pa
     assert store.list("exp") == [succeeded, other]
     assert not store.record(failed)  # a straggling attempt cannot undo a result
     assert store.list() == [succeeded, other]
+
+
+def test_a_stored_ppm_changed_after_it_was_saved_is_refused_on_load(tmp_path):
+    from hyper.catalogue import FEATURE_NAMES
+    from hyper.ppm.store import CorruptState
+    from tests.support.models import known_ppm
+
+    registry = ModelRegistry(tmp_path)
+    version, _ = registry.save("m", known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, np.zeros(len(FEATURE_NAMES))))
+                               .to_json())
+    assert registry.load("m")["version"] == version
+    path = tmp_path / "models" / "m" / f"{version}.json"
+    stored = json.loads(path.read_text())
+    stored["form"]["intercept"] = 0.99  # a better-looking model, edited by hand
+    path.write_text(json.dumps(stored))
+    with pytest.raises(CorruptState, match="does not match its recorded sha256"):
+        registry.load("m")
+    path.write_text("{cut")
+    with pytest.raises(CorruptState, match="not valid JSON"):
+        registry.load("m")

@@ -1,0 +1,135 @@
+"""Builds the service images with rootful podman on a machine with no registry access.
+
+    python scripts/images.py            # build (cached) and list the images
+
+No base image can be pulled here, so the Python layer comes from Debian's packages
+(debootstrap, Python 3.11) imported into podman, and pip inside a build installs from a
+wheelhouse made on the host (`pip wheel`, mounted at /deps while building, never copied into
+a layer). The Dockerfiles are the published ones, given that base and the wheelhouse through
+build arguments. Layers are cached by podman; the OS image and the wheelhouse under
+~/.cache/hyper, keyed by what they are made from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path.home() / ".cache" / "hyper" / "images"
+OS_IMAGE = "localhost/hyper-os:bookworm"
+BASE_IMAGE = "localhost/hyper-base:local"
+SERVICES = ("tagger", "ppm", "router", "rm-trainer", "gateway")
+# What debootstrap fetches: the mirror apt uses on this machine.
+MIRROR = "http://deb.debian.org/debian"
+# crun, podman's default runtime, fails here (setrlimit, hybrid cgroups): runc + cgroupfs work.
+CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n"
+
+
+# Requirements that apply to Debian's Python 3.11.2 in the images but not to the host's
+# (environment markers), so a wheelhouse resolved on the host would miss them.
+FOR_CONTAINER_PYTHON = ("async-timeout>=4.0.3",)  # redis, for python_full_version < 3.11.3
+
+
+def image_name(service: str) -> str:
+    return f"localhost/hyper-{service}:local"
+
+
+def podman(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+    conf = CACHE / "containers.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(CONTAINERS_CONF)
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    return subprocess.run(["podman", "--runtime", "runc", *args], env=env, check=check, text=True,
+                          capture_output=capture)
+
+
+def available() -> str:
+    """Empty if podman can build and run here, else why not."""
+    if not shutil.which("podman") or not shutil.which("debootstrap"):
+        return "podman or debootstrap is not installed (`make system-deps` installs them)"
+    if os.geteuid() != 0:
+        return "rootful podman is needed (no user namespaces for rootless here)"
+    return ""
+
+
+def exists(image: str) -> bool:
+    return podman("image", "exists", image, check=False).returncode == 0
+
+
+def os_image() -> None:
+    """Debian bookworm (minbase) with Python 3.11 and a virtualenv on PATH, as a podman image."""
+    if exists(OS_IMAGE):
+        return
+    with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm",
+                        str(rootfs), MIRROR], check=True, capture_output=True)
+        subprocess.run(["chroot", str(rootfs), "python3", "-m", "venv", "/opt/venv"], check=True)
+        shutil.rmtree(rootfs / "var" / "cache" / "apt", ignore_errors=True)
+        shutil.rmtree(rootfs / "var" / "lib" / "apt" / "lists", ignore_errors=True)
+        tarball = Path(scratch) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+        path = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        podman("import", "--change", f"ENV PATH={path}", "--change", "ENV LANG=C.UTF-8", str(tarball), OS_IMAGE)
+
+
+def wheelhouse() -> Path:
+    """Wheels of every dependency of every image (and of the base's build stage), made once
+    per pyproject.toml."""
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + str(FOR_CONTAINER_PYTHON).encode()).hexdigest()[:12]
+    directory = CACHE / f"wheels-{key}"
+    if (directory / ".complete").exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    extras = "tagger,ppm,router,trainer,gateway,parquet"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(directory),
+                    f"{ROOT}[{extras}]", "grpcio-tools==1.85.1", "pip", "setuptools", "wheel", *FOR_CONTAINER_PYTHON],
+                   check=True)
+    for project_wheel in directory.glob("hyper_routing-*.whl"):
+        project_wheel.unlink()  # the base image builds its own from the sources
+    (directory / ".complete").touch()
+    return directory
+
+
+class BuildFailed(RuntimeError):
+    pass
+
+
+def build(dockerfile: str, tag: str, wheels: Path, base: str) -> None:
+    done = podman("build", "--quiet", "--network", "none", "-f", dockerfile, "-t", tag,
+                  "--volume", f"{wheels}:/deps:ro", "--build-arg", f"PYTHON_IMAGE={OS_IMAGE}",
+                  "--build-arg", f"BASE={base}", "--build-arg", "PIP_NO_INDEX=1", str(ROOT), capture=True, check=False)
+    if done.returncode:
+        raise BuildFailed(f"{dockerfile} -> {tag} failed:\n{done.stderr[-3000:]}")
+
+
+def build_all(progress=print) -> dict[str, dict]:
+    """Every service image (cached layers); per image its size and user."""
+    progress("images: Debian base")
+    os_image()
+    progress("images: wheelhouse")
+    wheels = wheelhouse()
+    progress("images: hyper-base")
+    build("docker/base.Dockerfile", BASE_IMAGE, wheels, BASE_IMAGE)
+    images = {}
+    for service in SERVICES:
+        progress(f"images: hyper-{service}")
+        build(f"services/{service}/Dockerfile", image_name(service), wheels, BASE_IMAGE)
+        [info] = json.loads(podman("image", "inspect", image_name(service), capture=True).stdout)
+        images[service] = {"built": True, "size_mb": round(info["Size"] / 2**20),
+                           "user": info["Config"].get("User", "")}
+    return images
+
+
+if __name__ == "__main__":
+    reason = available()
+    if reason:
+        sys.exit(f"cannot build images here: {reason}")
+    print(json.dumps(build_all(), indent=1))

@@ -1,0 +1,31 @@
+"""The service images, built with rootful podman (scripts/images.py: a Debian base from
+debootstrap, dependencies from a wheelhouse; layers cached) and the system run from them."""
+
+import pytest
+
+from scripts import images
+from tests.conftest import free_ports
+from tests.support.container_system import ContainerSystem, unexpected_modules
+
+pytestmark = [pytest.mark.service,
+              pytest.mark.skipif(bool(images.available()), reason=f"no image builds here: {images.available()}")]
+
+
+@pytest.fixture(scope="module")
+def built():
+    return images.build_all(progress=lambda message: None)
+
+
+def test_every_image_runs_as_a_non_root_user_and_carries_only_its_own_dependencies(built):
+    assert set(built) == set(images.SERVICES)
+    assert {service: row["user"] for service, row in built.items()} == dict.fromkeys(images.SERVICES, "10001")
+    assert {service: unexpected_modules(service) for service in images.SERVICES} == dict.fromkeys(images.SERVICES, {})
+
+
+def test_the_system_runs_from_its_images_read_only_and_records_a_job(built, tmp_path, hh_dataset):
+    with ContainerSystem.running(tmp_path, free_ports) as system:
+        assert system.wait_serving() == {"ppm": "SERVING", "tagger": "SERVING", "router": "SERVING"}
+        routed = system.route(hh_dataset.instances[:40])
+        assert len(routed.assignments) == 40 and routed.n_human == 10
+        exit_code, states = system.train_job(hh_dataset.instances)
+    assert exit_code == 0 and states == ["succeeded", "succeeded"]
