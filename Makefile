@@ -37,10 +37,10 @@ demo: setup
 	$(BIN)/hyper demo $(DATA) $(ROLES) --budget $(BUDGET) --out out/demo/routing.json
 
 # Tests start real servers from Debian's packages: redis-server, prometheus (+ promtool) and
-# etcd (for the kube-apiserver harness); headless chromium renders the report page and /docs.
-# CI runs as root.
+# etcd (for the kube-apiserver harness); headless chromium renders the report page and /docs;
+# rootful podman (runc) and debootstrap build and run the images. CI runs as root.
 SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus etcd:etcd-server openssl:openssl \
-	chromium:chromium
+	chromium:chromium podman:podman buildah:buildah runc:runc debootstrap:debootstrap newuidmap:uidmap
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || \
 		missing="$$missing $${pair#*:}"; done; \

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path.home() / ".cache" / "hyper" / "images"
 OS_IMAGE = "localhost/hyper-os:bookworm"
 BASE_IMAGE = "localhost/hyper-base:local"
+WHEEL_IMAGE = "localhost/hyper-wheel:local"
 SERVICES = ("tagger", "ppm", "router", "rm-trainer", "gateway")
 # What debootstrap fetches: the mirror apt uses on this machine.
 MIRROR = "http://deb.debian.org/debian"
@@ -102,10 +103,11 @@ class BuildFailed(RuntimeError):
     pass
 
 
-def build(dockerfile: str, tag: str, wheels: Path, base: str) -> None:
+def build(dockerfile: str, tag: str, wheels: Path) -> None:
+    arguments = {"PYTHON_IMAGE": OS_IMAGE, "BASE": BASE_IMAGE, "WHEEL": WHEEL_IMAGE, "PIP_NO_INDEX": "1"}
+    flags = [a for name, value in arguments.items() for a in ("--build-arg", f"{name}={value}")]
     done = podman("build", "--quiet", "--network", "none", "-f", dockerfile, "-t", tag,
-                  "--volume", f"{wheels}:/deps:ro", "--build-arg", f"PYTHON_IMAGE={OS_IMAGE}",
-                  "--build-arg", f"BASE={base}", "--build-arg", "PIP_NO_INDEX=1", str(ROOT), capture=True, check=False)
+                  "--volume", f"{wheels}:/deps:ro", *flags, str(ROOT), capture=True, check=False)
     if done.returncode:
         raise BuildFailed(f"{dockerfile} -> {tag} failed:\n{done.stderr[-3000:]}")
 
@@ -116,12 +118,13 @@ def build_all(progress=print) -> dict[str, dict]:
     os_image()
     progress("images: wheelhouse")
     wheels = wheelhouse()
-    progress("images: hyper-base")
-    build("docker/base.Dockerfile", BASE_IMAGE, wheels, BASE_IMAGE)
+    progress("images: hyper-base, hyper-wheel")
+    build("docker/base.Dockerfile", BASE_IMAGE, wheels)
+    build("docker/wheel.Dockerfile", WHEEL_IMAGE, wheels)
     images = {}
     for service in SERVICES:
         progress(f"images: hyper-{service}")
-        build(f"services/{service}/Dockerfile", image_name(service), wheels, BASE_IMAGE)
+        build(f"services/{service}/Dockerfile", image_name(service), wheels)
         [info] = json.loads(podman("image", "inspect", image_name(service), capture=True).stdout)
         images[service] = {"built": True, "size_mb": round(info["Size"] / 2**20),
                            "user": info["Config"].get("User", "")}

@@ -1,0 +1,21 @@
+# The project's wheel (generated protobuf code included), alone in an image that service images
+# copy it from: code changes rebuild this and each service's last layer, not their dependencies.
+#   docker build -f docker/wheel.Dockerfile -t ghcr.io/example/hyper-wheel:0.1.0 .
+# PYTHON_IMAGE, PIP_FIND_LINKS, PIP_NO_INDEX: as in base.Dockerfile.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
+ARG PIP_FIND_LINKS=/deps
+ARG PIP_NO_INDEX=0
+WORKDIR /src
+RUN pip install --no-cache-dir grpcio-tools==1.85.1
+COPY pyproject.toml README.md ./
+COPY proto proto
+COPY src src
+COPY services services
+COPY helm/hyper/files helm/hyper/files
+RUN python -m grpc_tools.protoc -I proto --python_out=src --grpc_python_out=src --pyi_out=src \
+        proto/hyper/v1/*.proto \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM scratch
+COPY --from=build /wheels /wheels
