@@ -42,7 +42,7 @@ from hyper.clients import RouterClient
 from hyper.schema import Instance
 from hyper.v1 import common_pb2, router_pb2
 from tests.support import faults
-from tests.support.fuzzing import SERVICES, fuzz_service, rest_bodies
+from tests.support.fuzzing import SERVICES, fuzz_service, rest_bodies, valid_requests
 from tests.support.polling import wait_healthy
 
 OUT = Path("out/bench/reliability.json")
@@ -72,12 +72,13 @@ def start_gateway(system: faults.System) -> Gateway:
     return Gateway(url, process)
 
 
-def fuzz_grpc(system: faults.System, examples: int, known: list[str]) -> dict:
+def fuzz_grpc(system: faults.System, examples: int, known: list[str], pairs: list[Instance]) -> dict:
     results = {}
     for service in SERVICES:
         pid = system.pid(service)
         began = time.monotonic()
-        tally = fuzz_service(system.channel(service), service, examples, known, on_progress=lambda s, t:
+        tally = fuzz_service(system.channel(service), service, examples, known,
+                             valid_requests(pairs, faults.PPM_NAME), on_progress=lambda s, t:
                              progress(f"fuzz {s}: {t.requests} requests, {dict(t.by_code)}"))
         alive = psutil.pid_exists(pid) and serving.health_status(system.settings.address(service),
                                                                  system.settings) == "SERVING"
@@ -335,7 +336,7 @@ def run_sections(scratch: Path, args, pairs: list[Instance]) -> dict:
             if "fuzz" in args.only:
                 gateway = start_gateway(system)
                 try:
-                    report["fuzz"] = fuzz_grpc(system, args.fuzz_examples, [data_file, faults.PPM_NAME])
+                    report["fuzz"] = fuzz_grpc(system, args.fuzz_examples, [data_file, faults.PPM_NAME], pairs)
                     report["fuzz"]["gateway"] = fuzz_rest(gateway, args.fuzz_examples, data_file)
                 finally:
                     gateway.process.terminate()

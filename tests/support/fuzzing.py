@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from hyper.v1 import ppm_pb2, router_pb2, tagger_pb2
+from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
 
 FIELD = pb_descriptor.FieldDescriptor
 NASTY_STRINGS = ["", " ", "human", "ai", "A", "B", "tie", "latest", "v1", "none", "../../etc/passwd",
@@ -102,15 +102,34 @@ def _to_message(message_class, values: dict) -> Message:
     return message
 
 
-def request_bytes(method_descriptor, known: list[str]) -> st.SearchStrategy:
-    """Serialized requests: mostly messages of the method's type, some arbitrary bytes."""
+def request_bytes(method_descriptor, known: list[str], valid: Message | None = None) -> st.SearchStrategy:
+    """Serialized requests: messages of the method's type, some arbitrary bytes and, given a
+    valid request, that request with generated fields merged over it (it gets past the first
+    checks, so the deeper ones are exercised too)."""
     message_class = _message_class(method_descriptor.input_type)
-    messages = _message(method_descriptor.input_type, known).map(
-        lambda values: _to_message(message_class, _json_safe(values)).SerializeToString())
+    drawn = _message(method_descriptor.input_type, known).map(
+        lambda values: _to_message(message_class, _json_safe(values)))
+    messages = drawn.map(lambda message: message.SerializeToString())
     garbage = st.one_of(st.binary(max_size=256),
                         st.just(b"\x12\x03\xff\xfe\xfd"),  # field 2, a string of invalid UTF-8
                         st.just(b"\x0a\xff\xff\xff\xff\x0f"))  # a length beyond the end
-    return st.one_of(messages, messages, messages, garbage)
+    if valid is None:
+        return st.one_of(messages, messages, messages, garbage)
+    spoiled = drawn.map(lambda message: valid.SerializeToString() + message.SerializeToString())  # = MergeFrom
+    return st.one_of(messages, spoiled, spoiled, st.just(valid.SerializeToString()), garbage)
+
+
+def valid_requests(pairs: list, model: str) -> dict[str, Message]:
+    """One valid request per method worth starting from, by method name."""
+    from hyper import wire
+
+    instances = [wire.instance_to_proto(i) for i in pairs[:12]]
+    inline = common_pb2.Dataset(inline=common_pb2.InstanceList(instances=instances))
+    return {"Route": router_pb2.RouteRequest(dataset=inline, budget=router_pb2.Budget(fraction=0.25),
+                                             strategy="topk", ppm_model=model),
+            "Tag": tagger_pb2.TagRequest(instances=instances), "TagStream": tagger_pb2.TagRequest(instances=instances),
+            "RecordRun": ppm_pb2.RecordRunRequest(run=ppm_pb2.Run(run_id="fuzz-0", experiment="fuzz", state="failed",
+                                                                  failure_reason="fuzzed"))}
 
 
 def _json_safe(values):
@@ -168,25 +187,27 @@ def field_violations(error: grpc.RpcError) -> list[str]:
 
 
 def fuzz_service(channel: grpc.Channel, service: str, examples: int, known: list[str],
-                 timeout: float = 60.0, on_progress=None) -> Tally:
+                 valid: dict[str, Message] | None = None, timeout: float = 60.0, on_progress=None) -> Tally:
     """Sends about `examples` generated requests, spread over the service's methods; `known`
-    are strings the server knows (a data file, a model name), so some requests get past lookups."""
+    are strings the server knows (a data file, a model name), so some requests get past lookups;
+    `valid` (by method name) are requests to spoil field by field."""
     tally = Tally()
     descriptor = SERVICES[service]
     for method_descriptor in descriptor.methods:
+        strategy = request_bytes(method_descriptor, known, (valid or {}).get(method_descriptor.name))
         _fuzz_method(channel, f"/{descriptor.full_name}/{method_descriptor.name}", method_descriptor,
-                     max(1, examples // len(descriptor.methods)), known, timeout,
+                     max(1, examples // len(descriptor.methods)), strategy, timeout,
                      lambda: on_progress and tally.requests % 500 == 0 and on_progress(service, tally), tally)
     return tally
 
 
-def _fuzz_method(channel, path, method_descriptor, examples, known, timeout, progress, tally) -> None:
+def _fuzz_method(channel, path, method_descriptor, examples, strategy, timeout, progress, tally) -> None:
     streaming = method_descriptor.client_streaming
     call = (channel.stream_unary if streaming else channel.unary_unary)(path)
 
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(request_bytes(method_descriptor, known))
+    @given(strategy)
     def send(payload: bytes) -> None:
         try:
             call(iter([payload, payload]) if streaming else payload, timeout=timeout)
