@@ -1,8 +1,8 @@
 """Prints the requirements an image installs for one extra of the project, read from
-pyproject.toml (the project's own extras, e.g. hyper-routing[parquet], expanded), so that an
-image's dependency layer depends on pyproject.toml alone and survives changes to the code.
+pyproject.toml (the project's own extras, e.g. hyper-routing[parquet], expanded): an image's
+dependency layer then depends on this list alone and survives changes to the code.
 
-    python requirements.py router > requirements.txt      # or several: tagger,gpu
+    python docker/requirements.py router > requirements.txt      # or several: tagger,gpu
 """
 
 import re
@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-PROJECT = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["project"]
+PROJECT = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
 SELF = re.compile(rf"^{re.escape(PROJECT['name'])}\[([\w,]+)\]$")
 
 

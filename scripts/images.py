@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,9 +83,11 @@ def os_image() -> None:
 
 
 def wheelhouse() -> Path:
-    """Wheels of every dependency of every image (and of the base's build stage), made once
-    per pyproject.toml."""
-    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + str(FOR_CONTAINER_PYTHON).encode()).hexdigest()[:12]
+    """Wheels of every dependency of every image (and of the wheel image's build stage), made
+    once per set of requirements."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needs = [project["dependencies"], project["optional-dependencies"], FOR_CONTAINER_PYTHON]
+    key = hashlib.sha256(json.dumps(needs, sort_keys=True).encode()).hexdigest()[:12]
     directory = CACHE / f"wheels-{key}"
     if (directory / ".complete").exists():
         return directory

@@ -153,7 +153,7 @@ class RunCheckpoints:
         import orbax.checkpoint as ocp
 
         latest = self.manager.latest_step() if self.manager else None
-        if latest is None:
+        if self.manager is None or latest is None:
             return state
         log.info("resuming from a checkpoint", extra={"step": latest})
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)

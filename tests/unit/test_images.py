@@ -54,6 +54,6 @@ def test_images_run_as_the_non_root_user_the_chart_declares():
 def test_each_service_image_installs_its_own_extra_only():
     for service, extra in SERVICE_EXTRAS.items():
         folder = "rm-trainer" if service == "hyper.rm_trainer" else service.removeprefix("hyper.")
-        installs = re.findall(r"^RUN python /opt/hyper/requirements.py ([\w,]+) ",
+        installs = re.findall(r"^COPY --from=wheel /requirements/([\w,]+).txt ",
                               (ROOT / "services" / folder / "Dockerfile").read_text(), re.MULTILINE)
         assert installs == [extra], folder
