@@ -136,12 +136,14 @@ def malformed_files(directory: Path, big_line_mb: int) -> dict[str, Path]:
         block = b"x" * 2**20
         for _ in range(big_line_mb):
             out.write(block)
-        out.write(b'", "response_a": "a", "response_b": "b"}\n' + good)
+        out.write(b'", "response_a": "a", "response_b": "b"}\n' + good.replace(b'"p"', b'"q"'))
     return {name: path for name, (path, _) in files.items()} | {f"a {big_line_mb} MiB line": big}
 
 
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
+def error_summary(text: str) -> str:
+    """The error, and its first listed row when it lists them."""
+    lines = text.strip().splitlines()
+    return " / ".join(line.strip() for line in lines[:2]) if lines else ""
 
 
 def cli_files(system: faults.System, big_line_mb: int) -> dict:
@@ -156,7 +158,7 @@ def cli_files(system: faults.System, big_line_mb: int) -> dict:
                                   capture_output=True, text=True, timeout=900)
             rss_after = psutil.Process(system.pid("router")).memory_info().rss
             results[name] = {"exit_code": done.returncode, "traceback": "Traceback" in done.stderr,
-                             "message": first_line(done.stderr).replace(f"{directory}/", "")[:200],
+                             "message": error_summary(done.stderr).replace(f"{directory}/", "")[:200],
                              "seconds": round(time.monotonic() - began, 1),
                              "router_rss_growth_mb": round((rss_after - rss_before) / 2**20, 1)}
     return results
@@ -223,10 +225,11 @@ def load(system: faults.System, path: Path, clients: int, seconds: float) -> dic
     threads.append(threading.Thread(target=health_latencies, args=(system, stop, health_ms)))
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + seconds
+    deadline, rss_mb = time.monotonic() + seconds, []
     while time.monotonic() < deadline:
         time.sleep(5)
-        progress(f"load: {len(latencies)} Routes, {sum(errors.values())} errors")
+        rss_mb.append(round(process.memory_info().rss / 2**20))
+        progress(f"load: {len(latencies)} Routes, {sum(errors.values())} errors, router RSS {rss_mb[-1]} MB")
     stop.set()
     for thread in threads:
         thread.join(180)
@@ -240,6 +243,7 @@ def load(system: faults.System, path: Path, clients: int, seconds: float) -> dic
             "p50_ms": round(float(p50), 1), "p99_ms": round(float(p99), 1),
             "rss_growth_mb": round((rss_end - rss_before) / 2**20, 1),
             "rss_growth_after_idle_mb": round((process.memory_info().rss - rss_before) / 2**20, 1),
+            "rss_mb_every_5s": rss_mb,
             "workers": system.settings.grpc_workers} | health_summary(health_ms, "health_p99_ms_under_load")
 
 
@@ -284,11 +288,12 @@ def images_section(scratch: Path, pairs: list[Instance]) -> dict:
     built = images.build_all(progress)
     with ContainerSystem.running(scratch / "images", faults.free_ports) as system:
         health = system.wait_serving()
+        gateway = system.gateway_ready()
         routed = system.route(pairs[:40])
         exit_code, states = system.train_job(pairs)
     ran = {"tagger": health["tagger"] == "SERVING", "ppm": health["ppm"] == "SERVING",
            "router": health["router"] == "SERVING" and len(routed.assignments) == 40,
-           "rm-trainer": exit_code == 0 and states == ["succeeded", "succeeded"], "gateway": None}
+           "rm-trainer": exit_code == 0 and states == ["succeeded", "succeeded"], "gateway": gateway}
     return {service: row | {"ran": ran[service], "unexpected_modules": unexpected_modules(service)}
             for service, row in built.items()} | {"health": health, "job_runs": states}
 

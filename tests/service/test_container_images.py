@@ -25,6 +25,7 @@ def test_every_image_runs_as_a_non_root_user_and_carries_only_its_own_dependenci
 def test_the_system_runs_from_its_images_read_only_and_records_a_job(built, tmp_path, hh_dataset):
     with ContainerSystem.running(tmp_path, free_ports) as system:
         assert system.wait_serving() == {"ppm": "SERVING", "tagger": "SERVING", "router": "SERVING"}
+        assert system.gateway_ready()
         routed = system.route(hh_dataset.instances[:40])
         assert len(routed.assignments) == 40 and routed.n_human == 10
         exit_code, states = system.train_job(hh_dataset.instances)

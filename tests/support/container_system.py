@@ -1,5 +1,5 @@
-"""The system run from its images with podman: tagger, ppm and router containers on the host
-network, each non-root (uid 10001) with a read-only root filesystem and only the state volume
+"""The system run from its images with podman: tagger, ppm, router and gateway containers on
+the host network, each non-root (uid 10001) with a read-only root filesystem and only the state volume
 and a /tmp tmpfs writable; then health over gRPC, a Route, and a trainer Job's container
 recording its runs in ppm. Shared by the test suite and `make bench-reliability`."""
 
@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from hyper import serving, wire
@@ -67,8 +68,8 @@ class ContainerSystem:
     def running(cls, directory: Path, free_ports):
         home = directory / "home"
         home.mkdir(parents=True, exist_ok=True)
-        names = ("tagger_port", "ppm_port", "router_port")
-        settings = Settings(home=home, **dict(zip(names, free_ports(3), strict=True)))
+        names = ("tagger_port", "ppm_port", "router_port", "gateway_port")
+        settings = Settings(home=home, **dict(zip(names, free_ports(4), strict=True)))
         ppm = known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, np.full(len(FEATURE_NAMES), 1e-4)))
         ModelRegistry(settings.ppm_dir).save("images", ppm.to_json())
         home.chmod(0o777)
@@ -76,10 +77,11 @@ class ContainerSystem:
             path.chmod(0o777)
         env = {"HYPER_HOME": STATE, "HYPER_DATA_ROOTS": STATE, "HYPER_TAGGER_PORT": str(settings.tagger_port),
                "HYPER_PPM_PORT": str(settings.ppm_port), "HYPER_ROUTER_PORT": str(settings.router_port),
+               "HYPER_GATEWAY_PORT": str(settings.gateway_port),
                "HYPER_TAGGER_METRICS_PORT": "0", "HYPER_PPM_METRICS_PORT": "0", "HYPER_ROUTER_METRICS_PORT": "0"}
         started = []
         try:
-            for service in ("ppm", "tagger", "router"):
+            for service in ("ppm", "tagger", "router", "gateway"):
                 name = f"hyper-{service}-{uuid.uuid4().hex[:6]}"
                 images.podman("run", "--detach", *container_args(name, home, env), images.image_name(service),
                               capture=True)
@@ -99,6 +101,17 @@ class ContainerSystem:
                     break
                 time.sleep(1)
         return status
+
+    def gateway_ready(self, timeout: float = 120) -> bool:
+        """The gateway container answers /healthz (it checks the router) and lists runs."""
+        base = f"http://127.0.0.1:{self.settings.gateway_port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    return httpx.get(f"{base}/v1/runs").status_code == 200
+            time.sleep(1)
+        return False
 
     def route(self, pairs: list[Instance]) -> router_pb2.RouteResponse:
         inline = common_pb2.InstanceList(instances=[wire.instance_to_proto(i) for i in pairs])
