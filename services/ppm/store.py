@@ -15,8 +15,9 @@ from pathlib import Path
 from hyper.atomic import create_once, write_json_atomic, write_text_atomic
 from hyper.errors import HyperError, InvalidArgument, NotFound
 from hyper.performance_models import artifact_digest
+from hyper.schema import NAME_PATTERN
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME = re.compile(NAME_PATTERN)
 DEFAULT_MODEL = "default"
 
 

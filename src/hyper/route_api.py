@@ -14,7 +14,9 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hyper.errors import InvalidArgument
-from hyper.schema import DatasetRef
+from hyper.schema import NAME_PATTERN, DatasetRef
+
+OPTIONAL_NAME = f"^(?:{NAME_PATTERN[1:-1]})?$"  # a stored thing's name, or empty for the default
 
 StrategyName = Literal["topk", "simulated", "optimal_pos", "optimal_grad", "random",
                        "uncertainty", "optimize"]
@@ -74,8 +76,8 @@ class RouteOptions(BaseModel):
     seed: int = Field(0, ge=0)
     n_candidates: int = Field(500, ge=1, le=1_000_000,
                               description="knapsack candidates drawn by simulated and optimize")
-    ppm_model: str = Field("", description="PPM name; empty = the default model")
-    ppm_version: str = Field("", description="PPM version; empty = the latest")
+    ppm_model: str = Field("", pattern=OPTIONAL_NAME, description="PPM name; empty = the default model")
+    ppm_version: str = Field("", pattern=OPTIONAL_NAME, description="PPM version; empty = the latest")
     epsilon: float = Field(0.0, ge=0.0, description="optimal_grad stops once the predicted "
                                                      "score rises by no more than this")
     interval_level: float = Field(0.9, gt=0.0, lt=1.0,

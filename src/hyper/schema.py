@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 PREFERENCES = ("A", "B", "tie")
+# Names of stored things (PPMs and their versions, experiments, runs): safe as file names.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 # MultiPref's five-way vocabulary collapses to the three preferences a Bradley-Terry RM uses.
 MULTIPREF_LABELS = {

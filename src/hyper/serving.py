@@ -82,6 +82,17 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
+def violations_in_status(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """(field, description) of the google.rpc.BadRequest in an answer's status details."""
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    found = []
+    for detail in status.details if status else []:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found += [(v.field, v.description) for v in bad_request.field_violations]
+    return found
+
+
 def abort_with_details(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
                        violations: list[tuple[str, str]]) -> None:
     """Aborts with the message, plus google.rpc.BadRequest field violations a client can read
@@ -119,7 +130,7 @@ def _refusal(error: Exception, method: str) -> tuple[grpc.StatusCode, str, list[
     if isinstance(error, HyperError):
         return status_for(error), str(error), field_violations(error)
     if isinstance(error, grpc.RpcError):  # a downstream service's answer, passed on as it came
-        return error.code(), f"downstream: {error.details()}", []
+        return error.code(), f"downstream: {error.details()}", violations_in_status(error)
     if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
         log.error("state not writable in %s: %s", method, error)
         return (grpc.StatusCode.UNAVAILABLE,

@@ -17,11 +17,10 @@ import grpc
 from google.protobuf import descriptor as pb_descriptor
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from hyper import serving
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
 
 FIELD = pb_descriptor.FieldDescriptor
@@ -175,15 +174,7 @@ def record_answer(tally: Tally, method: str, error: grpc.RpcError | None) -> Non
 
 
 def field_violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    if status is None:
-        return []
-    names = []
-    for detail in status.details:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            names.extend(v.field for v in bad_request.field_violations)
-    return names
+    return [name for name, _ in serving.violations_in_status(error)]
 
 
 def fuzz_service(channel: grpc.Channel, service: str, examples: int, known: list[str],
