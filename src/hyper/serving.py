@@ -85,8 +85,8 @@ def _clip(text: str, limit: int) -> str:
 def violations_in_status(error: grpc.RpcError) -> list[tuple[str, str]]:
     """(field, description) of the google.rpc.BadRequest in an answer's status details."""
     status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
-    found = []
-    for detail in status.details if status else []:
+    found: list[tuple[str, str]] = []
+    for detail in list(status.details) if status is not None else []:
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request):
             found += [(v.field, v.description) for v in bad_request.field_violations]
