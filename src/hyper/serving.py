@@ -86,7 +86,8 @@ def violations_in_status(error: grpc.RpcError) -> list[tuple[str, str]]:
     """(field, description) of the google.rpc.BadRequest in an answer's status details."""
     status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
     found: list[tuple[str, str]] = []
-    for detail in list(status.details) if status is not None else []:
+    details: list = list(status.details) if status is not None else []
+    for detail in details:
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request):
             found += [(v.field, v.description) for v in bad_request.field_violations]
