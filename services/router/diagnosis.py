@@ -120,14 +120,18 @@ def random_accuracy(resolved: ResolvedLabels) -> list[float]:
     return accuracies
 
 
+def require_judge_labels(resolved: ResolvedLabels, roles: LabelRoles) -> None:
+    if not resolved.ai_in_data:
+        raise InvalidArgument("ai_source", f"no row has label_{roles.ai}: label the pairs with a judge "
+                                           "first (hyper annotate), then diagnose")
+
+
 def diagnose(dataset: Dataset, features: FeatureMatrix, roles: LabelRoles, seed: int = 0) -> Diagnosis:
     resolved = resolve(dataset.instances, roles)
     given = [i.judge_confidence for i in dataset.instances]  # a dataset's own column comes first
     resolved.confidence = np.array([c if g is None else g for g, c in zip(given, resolved.confidence, strict=True)],
                                    dtype=np.float64)
-    if not resolved.ai_in_data:
-        raise InvalidArgument("ai_source", f"no row has label_{roles.ai}: label the pairs with a judge "
-                                           "first (hyper annotate), then diagnose")
+    require_judge_labels(resolved, roles)
     scored = resolved.scored() & ~resolved.forced()
     errors = ~resolved.correct(resolved.ai)
     inputs = error_inputs(features, resolved.confidence)

@@ -22,7 +22,7 @@ from hyper.performance_models import PerformanceModel, Skill
 from hyper.route_api import AI, STRATEGIES, Budget, CurvePoint, RouteOptions, RouteResult, Source
 from hyper.route_report import RoutedPair, RouteReport, best_budget_verdict, feature_shares
 from hyper.router import selection
-from hyper.router.diagnosis import Diagnosis, diagnose
+from hyper.router.diagnosis import Diagnosis, diagnose, require_judge_labels
 from hyper.router.optimize import optimize
 from hyper.router.problem import ForcedSplit, build_problem, split_forced
 from hyper.router.selection import RoutingProblem
@@ -225,6 +225,7 @@ class Router:
         if not dataset.instances:
             raise InvalidArgument("dataset", "has no instances")
         resolved = resolve(dataset.instances, roles)
+        require_judge_labels(resolved, roles)  # before the costly tagging
         instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
                      if i.judge_confidence is None else i
                      for i, c in zip(dataset.instances, resolved.confidence, strict=True)]
