@@ -1,5 +1,6 @@
 """Optional gRPC TLS and ppm's run-recording token, on a real ppm server over loopback."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,13 +27,21 @@ def secure_ppm(tmp_path_factory):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=hyper-ppm", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    settings = local_settings(directory / "home").model_copy(update={
-        "tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(cert), "ppm_record_token": "t0ken",
-        "ppm_metrics_port": 0})
+    tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(cert)}
+    with ppm_server(directory, **tls, ppm_record_token="t0ken") as settings:
+        yield settings
+
+
+@contextlib.contextmanager
+def ppm_server(directory, **settings_update):
+    """A ppm server in this process with these settings, stopped at the end."""
+    settings = local_settings(directory / "home").model_copy(update={"ppm_metrics_port": 0, **settings_update})
     server = build(settings)
     server.start()
-    yield settings
-    server.grpc.stop(0)
+    try:
+        yield settings
+    finally:
+        server.grpc.stop(0)
 
 
 def test_a_tls_server_answers_tls_clients_only(secure_ppm):
@@ -78,13 +87,9 @@ def mutual_tls_ppm(tmp_path_factory):
     subprocess.run(["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca_cert), "-CAkey", str(ca_key),
                     "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(cert)],
                    check=True, capture_output=True)
-    settings = local_settings(directory / "home").model_copy(update={
-        "tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(ca_cert), "tls_client_auth": True,
-        "ppm_metrics_port": 0})
-    server = build(settings)
-    server.start()
-    yield settings
-    server.grpc.stop(0)
+    tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(ca_cert)}
+    with ppm_server(directory, **tls, tls_client_auth=True) as settings:
+        yield settings
 
 
 def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(mutual_tls_ppm):
