@@ -41,6 +41,7 @@ from hyper import dataset_files, ingest, serving
 from hyper.clients import RouterClient
 from hyper.schema import Instance
 from hyper.v1 import common_pb2, router_pb2
+from tests.conftest import free_ports
 from tests.support import faults
 from tests.support.fuzzing import SERVICES, fuzz_service, rest_bodies, valid_requests
 from tests.support.polling import wait_healthy
@@ -63,7 +64,7 @@ class Gateway:
 
 
 def start_gateway(system: faults.System) -> Gateway:
-    [port] = faults.free_ports(1)
+    [port] = free_ports(1)
     env = {**os.environ, **system.settings.to_env(), "HYPER_GATEWAY_PORT": str(port)}
     process = subprocess.Popen([sys.executable, "-m", "hyper.gateway.server"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -292,7 +293,7 @@ def images_section(scratch: Path, pairs: list[Instance]) -> dict:
     if reason:
         return {"status": "not built", "reason": reason}
     built = images.build_all(progress)
-    with ContainerSystem.running(scratch / "images", faults.free_ports) as system:
+    with ContainerSystem.running(scratch / "images") as system:
         health = system.wait_serving()
         gateway = system.gateway_ready()
         routed = system.route(pairs[:40])

@@ -4,7 +4,6 @@ debootstrap, dependencies from a wheelhouse; layers cached) and the system run f
 import pytest
 
 from scripts import images
-from tests.conftest import free_ports
 from tests.support.container_system import ContainerSystem, unexpected_modules
 
 pytestmark = [pytest.mark.service,
@@ -23,7 +22,7 @@ def test_every_image_runs_as_a_non_root_user_and_carries_only_its_own_dependenci
 
 
 def test_the_system_runs_from_its_images_read_only_and_records_a_job(built, tmp_path, hh_dataset):
-    with ContainerSystem.running(tmp_path, free_ports) as system:
+    with ContainerSystem.running(tmp_path) as system:
         assert system.wait_serving() == {"ppm": "SERVING", "tagger": "SERVING", "router": "SERVING"}
         assert system.gateway_ready()
         routed = system.route(hh_dataset.instances[:40])

@@ -27,6 +27,7 @@ from hyper.schema import Instance
 from hyper.v1 import common_pb2, router_pb2
 from scripts import images
 from scripts.dependencies import PROJECT, SERVICE_EXTRAS, canonical, closure
+from tests.conftest import free_ports
 from tests.support.models import known_ppm
 
 STATE = "/var/lib/hyper"
@@ -65,7 +66,7 @@ class ContainerSystem:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, directory: Path, free_ports):
+    def running(cls, directory: Path):
         home = directory / "home"
         home.mkdir(parents=True, exist_ok=True)
         names = ("tagger_port", "ppm_port", "router_port", "gateway_port")

@@ -29,6 +29,7 @@ from hyper.performance_models import QuadraticForm
 from hyper.ppm.store import ModelRegistry
 from hyper.schema import Instance
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2, tagger_pb2_grpc
+from tests.conftest import free_ports
 from tests.support.models import known_ppm
 
 PPM_NAME = "faults"
@@ -117,12 +118,6 @@ class System:
         began = time.monotonic()
         self.processes.up()
         return time.monotonic() - began
-
-
-def free_ports(n: int) -> list[int]:
-    from tests.conftest import free_ports as conftest_free_ports
-
-    return conftest_free_ports(n)
 
 
 def fresh_pairs(instances: list[Instance], n: int) -> list[Instance]:
