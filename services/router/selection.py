@@ -14,7 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyper.candidates import active_columns, count_vectors, knapsack_mixes, knapsack_orders, per_thousand
+from hyper.candidates import (
+    Neighbourhoods,
+    active_columns,
+    count_vectors,
+    knapsack_mixes,
+    knapsack_neighbourhoods,
+    knapsack_orders,
+    neighbourhood_counts,
+    neighbourhood_mask,
+    per_thousand,
+)
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel
 
@@ -188,7 +198,63 @@ def best_candidate(problem: RoutingProblem, candidates: np.ndarray) -> np.ndarra
 
 def simulated(problem: RoutingProblem, n_candidates: int, rng: np.random.Generator
               ) -> np.ndarray:
-    """Best of `n_candidates` knapsack candidates by predicted score (the paper's N = 500)."""
+    """Best of `n_candidates` knapsack candidates by predicted score (the paper's N = 500):
+    independent ones up to INDEPENDENT_CANDIDATES, beyond that walks and their neighbours."""
     if n_candidates < 1:
         raise InvalidArgument("n_candidates", "must be at least 1")
+    if n_candidates > INDEPENDENT_CANDIDATES and problem.exact_count and 0 < problem.budget < len(problem.items):
+        return best_neighbour(problem, n_candidates, rng)
     return best_candidate(problem, sample_candidates(problem, n_candidates, rng))
+
+
+# Past this many candidates an independent one (a pass over every row) costs far more than
+# scoring it; neighbours in the walks' boundary groups cost O(features) each.
+INDEPENDENT_CANDIDATES = 10_000
+NEIGHBOURHOOD_BLOCK = 32  # walks per scoring block: bounds memory at (block, steps, features)
+
+
+def best_neighbour(problem: RoutingProblem, n_candidates: int, rng: np.random.Generator) -> np.ndarray:
+    """Best of about `n_candidates` knapsack candidates: sqrt(n) walks, each followed by as
+    many swaps inside its boundary group (hyper.candidates.knapsack_neighbourhoods)."""
+    n_walks = int(np.ceil(np.sqrt(n_candidates)))
+    hoods = knapsack_neighbourhoods(problem.items, n_walks, -(-n_candidates // n_walks) - 1,
+                                    int(problem.budget), rng)
+    if not len(hoods.masks):  # every walk's budget ends on a group's end: no neighbour exists
+        return best_candidate(problem, sample_candidates(problem, n_walks, rng))
+    return neighbourhood_mask(hoods, *best_in_neighbourhoods(problem, hoods)[1])
+
+
+def best_in_neighbourhoods(problem: RoutingProblem, hoods: Neighbourhoods) -> tuple[float, tuple[int, int]]:
+    """The best predicted score among the candidates, and its (walk, step)."""
+    score = NeighbourScorer(problem)
+    best, where = -np.inf, (0, 0)
+    for start in range(0, len(hoods.masks), NEIGHBOURHOOD_BLOCK):
+        scores = score(hoods, slice(start, start + NEIGHBOURHOOD_BLOCK))
+        walk, step = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        if scores[walk, step] > best:
+            best, where = float(scores[walk, step]), (start + int(walk), int(step))
+    return best, where
+
+
+class NeighbourScorer:
+    """Predicted scores of neighbourhood candidates. A quadratic form f(c) = b + c.(w + Qc) is
+    scored from running sums of both c and Qc (each row times Q, gathered like the rows):
+    O(features) per candidate instead of a (features x features) product."""
+
+    def __init__(self, problem: RoutingProblem):
+        self.problem = problem
+        self.offset = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
+        self.form = problem.model.quadratic_form
+        quadratic = None if self.form is None else self.form.quadratic
+        self.row_slopes = None if quadratic is None else problem.items @ quadratic  # Q symmetric
+
+    def __call__(self, hoods: Neighbourhoods, walks: slice) -> np.ndarray:
+        """(walks, steps + 1) predicted scores of the candidates of `walks`."""
+        counts = neighbourhood_counts(hoods, self.problem.items, walks) + self.offset
+        if self.form is None:
+            return self.problem.model.predict(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:2])
+        if self.row_slopes is None:
+            return self.form.intercept + counts @ self.form.linear
+        slopes = neighbourhood_counts(hoods, self.row_slopes, walks)
+        slopes += self.form.quadratic @ self.offset + self.form.linear
+        return self.form.intercept + np.einsum("wkf,wkf->wk", counts, slopes, dtype=np.float64)

@@ -6,6 +6,8 @@ Shared by the training loop (mixes at random budgets to train proxy RMs on) and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # Count vectors count per 1,000 instances of the dataset a mix is drawn from: a PPM fitted on
@@ -132,3 +134,102 @@ def multi_source_assignments(bits: np.ndarray, n_mixes: int, n_sources: int, rng
         assignments[chosen] = source
     assignments[:, forced] = 1
     return assignments
+
+
+# ---------------------------------------------------------------- a million candidates
+# A knapsack walk at budget b takes whole groups (the rows whose earliest feature in the walk is
+# the 1st, 2nd, ... feature) and then a random subset of the boundary group, the one it is
+# taking when the budget runs out. Any other subset of the same size of that group is an equally
+# likely outcome of the same feature order: swapping one chosen boundary row for an unchosen
+# one is another knapsack candidate, and its count vector differs from its neighbour's by two
+# rows. So a few thousand walks explored by swaps give a million candidates for the price of
+# O(features) each, where an independent candidate costs a pass over every row.
+
+
+@dataclass
+class Neighbourhoods:
+    """Walks at one budget and a random sequence of boundary swaps from each: candidate (w, k)
+    is walk w's mix after its first k swaps (k = 0: the walk's own mix)."""
+
+    masks: np.ndarray  # (W, n) bool: each walk's own mix
+    swapped_in: np.ndarray  # (W, steps) row taken at each swap
+    swapped_out: np.ndarray  # (W, steps) row given back at each swap
+
+    @property
+    def n_candidates(self) -> int:
+        return self.swapped_in.size + len(self.masks)
+
+
+def _boundary(keys: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, n) chosen / not chosen rows of each walk's boundary group."""
+    cut = np.partition(keys, budget - 1, axis=1)[:, budget - 1:budget]
+    chosen = keys <= cut
+    boundary = np.floor(keys) == np.floor(cut)
+    return boundary & chosen, boundary & ~chosen
+
+
+def _padded_rows(flags: np.ndarray) -> np.ndarray:
+    """(W, max count) indices of each row's True columns, first ones first (padding unused)."""
+    return np.argsort(~flags, axis=1, kind="stable")[:, : max(1, int(flags.sum(axis=1).max()))]
+
+
+def knapsack_neighbourhoods(bits: np.ndarray, n_walks: int, steps: int, budget: int,
+                            rng: np.random.Generator) -> Neighbourhoods:
+    """`n_walks` knapsack walks whose boundary group can swap (0 < budget < n), each followed
+    by `steps` random swaps inside its boundary group."""
+    if not 0 < budget < len(bits):
+        raise ValueError("a neighbourhood needs a budget strictly between 0 and the row count")
+    keys = knapsack_keys(bits, n_walks, rng)
+    inside, outside = _boundary(keys, budget)
+    movable = inside.any(axis=1) & outside.any(axis=1)  # else the walk has no neighbour
+    keys, inside, outside = keys[movable], inside[movable], outside[movable]
+    n_inside, n_outside = inside.sum(axis=1), outside.sum(axis=1)
+    inside_rows, outside_rows = _padded_rows(inside), _padded_rows(outside)
+    walks = np.arange(len(keys))
+    swapped_in = np.empty((len(keys), steps), dtype=np.int64)
+    swapped_out = np.empty_like(swapped_in)
+    picks = rng.random((steps, 2, len(keys)))
+    for step in range(steps):  # sequential in steps, vectorised over walks
+        i = (picks[step, 0] * n_inside).astype(np.int64)
+        j = (picks[step, 1] * n_outside).astype(np.int64)
+        out, into = inside_rows[walks, i], outside_rows[walks, j]
+        inside_rows[walks, i], outside_rows[walks, j] = into, out
+        swapped_in[:, step], swapped_out[:, step] = into, out
+    masks = np.zeros(keys.shape, dtype=bool)
+    np.put_along_axis(masks, np.argpartition(keys, budget - 1, axis=1)[:, :budget], True, axis=1)
+    return Neighbourhoods(masks, swapped_in, swapped_out)
+
+
+def neighbourhood_counts(hoods: Neighbourhoods, rows: np.ndarray, walks: slice) -> np.ndarray:
+    """(walks, steps + 1, F) sums of `rows` over the candidates of `walks` (their count vectors
+    when `rows` are the feature rows): each walk's own sum, then running sums of (row in - row
+    out). Exact integers for integer rows; float32 otherwise, since moving bytes is the cost
+    here (running sums of a thousand per-1,000 counts stay within 1e-4 of the float64 ones)."""
+    rows = np.asarray(rows)
+    rows = rows.astype(np.int32 if np.issubdtype(rows.dtype, np.integer) else np.float32)
+    swapped_in, swapped_out = hoods.swapped_in[walks], hoods.swapped_out[walks]
+    out = np.empty((len(swapped_in), swapped_in.shape[1] + 1, rows.shape[1]), dtype=rows.dtype)
+    out[:, 0] = hoods.masks[walks].astype(rows.dtype) @ rows
+    running = out[:, 1:]
+    np.take(rows, swapped_in, axis=0, out=running, mode="clip")  # indices are valid: clip skips a copy
+    running -= np.take(rows, swapped_out, axis=0, mode="clip")
+    np.cumsum(running, axis=1, out=running)
+    running += out[:, :1]
+    return out
+
+
+def neighbourhood_hashes(hoods: Neighbourhoods, row_keys: np.ndarray) -> np.ndarray:
+    """(W, steps + 1) Zobrist hashes of every candidate's mask (XOR of its rows' random 64-bit
+    keys), updated by each swap: equal masks hash equal, so distinct hashes count distinct
+    candidates (a lower bound, exact but for 64-bit collisions)."""
+    base = np.bitwise_xor.reduce(np.where(hoods.masks, row_keys, np.uint64(0)), axis=1)
+    moves = np.bitwise_xor.accumulate(row_keys[hoods.swapped_in] ^ row_keys[hoods.swapped_out], axis=1)
+    return np.concatenate([base[:, None], base[:, None] ^ moves], axis=1)
+
+
+def neighbourhood_mask(hoods: Neighbourhoods, walk: int, step: int) -> np.ndarray:
+    """Candidate (walk, step) as an explicit mask (for the chosen one, and for checks)."""
+    mask = hoods.masks[walk].copy()
+    for into, out in zip(hoods.swapped_in[walk, :step], hoods.swapped_out[walk, :step], strict=True):
+        mask[out], mask[into] = False, True
+    return mask

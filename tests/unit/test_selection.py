@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hyper.candidates import knapsack_neighbourhoods, neighbourhood_hashes, neighbourhood_mask
 from hyper.errors import InvalidArgument
 from hyper.performance_models import QuadraticForm
 from hyper.route_api import STRATEGIES
@@ -158,3 +159,43 @@ def test_optimize_beats_the_other_strategies_under_a_money_budget(n_sources):
     scores = {s: score(problem, solve(problem, RouteOptions(strategy=s, n_candidates=200)))
               for s in ("topk", "simulated", "random", "optimize")}
     assert scores["optimize"] >= max(scores.values()) - 1e-9
+
+
+def test_neighbour_candidates_are_knapsack_mixes_scored_as_the_dense_product_scores_them():
+    problem = random_problem(3, 400, 12, 0.3)
+    hoods = knapsack_neighbourhoods(problem.items, 30, 60, int(problem.budget), np.random.default_rng(0))
+    scores = selection.NeighbourScorer(problem)(hoods, slice(0, len(hoods.masks)))
+    for walk, step in itertools.product(range(0, len(hoods.masks), 7), (0, 1, 17, 60)):
+        mask = neighbourhood_mask(hoods, walk, step)
+        assert mask.sum() == problem.budget
+        assert scores[walk, step] == pytest.approx(problem.score(mask)[0], rel=1e-6)  # float32 sums
+
+
+def test_a_swap_stays_in_the_walks_boundary_group():
+    """The rows swapped in and out are never among those every candidate of the walk shares
+    (its whole groups), and masks differ from their walk's by the swaps alone."""
+    problem = random_problem(4, 300, 9, 0.5)
+    hoods = knapsack_neighbourhoods(problem.items, 10, 40, int(problem.budget), np.random.default_rng(1))
+    for walk in range(len(hoods.masks)):
+        masks = np.array([neighbourhood_mask(hoods, walk, step) for step in range(41)])
+        shared = masks.all(axis=0)
+        moved = np.union1d(hoods.swapped_in[walk], hoods.swapped_out[walk])
+        assert not shared[moved].any()
+        assert (masks != masks[0]).any(axis=0)[~np.isin(np.arange(300), moved)].sum() == 0
+
+
+def test_distinct_hashes_count_distinct_masks():
+    problem = random_problem(5, 40, 6, 0.4)
+    hoods = knapsack_neighbourhoods(problem.items, 8, 30, int(problem.budget), np.random.default_rng(2))
+    hashes = neighbourhood_hashes(hoods, np.random.default_rng(3).integers(0, 2**63, 40, dtype=np.uint64))
+    masks = {neighbourhood_mask(hoods, w, s).tobytes() for w in range(len(hoods.masks)) for s in range(31)}
+    assert len(np.unique(hashes)) == len(masks)
+
+
+def test_simulated_past_the_independent_limit_explores_neighbourhoods_and_beats_their_walks():
+    problem = random_problem(6, 2_000, 15, 0.25)
+    n = selection.INDEPENDENT_CANDIDATES + 1
+    chosen = selection.simulated(problem, n, np.random.default_rng(7))
+    assert chosen.sum() == problem.budget
+    walks = knapsack_neighbourhoods(problem.items, 101, 0, int(problem.budget), np.random.default_rng(7))
+    assert problem.score(chosen)[0] >= problem.score(walks.masks).max()
