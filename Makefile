@@ -38,9 +38,11 @@ demo: setup
 
 # Tests start real servers from Debian's packages: redis-server, prometheus (+ promtool) and
 # etcd (for the kube-apiserver harness); headless chromium renders the report page and /docs;
-# rootful podman (runc) and debootstrap build and run the images. CI runs as root.
+# rootful podman (runc) and debootstrap build and run the images; PostgreSQL's server binaries
+# (not on PATH: /usr/lib/postgresql/<version>/bin) for the shared-state tests. CI runs as root.
 SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus etcd:etcd-server openssl:openssl \
-	chromium:chromium podman:podman buildah:buildah runc:runc debootstrap:debootstrap newuidmap:uidmap
+	chromium:chromium podman:podman buildah:buildah runc:runc debootstrap:debootstrap newuidmap:uidmap \
+	/usr/lib/postgresql/*/bin/initdb:postgresql
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || \
 		missing="$$missing $${pair#*:}"; done; \

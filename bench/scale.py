@@ -109,6 +109,114 @@ def _dense_rate(bits: np.ndarray, problem: RoutingProblem, n: int, rng: np.rando
     return n / (time.perf_counter() - began)
 
 
+# ---------------------------------------------------------------- Route over a million pairs
+# Tagging a million distinct pairs would take hours here, so the cache is filled as a shared
+# cache would be after a tagging Job: the tagger computes the values of BASE_PAIRS bundled pairs,
+# and each variant (the same pair, its prompt suffixed) gets its base pair's values under its
+# own content key. What Route then does is all measured: read and parse the file, hash every
+# pair, ask the tagger which keys it lacks, have it bin the whole dataset by key, route,
+# persist the assignments.
+
+BASE_PAIRS = 2_000
+ROUTE_SIZES = (10_000, 100_000, 1_000_000)
+REPEATS = 5
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def _fill_cache(settings, base: list, sizes: tuple[int, ...]) -> None:
+    """Tags the base pairs for real, then stores their values under every variant's key."""
+    from hyper.clients import TaggerClient
+    from hyper.local import LocalProcesses
+    from hyper.vector_store import VectorStore
+
+    processes = LocalProcesses(settings)
+    processes.up()
+    try:
+        progress(f"tagging {len(base):,} bundled pairs for real")
+        with reference.serving.channel(settings.address("tagger"), settings) as channel:
+            TaggerClient(channel).tag(base)
+    finally:
+        processes.down()
+    [directory] = (settings.cache_dir / "features").iterdir()
+    store = VectorStore(directory, np.load(next(directory.glob("*.npz")))["vectors"].shape[1])
+    values, missing = store.get_many([i.content_key() for i in base])
+    assert not missing
+    variants = reference.hh_variants(max(sizes))  # cycles through HH's pairs; base = the first
+    keys = [i.content_key() for i in variants]
+    store.put_many(keys, values[np.arange(len(variants)) % len(base)])
+    store.flush()
+    progress(f"{len(keys):,} variants cached")
+
+
+def _route_file(settings, path: Path, n: int) -> dict:
+    from hyper.clients import RouterClient
+    from hyper.local import LocalProcesses
+
+    request = reference.route_request(path, "topk", 0.25)
+    with reference.serving.channel(settings.address("router"), settings) as channel:
+        router = RouterClient(channel)
+        began = time.perf_counter()
+        first = router.route(request)
+        first_s = time.perf_counter() - began
+        assert first.n_instances == n, (first.n_instances, n)
+        repeat_s = reference.median_seconds(lambda: router.route(request), REPEATS)
+    rss = _peak_rss_mb(LocalProcesses(settings).status_entry("router")["pid"])
+    progress(f"Route over {n:,} pairs: first {first_s:.1f} s, repeated {repeat_s:.2f} s, router peak RSS {rss:,.0f} MB")
+    return {"first_s": first_s, "repeat_s": repeat_s, "rss_mb": rss, "n_human": first.n_human,
+            "page_assignments": len(first.assignments), "file_mb": path.stat().st_size / 2**20}
+
+
+def route(sizes: tuple[int, ...] = ROUTE_SIZES) -> dict:
+    import tempfile
+
+    from hyper.local import LocalProcesses
+    from hyper.ppm.store import ModelRegistry
+
+    bits, problem, _, _ = _synthetic_problem(2_000, 0.25, 0)
+    with tempfile.TemporaryDirectory(prefix="hyper-scale-") as home:
+        with reference.local_services(Path(home)) as settings:  # only for its settings: stopped at once
+            pass
+        base = reference.hh_variants(BASE_PAIRS)
+        _fill_cache(settings, base, sizes)
+        ModelRegistry(settings.ppm_dir).save(reference.PPM_NAME, problem.model.to_json())
+        results = {}
+        processes = LocalProcesses(settings)
+        processes.up()
+        try:
+            for n in sorted(sizes):
+                path = reference.write_plain(reference.hh_variants(n), Path(home) / f"pairs-{n}.jsonl")
+                results[str(n)] = _route_file(settings, path, n)
+        finally:
+            processes.down()
+    return results
+
+
+def plot_route(results: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(int(n) for n in results)
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("first_s", "first call (read, hash, look up, route)"), ("repeat_s", "repeated call")):
+        time_axis.loglog(sizes, [results[str(n)][key] for n in sizes], "o-", label=label)
+    time_axis.axhline(60, color="grey", ls=":", label="targets: 60 s, 2 s")
+    time_axis.axhline(2, color="grey", ls=":")
+    time_axis.set(xlabel="pairs in the file", ylabel="seconds", title="Route time")
+    time_axis.legend(fontsize=8)
+    memory_axis.semilogx(sizes, [results[str(n)]["rss_mb"] for n in sizes], "o-")
+    memory_axis.axhline(4096, color="grey", ls=":", label="target: 4 GB")
+    memory_axis.set(xlabel="pairs in the file", ylabel="router peak RSS (MB)", title="Router memory")
+    memory_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(png, dpi=120)
+
+
 # ---------------------------------------------------------------- the job
 
 
@@ -121,6 +229,11 @@ def table(result: dict) -> str:
                   f"{c['dense_gemm_scoring_per_second']:,.0f}/s vs pandas loop {c['baseline_per_second']:,.1f}/s: "
                   f"x{c['speedup_vs_baseline']:,.0f} (x{c['speedup_vs_baseline_with_generation']:,.0f} "
                   "with generation)"]
+    if routes := result.get("route"):
+        lines += ["", "Route (topk, 25%, features cached; router peak RSS)",
+                  f"  {'pairs':>10} {'first':>9} {'repeat':>9} {'RSS':>9}"]
+        lines += [f"  {int(n):>10,} {r['first_s']:>8.1f}s {r['repeat_s']:>8.2f}s {r['rss_mb']:>6,.0f} MB"
+                  for n, r in sorted(routes.items(), key=lambda item: int(item[0]))]
     return "\n".join(lines)
 
 
@@ -128,9 +241,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--route-sizes", type=int, nargs="+", default=list(ROUTE_SIZES))
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result["machine"] = reference.machine()
+    if "route" in args.only:
+        result["route"] = route(tuple(args.route_sizes))
+        plot_route(result["route"], args.out.with_name("scale-route.png"))
     if "candidates" in args.only:
         result["candidates"] = candidates()
         result["speedup_vs_baseline"] = result["candidates"]["speedup_vs_baseline"]

@@ -15,7 +15,9 @@ COPY src src
 COPY services services
 COPY helm/hyper/files helm/hyper/files
 COPY docker/requirements.py docker/
-RUN mkdir /requirements && for extras in tagger ppm router trainer gateway tagger,gpu; do \
+# The trainer's per accelerator (services/rm-trainer/Dockerfile's ACCELERATOR): trainer,jax-cpu|cuda|tpu.
+RUN mkdir /requirements && for extras in tagger ppm router gateway tagger,gpu \
+        trainer,jax-cpu trainer,jax-cuda trainer,jax-tpu; do \
         python docker/requirements.py "$extras" > "/requirements/$extras.txt"; done
 RUN python -m grpc_tools.protoc -I proto --python_out=src --grpc_python_out=src --pyi_out=src \
         proto/hyper/v1/*.proto \

@@ -113,9 +113,18 @@ def create_app(settings: Settings) -> FastAPI:
         return wire.diagnosis_from_proto(router.diagnose(wire.diagnose_request_to_proto(body)))
 
     @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)])
-    def get_route(route_id: str) -> RouteResult:
-        """A Route result as it was persisted when it was made."""
-        return wire.route_result_from_proto(router.get_route(route_id))
+    def get_route(route_id: str, page_token: str = "", page_size: int = 0) -> RouteResult:
+        """A Route result as it was persisted when it was made, with one page of its
+        assignments: the first, or the one `page_token` (a previous page's next_page_token)
+        starts."""
+        if not page_token:
+            return wire.route_result_from_proto(router.get_route(route_id, page_size))
+        route = router.get_route(route_id, 1)
+        page = router.list_assignments(route_id, page_token, page_size)
+        del route.assignments[:]
+        route.assignments.extend(page.assignments)
+        route.next_page_token = page.next_page_token
+        return wire.route_result_from_proto(route)
 
     @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], response_class=HTMLResponse)
     def report(route_id: str, sample: int = 10) -> HTMLResponse:

@@ -10,7 +10,7 @@ import numpy as np
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel, artifact_digest
 from hyper.ppm.fitting import DEFAULT_CV_FOLDS, fit_ppm
-from hyper.ppm.store import DEFAULT_MODEL, ModelRegistry, RunStore, check_name
+from hyper.ppm.store import DEFAULT_MODEL, ModelVersions, RunRecords, check_name
 
 RUN_STATES = ("succeeded", "failed")
 
@@ -35,7 +35,7 @@ def training_data(runs: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, 
 
 
 class PerformanceModels:
-    def __init__(self, registry: ModelRegistry, runs: RunStore):
+    def __init__(self, registry: ModelVersions, runs: RunRecords):
         self.registry = registry
         self.runs = runs
 
@@ -79,7 +79,7 @@ class PerformanceModels:
         return self.registry.load(model or DEFAULT_MODEL, version)
 
     def record_run(self, run: dict) -> bool:
-        """True if this call recorded something new (see RunStore.record)."""
+        """True if this call recorded something new (see RunRecords.record)."""
         if run.get("state") not in RUN_STATES:
             raise InvalidArgument("run.state", f"{run.get('state')!r} is not one of {RUN_STATES}")
         if run["state"] == "failed" and not run.get("failure_reason"):

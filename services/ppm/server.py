@@ -4,14 +4,32 @@ from __future__ import annotations
 
 from hyper import serving
 from hyper.config import Settings
+from hyper.database import open_database
 from hyper.ppm.models import PerformanceModels
 from hyper.ppm.servicer import PPMServicer
-from hyper.ppm.store import ModelRegistry, RunStore
+from hyper.ppm.store import (
+    ModelRegistry,
+    ModelVersions,
+    PostgresModelRegistry,
+    PostgresRunStore,
+    RunRecords,
+    RunStore,
+)
 from hyper.v1 import ppm_pb2, ppm_pb2_grpc
 
 
+def stores(settings: Settings) -> tuple[ModelVersions, RunRecords]:
+    """PostgreSQL when a database is configured (replicas share it; migrated here, at start-up),
+    else files under the home directory (one process)."""
+    if not settings.database_url:
+        return ModelRegistry(settings.ppm_dir), RunStore(settings.ppm_dir)
+    # One connection per work RPC that may run at once.
+    database = open_database(settings.database_url, settings.grpc_workers, settings.database_connect_timeout_s)
+    return PostgresModelRegistry(database), PostgresRunStore(database)
+
+
 def build(settings: Settings) -> serving.Server:
-    models = PerformanceModels(ModelRegistry(settings.ppm_dir), RunStore(settings.ppm_dir))
+    models = PerformanceModels(*stores(settings))
     servicer = PPMServicer(models, settings.ppm_record_token)
     return serving.Server(settings, "ppm", [(
         ppm_pb2_grpc.add_PPMServiceServicer_to_server, servicer,

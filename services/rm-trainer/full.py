@@ -22,6 +22,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from hyper.rm_trainer.devices import join_hosts
 from hyper.rm_trainer.llama import LlamaRewardModel, LlamaSpec, params_from_safetensors, params_to_hf_tensors
 from hyper.run_spec import FullSpec
 from hyper.schema import Instance
@@ -118,8 +119,7 @@ def train(config: FullSpec, tokenizer, instances: list[Instance], labels: list[s
     and a rerun of the same run (a retried Job) resumes from the latest save."""
     kept = [(i, label) for i, label in zip(instances, labels, strict=True) if label in ("A", "B")]
     data = tokenize_pairs(tokenizer, [i for i, _ in kept], [label for _, label in kept], config.max_length)
-    if config.distributed and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    join_hosts(config.distributed)
     mesh = device_mesh()
     if config.batch_size % mesh.shape["data"]:
         raise ValueError(f"batch_size {config.batch_size} must divide over {mesh.shape['data']} devices")

@@ -27,8 +27,9 @@ from hyper.embeddings import SentenceEmbedder
 from hyper.errors import HyperError
 from hyper.pairs import encode_pairs, targets_and_weights
 from hyper.proxy_rm import predict_margins, train_heads
+from hyper.rm_trainer import devices
 from hyper.rm_trainer.evaluation import rewardbench_scores
-from hyper.run_spec import ProxySpec, RunSpec, load_mixes, source_role
+from hyper.run_spec import ProxySpec, RunSpec, load_mixes, source_role, spans_hosts
 from hyper.schema import Instance
 from hyper.v1 import ppm_pb2
 
@@ -220,6 +221,16 @@ def run_job(spec: RunSpec) -> int:
     return 0
 
 
+def start_devices(distributed: bool) -> None:
+    """Before the data is read or anything recorded: join the slice's hosts and check that JAX has the
+    accelerator the Job was scheduled for, else exit EXIT_NO_ACCELERATOR saying why."""
+    try:
+        devices.start(distributed)
+    except devices.AcceleratorMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(devices.EXIT_NO_ACCELERATOR)
+
+
 def final_main(argv: list[str]) -> None:
     """`rm-trainer final`: one reward model on an exported hybrid dataset (see final.py)."""
     import json
@@ -242,6 +253,7 @@ def final_main(argv: list[str]) -> None:
         tree["full"] = {**tree.get("full", {}), "model_dir": args.model_dir}
     try:
         spec = FinalSpec.model_validate(tree)
+        start_devices(spans_hosts(spec.mode, spec.full))
         result = train_final(spec)
     except (ValueError, HyperError) as error:  # pydantic's ValidationError is a ValueError
         print(f"error: {error}", file=sys.stderr)
@@ -258,7 +270,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rm-trainer", description=__doc__)
     parser.add_argument("--spec", required=True, help="path of the run spec (JSON)")
     args = parser.parse_args(argv)
-    sys.exit(run_job(RunSpec.load(args.spec)))
+    try:
+        spec = RunSpec.load(args.spec)
+    except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        print(f"error: spec {args.spec}: {error}", file=sys.stderr)
+        sys.exit(2)
+    start_devices(spec.distributed)
+    sys.exit(run_job(spec))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from hyper import dataset_files
-from hyper.clients import Tagged
+from hyper.clients import FeaturesNotCached, Tagged
 from hyper.errors import HyperError, InvalidArgument
 from hyper.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
 from hyper.memo import Memo
@@ -36,6 +36,8 @@ class TaggerPeer(Protocol):
     def feature_set_version(self) -> str: ...
 
     def tag_with_raw(self, instances: list[Instance]) -> Tagged: ...
+
+    def warm(self, instances: list[Instance]) -> int: ...
 
     def annotate(self, instances: list[Instance]) -> list: ...
 
@@ -191,9 +193,17 @@ class Router:
             dataset_files.check_under_roots(ref.path, self.data_roots)
         identity = file_identity(ref)
         if identity is None:
-            dataset = dataset_files.read_dataset_ref(ref)
+            dataset = dataset_files.read_dataset_ref(ref, self.warmed_without_text)
             return dataset, dataset_fingerprint(dataset)
-        return self.datasets.get_or_compute(identity, lambda: dataset_files.read_dataset_ref(ref)), identity
+        return self.datasets.get_or_compute(
+            identity, lambda: dataset_files.read_dataset_ref(ref, self.warmed_without_text)), identity
+
+    def warmed_without_text(self, instances: list[Instance]) -> list[Instance]:
+        """A chunk of a file being read: the tagger computes (and caches) what it has not
+        cached yet, then the text is dropped; the router holds a file's pairs by content key
+        (the tagger tags them by key), so a million pairs' text is never in memory at once."""
+        self.tagger.warm(instances)
+        return [instance.without_text() for instance in instances]
 
     def tag(self, dataset: Dataset, key: Hashable) -> Tagged:
         # The tagger's feature-set version is part of the key: a new tagger means new features.
@@ -238,7 +248,11 @@ class Router:
         """The dataset with the judge's confidences, which pairs only humans can label, and its
         features (memoised: a report of a route finds them again)."""
         dataset, forced = with_judge_labels(dataset, options)
-        tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        try:
+            tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        except FeaturesNotCached:
+            self.datasets.discard(dataset_key)  # the next call reads the file (and warms the tagger) again
+            raise
         return dataset, forced, tagged
 
     def report(self, route: RouteResult, dataset: Dataset, dataset_key: Hashable | None = None,
@@ -260,6 +274,8 @@ class Router:
         ids = tagged.features.instance_ids
         human = np.array([routes[i].route != AI for i in ids])
         by_id = {i.id: i for i in dataset.instances}
+        texts = by_id if route.dataset_ref is None or not any(i.text_key for i in dataset.instances) else {
+            i.id: i for i in dataset_files.read_dataset_ref(route.dataset_ref.to_dataset_ref()).instances}
         confidence = [(routes[i].route != AI, float(c)) for i in ids
                       if (c := by_id[i].judge_confidence) is not None]
         ranked = sorted(route.assignments, key=lambda a: -a.gain)
@@ -273,7 +289,7 @@ class Router:
             with_curve, best_budget_verdict([p.model_dump() for p in plan.curve], best.budget_fraction),
             feature_shares(tagged.features.feature_names, tagged.features.bits, human),
             [c for is_human, c in confidence if is_human], [c for is_human, c in confidence if not is_human],
-            [RoutedPair(a.id, a.route, a.gain, by_id[a.id].prompt, by_id[a.id].judge_confidence) for a in sample],
+            [RoutedPair(a.id, a.route, a.gain, texts[a.id].prompt, by_id[a.id].judge_confidence) for a in sample],
             notes)
 
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,

@@ -245,16 +245,16 @@ class NeighbourScorer:
         self.problem = problem
         self.offset = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
         self.form = problem.model.quadratic_form
-        quadratic = None if self.form is None else self.form.quadratic
-        self.row_slopes = None if quadratic is None else problem.items @ quadratic  # Q symmetric
+        self.quadratic = None if self.form is None else self.form.quadratic
+        self.row_slopes = None if self.quadratic is None else problem.items @ self.quadratic  # Q symmetric
 
     def __call__(self, hoods: Neighbourhoods, walks: slice) -> np.ndarray:
         """(walks, steps + 1) predicted scores of the candidates of `walks`."""
         counts = neighbourhood_counts(hoods, self.problem.items, walks) + self.offset
         if self.form is None:
             return self.problem.model.predict(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:2])
-        if self.row_slopes is None:
+        if self.quadratic is None or self.row_slopes is None:
             return self.form.intercept + counts @ self.form.linear
         slopes = neighbourhood_counts(hoods, self.row_slopes, walks)
-        slopes += self.form.quadratic @ self.offset + self.form.linear
+        slopes += self.quadratic @ self.offset + self.form.linear
         return self.form.intercept + np.einsum("wkf,wkf->wk", counts, slopes, dtype=np.float64)

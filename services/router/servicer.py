@@ -15,7 +15,7 @@ from hyper.route_api import DEFAULT_SOURCE, RouteOptions
 from hyper.route_report import render_html
 from hyper.router.diagnosis import Diagnosis
 from hyper.router.routing import RoutePlan, Router
-from hyper.router.store import RouteStore
+from hyper.router.store import ALL, AssignmentColumns, RouteStore, page_size
 from hyper.schema import Dataset
 from hyper.stats import Estimate
 from hyper.v1 import common_pb2, router_pb2, router_pb2_grpc
@@ -31,14 +31,13 @@ PREDICTED_SCORE = Histogram("hyper_router_predicted_score", "PPM-predicted eval 
 
 
 def response_from_plan(plan: RoutePlan, options: RouteOptions, n_skipped: int) -> router_pb2.RouteResponse:
+    """The response without its assignments (see assignments_of)."""
     curve = [router_pb2.CurvePoint(**point.model_dump()) for point in plan.curve]
     best = max(plan.curve, key=lambda p: p.predicted).budget_fraction if plan.curve else None
     n_by_source = dict(Tally(plan.routes))
     return router_pb2.RouteResponse(
         warnings=plan.warnings, ppm_skill=common_pb2.Skill(**plan.skill.to_json()),
         ppm_target=plan.target, n_forced_human=plan.n_forced,
-        assignments=[router_pb2.Assignment(id=i, route=r, gain=g, cost=c) for i, r, g, c in
-                     zip(plan.ids, plan.routes, plan.gains.tolist(), plan.costs.tolist(), strict=True)],
         predicted_score=plan.predicted_score, predicted_lower=plan.interval[0],
         predicted_upper=plan.interval[1], interval_level=options.interval_level,
         n_human=n_by_source.get(DEFAULT_SOURCE, 0), n_instances=len(plan.ids),
@@ -46,6 +45,10 @@ def response_from_plan(plan: RoutePlan, options: RouteOptions, n_skipped: int) -
         count_vector=wire.count_vectors_to_proto(plan.feature_names, plan.count_vector),
         n_skipped_rows=n_skipped, budget_fraction=plan.budget_fraction, budget_curve=curve,
         optimal_budget_fraction=best, total_cost=float(plan.costs.sum()), n_by_source=n_by_source)
+
+
+def assignments_of(plan: RoutePlan) -> AssignmentColumns:
+    return AssignmentColumns(plan.ids, plan.routes, plan.gains, plan.costs)
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
@@ -65,6 +68,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     def Route(self, request, context):
         options = wire.route_options_from_proto(request)
         budget = wire.budget_from_proto(request.budget)
+        size = page_size(request.page_size, "page_size")
         dataset, key = self._dataset(request.dataset)
         plan = self.router.route(dataset, budget, options, key)
         response = response_from_plan(plan, options, dataset.n_skipped)
@@ -74,7 +78,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         response.judges.extend(options.judges)
         if request.dataset.WhichOneof("source") == "ref":
             response.dataset_ref.CopyFrom(request.dataset.ref)
-        self.store.save(response)
+        self.store.save(response, assignments_of(plan))
+        self._count(plan, options, response)
+        return self.store.load(response.route_id, size)
+
+    def _count(self, plan: RoutePlan, options: RouteOptions, response: router_pb2.RouteResponse) -> None:
         ROUTES.labels(options.strategy).inc()
         for route, count in response.n_by_source.items():
             INSTANCES_ROUTED.labels(route).inc(count)
@@ -82,13 +90,17 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         if not plan.skill.demonstrated:
             UNSKILLED.inc()
         PREDICTED_SCORE.observe(plan.predicted_score)
-        return response
 
     def GetRoute(self, request, context):
-        return self.store.load(request.route_id)
+        return self.store.load(request.route_id, page_size(request.page_size, "page_size"))
+
+    def ListAssignments(self, request, context):
+        assignments, token, total = self.store.page(request.route_id, request.page_token,
+                                                    page_size(request.page_size, "page_size"))
+        return router_pb2.ListAssignmentsResponse(assignments=assignments, next_page_token=token, n_assignments=total)
 
     def Report(self, request, context):
-        route = wire.route_result_from_proto(self.store.load(request.route_id))
+        route = wire.route_result_from_proto(self.store.load(request.route_id, ALL))
         if route.dataset_ref is None:
             raise InvalidArgument("route_id", "the route was given its pairs inline: only a route of a file "
                                               "(dataset.ref) can be explained again")

@@ -49,17 +49,25 @@ def endpoint_judge(settings: Settings) -> Judge:
     return OpenAICompatibleJudge(config)
 
 
-def build(settings: Settings) -> serving.Server:
+def build_tagger(settings: Settings, engine=None) -> Tagger:
+    """The tagging core with its models and feature cache: the server's, and the shard Jobs'."""
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
-    engine = _engine(settings)
     descriptive: DescriptiveBackend
-    judge: Judge
     if settings.tagging_backend == "vllm":
         from hyper.tagger.llm import VLLMDescriptiveTagger
 
-        descriptive = VLLMDescriptiveTagger(engine)
+        descriptive = VLLMDescriptiveTagger(engine or _engine(settings))
     else:
         descriptive = ZeroShotEmbeddingTagger(embedder)
+    cache = open_cache(settings.redis_url, settings.cache_dir,
+                       feature_set_version(descriptive.name), CACHED_WIDTH)
+    return Tagger(embedder, load_ner(settings.ner_model), descriptive, cache, settings.tagging_chunk_size)
+
+
+def build(settings: Settings) -> serving.Server:
+    engine = _engine(settings)
+    tagger = build_tagger(settings, engine)
+    judge: Judge
     if settings.judge_backend == "vllm":
         from hyper.tagger.llm import VLLMJudge
 
@@ -67,11 +75,8 @@ def build(settings: Settings) -> serving.Server:
     elif settings.judge_backend == "openai":
         judge = endpoint_judge(settings)
     else:
-        judge = RewardModelJudge(embedder, settings.judge_file)
-    cache = open_cache(settings.redis_url, settings.cache_dir,
-                       feature_set_version(descriptive.name), CACHED_WIDTH)
-    servicer = TaggerServicer(Tagger(embedder, load_ner(settings.ner_model), descriptive, cache),
-                              judge)
+        judge = RewardModelJudge(tagger.embedder, settings.judge_file)
+    servicer = TaggerServicer(tagger, judge)
     return serving.Server(settings, "tagger", [(
         tagger_pb2_grpc.add_TaggerServiceServicer_to_server, servicer,
         serving.full_name(tagger_pb2, "TaggerService"))])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 
+import numpy as np
 from prometheus_client import Counter
 
 from hyper import wire
-from hyper.catalogue import CATALOGUE
+from hyper.catalogue import CATALOGUE, FEATURE_NAMES
 from hyper.errors import InvalidArgument
 from hyper.tagger.judging import Judge
 from hyper.tagger.tagging import Tagger
@@ -17,6 +20,17 @@ from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 INSTANCES_TAGGED = Counter("hyper_tagger_instances_total", "Instances tagged.")
 INSTANCES_ANNOTATED = Counter("hyper_tagger_instances_annotated_total", "Pairs given AI labels.")
 CACHE_LOOKUPS = Counter("hyper_tagger_cache_lookups_total", "Feature cache lookups.", ["result"])
+
+
+CONTENT_KEY = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _content_keys(keys, field: str, offset: int = 0) -> list[str]:
+    """The keys, refused by position when one is not a content key (16 hex digits)."""
+    for position, key in enumerate(keys):
+        if not CONTENT_KEY.match(key):
+            raise InvalidArgument(f"{field}[{offset + position}]", f"{key[:80]!r} is not a content key (16 hex digits)")
+    return list(keys)
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
@@ -43,6 +57,28 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         return tagger_pb2.TagResponse(features=wire.feature_matrix_to_proto(result.features),
                                       raw=raw, cache_hits=result.cache_hits,
                                       cache_misses=result.cache_misses)
+
+    def MissingKeys(self, request, context):
+        _, missing = self.tagger.cache.get_many(_content_keys(request.keys, "keys"))
+        return tagger_pb2.MissingKeysResponse(positions=missing)
+
+    def TagCached(self, request_iterator, context):
+        keys: list[str] = []
+        confidence: list[float] = []
+        for request in request_iterator:
+            if request.judge_confidence and len(request.judge_confidence) != len(request.keys):
+                raise InvalidArgument("judge_confidence", f"has {len(request.judge_confidence)} values for "
+                                                          f"{len(request.keys)} keys")
+            keys += _content_keys(request.keys, "keys", offset=len(keys))
+            confidence += request.judge_confidence or [math.nan] * len(request.keys)
+        if not keys:
+            raise InvalidArgument("keys", "is empty")
+        bits, raw = self.tagger.tag_cached(keys, np.array(confidence))
+        INSTANCES_TAGGED.inc(len(keys))
+        CACHE_LOOKUPS.labels("hit").inc(len(keys))
+        return tagger_pb2.TagCachedResponse(
+            n_rows=len(keys), packed_bits=np.packbits(bits).tobytes(), raw=raw.astype(np.float32).tobytes(),
+            feature_names=FEATURE_NAMES, raw_names=RAW_DIMENSIONS, feature_set_version=self.tagger.version)
 
     def Annotate(self, request, context):
         if not request.instances:

@@ -8,13 +8,15 @@ import logging
 import sys
 import time
 from dataclasses import asdict
+from itertools import chain
 from pathlib import Path
 
 import grpc
 
-from hyper import cli_labelling, cli_ppm, cli_rounds, dataset_files, logs
-from hyper.atomic import write_json_atomic
+from hyper import cli_labelling, cli_ppm, cli_rounds, cli_tag, dataset_files, logs
+from hyper.atomic import atomic_open, write_json_atomic
 from hyper.config import Settings
+from hyper.dataset_files import parse_columns
 from hyper.errors import HyperError, InvalidArgument
 from hyper.jobs import JobFailed
 from hyper.label_sources import LabelRoles, sources_in
@@ -53,16 +55,6 @@ def parse_sources(pairs: list[str]) -> list[dict]:
     return sources
 
 
-def parse_columns(pairs: list[str]) -> dict[str, str]:
-    columns = {}
-    for pair in pairs:
-        field, sep, column = pair.partition("=")
-        if not sep or not field or not column:
-            raise InvalidArgument("--column", f"{pair!r} is not FIELD=COLUMN")
-        columns[field] = column
-    return columns
-
-
 def route_request(args, budget_curve: bool = False) -> RouteRequest:
     """The typed request the flags describe; its checks name the field, as over gRPC."""
     ref = {"path": str(Path(args.data).resolve()), "format": args.format,
@@ -72,7 +64,8 @@ def route_request(args, budget_curve: bool = False) -> RouteRequest:
                "ppm_model": args.ppm_model, "ppm_version": args.ppm_version,
                "epsilon": args.epsilon, "interval_level": args.interval,
                "budget_curve": budget_curve, "curve_points": args.points,
-               "ai_source": args.ai_source, "judges": args.judge, "require_skill": args.require_skill}
+               "ai_source": args.ai_source, "judges": args.judge, "require_skill": args.require_skill,
+               "page_size": args.page_size}
     if args.source:
         request["sources"] = parse_sources(args.source)
     if args.human_cost_base or args.human_cost_per_1k_tokens:
@@ -81,13 +74,20 @@ def route_request(args, budget_curve: bool = False) -> RouteRequest:
     return validated(RouteRequest, request)
 
 
-def call_route(args, settings: Settings, budget_curve: bool = False) -> RouteResult:
-    from hyper import serving, wire
+def router_client(settings: Settings):
+    from hyper import serving
     from hyper.clients import RouterClient
 
-    client = RouterClient(serving.channel(settings.address("router"), settings))
+    return RouterClient(serving.channel(settings.address("router"), settings))
+
+
+def call_route(args, settings: Settings, budget_curve: bool = False) -> RouteResult:
+    """The route with every assignment (for a route small enough to hold; cmd_route streams)."""
+    from hyper import wire
+
+    client = router_client(settings)
     response = client.route(wire.route_request_to_proto(route_request(args, budget_curve)))
-    return wire.route_result_from_proto(response)
+    return wire.route_result_from_proto(client.with_all_assignments(response))
 
 
 def routing_summary(result: RouteResult) -> dict:
@@ -120,7 +120,7 @@ def skill_text(skill: dict) -> str:
             f"{skill['ci_high']:.2f}] over {skill['n_runs']} runs{verdict}")
 
 
-def print_route(summary: dict) -> None:
+def print_route(summary: dict, largest: list[dict]) -> None:
     print_warnings(summary["warnings"])
     n = summary["n_instances"]
     print(f"strategy         {summary['strategy']}")
@@ -135,22 +135,63 @@ def print_route(summary: dict) -> None:
           f"[{lower:.4f}, {upper:.4f}] at {summary['interval_level']:.0%}")
     print(f"PPM              {summary['ppm_version']}: {skill_text(summary['ppm_skill'])}")
     print(f"cost             {summary['total_cost']:g}")
-    top = sorted(summary["assignments"], key=lambda a: -a["gain"])[:5]
-    print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2g})" for a in top))
+    print("largest gains    " + ", ".join(f"{a['id']} ({a['gain']:+.2g})" for a in largest))
 
 
 def cmd_route(args, settings: Settings) -> dict:
-    result = call_route(args, settings)
+    """Route, then every assignment page by page: into --out as they come (a route of a million
+    pairs is never held at once), and into the returned summary only for a route of one page."""
+    from hyper import wire
+
+    client = router_client(settings)
+    response = client.route(wire.route_request_to_proto(route_request(args)))
+    result = wire.route_result_from_proto(response)
     summary = routing_summary(result)
+    first_page = summary.pop("assignments")
+    later_pages = client.assignment_pages(response.route_id, response.next_page_token, args.page_size)
+    pages = chain([first_page], ([assignment_row(a) for a in page] for page in later_pages))
+    largest = LargestGains()
     if args.out:
-        write_json_atomic(args.out, summary)
+        write_route_file(args.out, summary, map(largest.add, chain.from_iterable(pages)))
+    else:
+        any(map(largest.add, chain.from_iterable(pages)))  # consumed for the largest gains only
+    if response.next_page_token:
+        summary["n_assignments_listed"] = len(first_page)
+    summary["assignments"] = first_page
     if args.json:
         print(result.model_dump_json(indent=1))
     else:
-        print_route(summary)
+        print_route(summary, largest.top)
         if args.out:
             print(f"written to       {args.out}")
     return summary
+
+
+def assignment_row(assignment) -> dict:
+    return {"id": assignment.id, "route": assignment.route, "gain": assignment.gain, "cost": assignment.cost}
+
+
+class LargestGains:
+    """The five assignments with the largest gains among those seen (each passed through)."""
+
+    def __init__(self, n: int = 5):
+        self.n = n
+        self.top: list[dict] = []
+
+    def add(self, row: dict) -> dict:
+        if len(self.top) < self.n or row["gain"] > self.top[-1]["gain"]:
+            self.top = sorted([*self.top, row], key=lambda a: -a["gain"])[: self.n]
+        return row
+
+
+def write_route_file(path: str, summary: dict, assignments) -> None:
+    """The summary's keys, then "assignments" written row by row (the file `hyper export` and
+    `hyper tasks` read); atomically, so a failed listing leaves no half file."""
+    with atomic_open(Path(path), "w") as out:
+        out.write(json.dumps(summary, indent=1)[:-2] + ',\n "assignments": [')
+        for k, row in enumerate(assignments):
+            out.write((",\n  " if k else "\n  ") + json.dumps(row))
+        out.write("\n ]\n}\n")
 
 
 def cmd_curve(args, settings: Settings) -> dict:
@@ -253,27 +294,23 @@ def cmd_judge_train(args, settings: Settings) -> None:
 
 
 def _job_settings(args):
-    from hyper.jobs import JobSettings
+    from hyper.jobs import job_settings
 
-    overrides = {k: v for k, v in {"accelerator": args.accelerator, "image": args.image,
-                                   "namespace": args.namespace, "local_workers": args.workers}.items()
-                 if v is not None}
-    return JobSettings(**overrides)
+    flags = {"accelerator": args.accelerator, "image": args.image, "namespace": args.namespace,
+             "local_workers": args.workers, "tpu_topology": args.tpu_topology, "tpu_hosts": args.tpu_hosts,
+             "tpu_chips": args.tpu_chips}
+    return job_settings(**{k: v for k, v in flags.items() if v is not None})
 
 
 def _manifests(args, settings):
-    from hyper.jobs import render_job, spec_run_name
+    from hyper.jobs import render_spec
 
-    manifests = []
-    for spec in args.specs:
-        run, experiment = spec_run_name(Path(spec))
-        manifests.append(render_job(run, args.spec_path_in_cluster or str(Path(spec).resolve()),
-                                    settings, experiment))
-    return manifests
+    return [render_spec(Path(spec), args.spec_path_in_cluster or str(Path(spec).resolve()), settings)
+            for spec in args.specs]
 
 
 def cmd_jobs_render(args, settings: Settings) -> None:
-    """Writes one Job manifest per spec, for `kubectl create -f DIR`."""
+    """Writes one Job (a JobSet for a distributed spec) manifest per spec, for `kubectl create -f DIR`."""
     from hyper.jobs import write_manifests
 
     for path in write_manifests(_manifests(args, _job_settings(args)), Path(args.out)):
@@ -285,8 +322,9 @@ def cmd_jobs_submit(args, settings: Settings) -> None:
 
     job_settings = _job_settings(args)
     if args.backend == "kubernetes":
-        for name in submit_kubernetes(_manifests(args, job_settings), job_settings.namespace):
-            print(f"created job {name} in {job_settings.namespace}")
+        manifests = _manifests(args, job_settings)
+        for manifest, name in zip(manifests, submit_kubernetes(manifests, job_settings.namespace), strict=True):
+            print(f"created {manifest['kind'].lower()} {name} in {job_settings.namespace}")
         return
     codes = run_local([Path(s) for s in args.specs], job_settings.local_workers,
                       settings.home.resolve() / "logs" / "jobs")
@@ -551,6 +589,8 @@ def _route_args(parser: argparse.ArgumentParser, budget_required: bool = True, l
                         help="refuse to route with a PPM whose skill interval includes 0")
     parser.add_argument("--json", action="store_true", help="print the response as JSON")
     parser.add_argument("--out", default="", help="also write the result to this JSON file")
+    parser.add_argument("--page-size", type=int, default=0,
+                        help="assignments per page fetched from the router (default 10,000; at most 100,000)")
 
 
 def _mixes_arg(parser: argparse.ArgumentParser) -> None:
@@ -631,8 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("submit", cmd_jobs_submit, "run specs locally or as Kubernetes Jobs")):
         job_parser = jobs.add_parser(name, help=help_text)
         job_parser.add_argument("specs", nargs="+", help="run spec files (JSON)")
-        job_parser.add_argument("--accelerator", choices=("cpu", "gpu", "tpu"))
+        job_parser.add_argument("--accelerator", choices=("cpu", "gpu", "tpu"),
+                                help="node pool and image (the accelerator's, unless --image)")
         job_parser.add_argument("--image")
+        job_parser.add_argument("--tpu-topology", help="the TPU slice's topology, e.g. 4x4")
+        job_parser.add_argument("--tpu-hosts", type=int, help="TPU VMs in the slice (distributed specs: >= 2)")
+        job_parser.add_argument("--tpu-chips", type=int, help="TPU chips per host")
         job_parser.add_argument("--namespace")
         job_parser.add_argument("--workers", type=int, help="local backend: jobs at a time")
         job_parser.add_argument("--spec-path-in-cluster", default="",
@@ -654,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
     cli_labelling.add_commands(commands, _data_command)
     cli_ppm.add_commands(commands)
+    cli_tag.add_commands(commands, _data_command)
     _data_command(commands, "rounds", "route new data in rounds, refitting the PPM on each round's human "
                   "labels, against routing it at once", cli_rounds.cmd_rounds, _mixes_arg, _label_args,
                   cli_rounds.add_arguments)

@@ -90,7 +90,7 @@ def fetch_route(route: str, settings: Settings) -> RouteResult:
         from hyper.clients import RouterClient
 
         client = RouterClient(serving.channel(settings.address("router"), settings))
-        return wire.route_result_from_proto(client.get_route(route))
+        return wire.route_result_from_proto(client.with_all_assignments(client.get_route(route)))
     path = Path(route)
     if not path.is_file():
         raise InvalidArgument("route", f"{route!r} is neither a route id (32 hex digits) nor a route file")

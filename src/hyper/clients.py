@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
 from hyper import wire
+from hyper.errors import HyperError
 from hyper.features import FeatureMatrix
 from hyper.schema import Instance
 from hyper.v1 import ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2, tagger_pb2_grpc
@@ -39,7 +43,11 @@ class TaggerClient:
 
     def tag_with_raw(self, instances: list[Instance], timeout: float = 1800,
                      chunk_size: int = 2000) -> Tagged:
-        """Streams the dataset in chunks, so no single message grows with the dataset."""
+        """Pairs without their text (read from a large file, see Instance.without_text) are
+        tagged by content key; others are streamed in chunks, so no message grows with the
+        dataset."""
+        if any(i.text_key for i in instances):
+            return self.tag_cached(instances, timeout)
         chunks = (tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i)
                                                    for i in instances[start:start + chunk_size]])
                   for start in range(0, len(instances), chunk_size))
@@ -47,6 +55,38 @@ class TaggerClient:
         names = sorted(response.raw[0].values) if response.raw else []
         raw = {name: np.array([r.values[name] for r in response.raw]) for name in names}
         return Tagged(wire.feature_matrix_from_proto(response.features), raw)
+
+    def warm(self, instances: list[Instance], timeout: float = 1800) -> int:
+        """Has the tagger compute and cache the pairs it has not cached; how many there were."""
+        keys = tagger_pb2.KeysRequest(keys=[i.content_key() for i in instances])
+        missing = self.stub.MissingKeys(keys, timeout=timeout).positions
+        if missing:
+            self.tag_with_raw([instances[k] for k in missing], timeout)
+        return len(missing)
+
+    def tag_cached(self, instances: list[Instance], timeout: float = 1800, chunk_size: int = 100_000) -> Tagged:
+        confidence = [math.nan if i.judge_confidence is None else i.judge_confidence for i in instances]
+        chunks = (tagger_pb2.TagCachedRequest(keys=[i.content_key() for i in instances[start:start + chunk_size]],
+                                              judge_confidence=confidence[start:start + chunk_size])
+                  for start in range(0, len(instances), chunk_size))
+        try:
+            response = self.stub.TagCached(chunks, timeout=timeout)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            raise FeaturesNotCached(f"the tagger no longer holds features of pairs read earlier ({error.details()})"
+                                    ": route again, the file will be read again") from error
+        n, width = response.n_rows, len(response.feature_names)
+        bits = np.unpackbits(np.frombuffer(response.packed_bits, dtype=np.uint8), count=n * width).reshape(n, width)
+        raw = np.frombuffer(response.raw, dtype=np.float32).reshape(n, len(response.raw_names)).astype(np.float64)
+        matrix = FeatureMatrix([i.id for i in instances], list(response.feature_names), bits,
+                               response.feature_set_version)
+        return Tagged(matrix, {name: raw[:, j] for j, name in enumerate(response.raw_names)})
+
+
+class FeaturesNotCached(HyperError):
+    """Pairs held by content key whose features the tagger has lost since (a restart without a
+    shared cache): only reading the file again can tag them."""
 
 
 class PPMClient:
@@ -90,6 +130,9 @@ class PPMClient:
         return list(self.stub.ListRuns(ppm_pb2.ListRunsRequest(experiment=experiment)).runs)
 
 
+PAGE_SIZE = 100_000  # the largest page the router serves
+
+
 class RouterClient:
     def __init__(self, channel):
         self.stub = router_pb2_grpc.RouterServiceStub(channel)
@@ -97,8 +140,29 @@ class RouterClient:
     def route(self, request: router_pb2.RouteRequest, timeout: float = 1800) -> router_pb2.RouteResponse:
         return self.stub.Route(request, timeout=timeout)
 
-    def get_route(self, route_id: str) -> router_pb2.RouteResponse:
-        return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id))
+    def get_route(self, route_id: str, page_size: int = 0) -> router_pb2.RouteResponse:
+        return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id, page_size=page_size))
+
+    def list_assignments(self, route_id: str, page_token: str, page_size: int = 0
+                         ) -> router_pb2.ListAssignmentsResponse:
+        return self.stub.ListAssignments(router_pb2.ListAssignmentsRequest(
+            route_id=route_id, page_token=page_token, page_size=page_size))
+
+    def assignment_pages(self, route_id: str, page_token: str, page_size: int = 0
+                         ) -> Iterator[list[router_pb2.Assignment]]:
+        """The route's assignments from `page_token` on, a page at a time (the largest pages
+        unless `page_size` says)."""
+        while page_token:
+            page = self.list_assignments(route_id, page_token, page_size or PAGE_SIZE)
+            yield list(page.assignments)
+            page_token = page.next_page_token
+
+    def with_all_assignments(self, response: router_pb2.RouteResponse) -> router_pb2.RouteResponse:
+        """The response with the rest of its pages in place (a route small enough to hold)."""
+        for page in self.assignment_pages(response.route_id, response.next_page_token):
+            response.assignments.extend(page)
+        response.next_page_token = ""
+        return response
 
     def report(self, route_id: str, sample_size: int = 10, timeout: float = 1800) -> str:
         """The route explained as one offline HTML page."""

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Descriptive tags: "zero-shot" (sentence-embedding similarity, CPU) or "vllm" (a tagging
     # LM; the paper's was a Llama-3-8B fine-tuned as an analyzer).
     tagging_backend: Literal["zero-shot", "vllm"] = "zero-shot"
+    # Pairs the tagger computes and then commits to its feature cache at a time: a crash loses
+    # at most one chunk.
+    tagging_chunk_size: int = 1024
     # AI judge of Annotate: "reward-model" (the saved CPU judge), "vllm" (a pairwise LM judge in
     # the tagger's own engine) or "openai" (a pairwise LM judge behind an OpenAI-compatible
     # endpoint: `vllm serve` in the cluster, or a hosted API).
@@ -72,6 +75,11 @@ class Settings(BaseSettings):
     # Mutual TLS: servers accept only clients with a certificate signed by tls_ca, and clients
     # present tls_cert/tls_key.
     tls_client_auth: bool = False
+    # PostgreSQL for the state replicas share (ppm's runs and PPM registry), e.g.
+    # postgresql://hyper:PASSWORD@host:5432/hyper; empty = files under `home` (one process).
+    database_url: str = ""
+    # How long a service waits at start-up for the database to accept a connection.
+    database_connect_timeout_s: float = 60.0
     # When set, ppm records runs only for callers presenting it (the training Jobs' Secret).
     ppm_record_token: str = ""
     max_message_mb: int = 256

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 
 from hyper.errors import InvalidArgument, InvalidInstance, NotFound
 from hyper.ingest import parse_records
-from hyper.schema import Dataset, DatasetRef
+from hyper.schema import Dataset, DatasetRef, Instance
 
 # A longer line is a bad row, read past in pieces: one huge line must not take the memory.
 MAX_LINE_BYTES = 64 * 2**20
@@ -95,13 +95,16 @@ def read_dataset(
     format: str = "auto",
     columns: Mapping[str, str] | None = None,
     skip_bad_rows: bool = False,
+    compact: Callable[[list[Instance]], list[Instance]] | None = None,
 ) -> Dataset:
     """Every valid pair of the file; bad rows refuse the file unless `skip_bad_rows` drops them.
 
     `columns` maps a format's field name to the file's column holding it, e.g.
-    {"prompt": "question"}; errors then name the file's column ("question").
+    {"prompt": "question"}; errors then name the file's column ("question"). The file is
+    read as a stream (JSONL by line, Parquet by row group); `compact` sees the instances in
+    chunks as they are read (see ingest.parse_records).
     """
-    return parse_records(_records(Path(path)), format, columns, skip_bad_rows, str(path))
+    return parse_records(_records(Path(path)), format, columns, skip_bad_rows, str(path), compact)
 
 
 def check_under_roots(path: str, roots: tuple[Path, ...]) -> None:
@@ -118,7 +121,19 @@ def check_under_roots(path: str, roots: tuple[Path, ...]) -> None:
                                                   "put the file under one or set HYPER_DATA_ROOTS")
 
 
-def read_dataset_ref(ref: DatasetRef) -> Dataset:
+def parse_columns(pairs: list[str]) -> dict[str, str]:
+    """--column FIELD=COLUMN flags as the `columns` mapping of read_dataset."""
+    columns = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field or not column:
+            raise InvalidArgument("--column", f"{pair!r} is not FIELD=COLUMN")
+        columns[field] = column
+    return columns
+
+
+def read_dataset_ref(ref: DatasetRef, compact: Callable[[list[Instance]], list[Instance]] | None = None
+                     ) -> Dataset:
     if not ref.path:
         raise InvalidArgument("dataset.ref.path", "is empty")
-    return read_dataset(ref.path, ref.format, dict(ref.columns) or None, ref.skip_bad_rows)
+    return read_dataset(ref.path, ref.format, dict(ref.columns) or None, ref.skip_bad_rows, compact)

@@ -427,22 +427,35 @@ def plain_record(instance: Instance) -> dict:
     return record
 
 
+COMPACT_ROWS = 10_000
+
+
 def parse_records(
     records: Iterable[tuple[int, dict | InvalidInstance]],
     format: str = "auto",
     columns: Mapping[str, str] | None = None,
     skip_bad_rows: bool = False,
     source: str = "",
+    compact: Callable[[list[Instance]], list[Instance]] | None = None,
 ) -> Dataset:
-    """Validates numbered records (from a file, or inline in a request) into a Dataset."""
+    """Validates numbered records (from a file, or inline in a request) into a Dataset.
+
+    `compact`, when given, is handed every COMPACT_ROWS instances as they are read and
+    returns what is kept of them (e.g. without their text): a large file's text is never
+    held in memory at once."""
     if format != "auto" and format not in _FORMATS:
         raise InvalidArgument("format", f"{format!r} is not 'auto' or one of {FORMATS}")
     columns = dict(columns or {})
     if format != "auto":
         _check_columns(columns, format)
     parse = _Parse(format, columns)
+    kept = 0
     for row, record in records:
         parse.add(row, record)
+        if compact and len(parse.instances) - kept >= COMPACT_ROWS:
+            parse.instances[kept:], kept = compact(parse.instances[kept:]), len(parse.instances)
+    if compact and len(parse.instances) > kept:
+        parse.instances[kept:] = compact(parse.instances[kept:])
     if parse.errors and not skip_bad_rows:
         raise DatasetRejected(source, parse.errors)
     return Dataset(parse.instances, source=source, n_skipped=len(parse.errors),

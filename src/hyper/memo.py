@@ -29,3 +29,7 @@ class Memo(Generic[Value]):
                 self._entries.popitem(last=False)
         return value
 
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._entries.pop(key, None)

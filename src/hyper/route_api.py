@@ -152,6 +152,8 @@ class RouteRequest(RouteOptions):
 
     dataset: DatasetBody
     budget: Budget
+    page_size: int = Field(0, ge=0, le=100_000, description="assignments in the answer (default 10,000); "
+                                                             "the rest from GET /v1/routes/{route_id}?page_token=")
 
 
 class Assignment(BaseModel):
@@ -211,6 +213,8 @@ class RouteResult(BaseModel):
     ai_source: str = Field("", description="the label_<source> that labels the pairs routed to ai")
     ppm_model: str = Field("", description="the PPM's name (its version is ppm_version)")
     judges: list[str] = Field(default_factory=list, description="the request's other judges")
+    next_page_token: str = Field("", description="set when `assignments` is one page of the route: "
+                                                 "the next page is GET /v1/routes/{route_id}?page_token=...")
 
 
 class DiagnoseRequest(BaseModel):

@@ -52,6 +52,13 @@ class FullSpec(BaseModel):
     distributed: bool = False
 
 
+def spans_hosts(mode: str, full: FullSpec | None) -> bool:
+    """Whether a training job spans the hosts of a slice (`full.distributed`, full mode only):
+    the spec says how its program runs; the Job's settings (`hyper jobs --tpu-hosts`) on which
+    slice, so that one spec runs on slices of any size."""
+    return mode == "full" and full is not None and full.distributed
+
+
 class RunSpec(BaseModel):
     experiment: str
     # Data moves by reference: paths (or, later, object-store URIs), never inline in gRPC.
@@ -73,6 +80,10 @@ class RunSpec(BaseModel):
     embedding_model: str = ""
     cache_dir: str = ".hyper/cache"
     chunk_size: int = Field(64, ge=1)
+
+    @property
+    def distributed(self) -> bool:
+        return spans_hosts(self.mode, self.full)
 
     @classmethod
     def load(cls, path: str | Path) -> RunSpec:

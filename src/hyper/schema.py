@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -49,10 +50,18 @@ class Instance:
     judge_confidence: float | None = None
     costs: dict[str, float] = field(default_factory=dict)  # per paid source, when known
     subset: str = ""  # an evaluation set's subset (RewardBench style), "" elsewhere
+    # Set when the text was dropped after reading (a large file routed by content key): what
+    # content_key() was before.
+    text_key: str = ""
 
     def content_key(self) -> str:
         """Hash of the text alone (not the labels): the key features are cached under."""
-        return stable_id(self.prompt, self.response_a, self.response_b)
+        return self.text_key or stable_id(self.prompt, self.response_a, self.response_b)
+
+    def without_text(self) -> Instance:
+        """The instance with its text dropped and its content key kept (a tenth of the memory
+        for a typical conversation)."""
+        return dataclasses.replace(self, prompt="", response_a="", response_b="", text_key=self.content_key())
 
 
 @dataclass

@@ -235,9 +235,10 @@ def _decoded_stream(behaviour: Callable) -> Callable:
 # exponential backoff, while the peer is UNAVAILABLE (restarting, or not yet listening) or
 # refuses them for being at its limit of concurrent calls (RESOURCE_EXHAUSTED).
 IDEMPOTENT_METHODS = {
-    "hyper.v1.TaggerService": ["Tag", "TagStream", "GetCatalogue"],  # not Annotate: a paid judge
+    # not Annotate: a paid judge
+    "hyper.v1.TaggerService": ["Tag", "TagStream", "MissingKeys", "TagCached", "GetCatalogue"],
     "hyper.v1.PPMService": ["GetModel", "GetArtifact", "ListModels", "ListRuns", "RecordRun"],
-    "hyper.v1.RouterService": ["GetRoute", "Report", "Diagnose"],
+    "hyper.v1.RouterService": ["GetRoute", "ListAssignments", "Report", "Diagnose"],
 }
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.5s", "maxBackoff": "8s",
                 "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}

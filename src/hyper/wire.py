@@ -60,7 +60,7 @@ def budget_from_proto(message: router_pb2.Budget) -> Budget:
 def route_options_from_proto(request: router_pb2.RouteRequest) -> RouteOptions:
     """The options a request sets; an unset field (a proto3 zero value) takes the default."""
     options = message_to_dict(request)
-    for name in ("dataset", "budget"):
+    for name in ("dataset", "budget", "page_size"):  # what to route, and how much of it to answer with
         options.pop(name, None)
     return validated(RouteOptions, options)
 

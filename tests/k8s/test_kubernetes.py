@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,39 +20,10 @@ from kubernetes import client
 from hyper.clients import PPMClient
 from hyper.loop import write_plain_jsonl
 from hyper.run_spec import ProxySpec, RunSpec, save_mixes
-from tests.support.kube import KubeCluster, missing_binaries
-from tests.support.node_agent import NodeAgent
+from tests.k8s.conftest import CRON_EXPERIMENT, NAMESPACE, VOLUME, start_node
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.k8s
-
-CHART = Path(__file__).resolve().parents[2] / "helm" / "hyper"
-NAMESPACE = "hyper"
-VOLUME = "/var/lib/hyper"  # where the trainer pods mount the state claim
-CRON_EXPERIMENT = "k8s-cron"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    missing = missing_binaries()
-    if missing:
-        pytest.fail(f"missing {missing}: scripts/build_kube.sh builds them (make test runs it)")
-    kube = KubeCluster(tmp_path_factory.mktemp("kube")).start()
-    yield kube
-    kube.stop()
-
-
-@pytest.fixture(scope="module")
-def installed(cluster, tmp_path_factory) -> list[dict]:
-    """The chart rendered for this v1.20 server and applied with kubectl, the trainer
-    CronJob pointed at an experiment's spec on the state volume."""
-    rendered = subprocess.run(
-        [shutil.which("helm"), "template", "hyper", str(CHART), "--kube-version", "1.20.2",
-         "--namespace", NAMESPACE, "--set", f"trainer.spec={VOLUME}/experiments/{CRON_EXPERIMENT}/spec.json"],
-        capture_output=True, text=True, check=True).stdout
-    cluster.kubectl("create", "namespace", NAMESPACE)
-    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=rendered)
-    return [d for d in yaml.safe_load_all(rendered) if d]
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +32,7 @@ def node(cluster, installed, services, tmp_path_factory):
     ConfigMap sends trainers to the ppm Service; here ppm is the test session's process."""
     cluster.kubectl("patch", "configmap", "hyper-config", "-n", NAMESPACE, "--type", "merge", "-p",
                     json.dumps({"data": {"HYPER_PPM_ADDRESS": services.address("ppm")}}))
-    state = tmp_path_factory.mktemp("state-volume")
-    agent = NodeAgent(cluster.api_client(), NAMESPACE, "app.kubernetes.io/name=rm-trainer",
-                      {"hyper-state": state}, tmp_path_factory.mktemp("node")).start()
-    agent.state = state
+    agent = start_node(cluster, "app.kubernetes.io/name=rm-trainer", tmp_path_factory)
     yield agent
     agent.stop()
 

@@ -91,3 +91,16 @@ def test_the_gateway_reports_readiness_liveness_and_metrics(gateway, hh_dataset)
     metrics = gateway.get("/metrics/").text
     assert 'hyper_gateway_requests_total{code="200",method="POST",route="/v1/route"}' in metrics
     assert "hyper_gateway_request_duration_seconds_bucket" in metrics
+
+
+def test_a_route_is_read_over_rest_a_page_at_a_time(gateway, hh_dataset):
+    body = route_body(hh_dataset.instances[:12], count=3) | {"page_size": 5}
+    first = gateway.post("/v1/route", json=body, headers=AUTH).json()
+    assert len(first["assignments"]) == 5 and first["next_page_token"]
+    listed, token = list(first["assignments"]), first["next_page_token"]
+    while token:
+        page = gateway.get(f"/v1/routes/{first['route_id']}", params={"page_token": token, "page_size": 5},
+                           headers=AUTH).json()
+        listed, token = listed + page["assignments"], page["next_page_token"]
+    assert [a["id"] for a in listed] == [i.id for i in hh_dataset.instances[:12]]
+    assert sum(a["route"] == "human" for a in listed) == 3

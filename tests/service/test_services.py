@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import urllib.request
 
 import grpc
@@ -11,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hyper import wire
+from hyper import ingest, wire
 from hyper.catalogue import TEXTUAL_DIMENSIONS
 from hyper.clients import PPMClient, RouterClient, TaggerClient
 from hyper.performance_models import PerformanceModel, QuadraticForm
@@ -433,3 +434,56 @@ def test_diagnose_tells_whether_routing_can_pay_before_anything_is_spent(channel
     error = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
         dataset=common_pb2.Dataset(ref=ref), ai_source="gpt-5")))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("ai_source")
+
+
+def test_a_file_is_tagged_by_content_key_and_its_route_listed_page_by_page(channels, sample, known_ppm, tmp_path):
+    """Reading a file, the router has the tagger compute only what it has not cached, then
+    holds the pairs without their text and has them tagged by key: the features equal those
+    of the text. The assignments come back a page at a time, and together they are the route."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(ingest.plain_record(i)) + "\n" for i in sample[:23]))
+    tagger, router = TaggerClient(channels["tagger"]), RouterClient(channels["router"])
+    request = router_pb2.RouteRequest(dataset=common_pb2.Dataset(ref=common_pb2.DatasetRef(path=str(path))),
+                                      budget=router_pb2.Budget(count=6), ppm_model="known", page_size=5)
+    first = router.route(request)
+    assert tagger.stub.MissingKeys(tagger_pb2.KeysRequest(keys=[i.content_key() for i in sample[:23]])).positions == []
+    by_key = tagger.tag_cached([i.without_text() for i in sample[:23]])
+    assert np.array_equal(by_key.features.bits, tagger.tag(sample[:23]).bits)
+    assert len(first.assignments) == 5 and first.next_page_token
+    pages = [list(first.assignments), *router.assignment_pages(first.route_id, first.next_page_token, 7)]
+    assert [len(page) for page in pages] == [5, 7, 7, 4]
+    listed = [a for page in pages for a in page]
+    whole = router.route(_with_page_size(request, 100))
+    assert [(a.id, a.route) for a in listed] == [(a.id, a.route) for a in whole.assignments]
+    assert [i.id for i in sample[:23]] == [a.id for a in listed]
+    again = router.get_route(first.route_id, 30)
+    assert len(again.assignments) == 23 and not again.next_page_token
+
+
+def _with_page_size(request: router_pb2.RouteRequest, size: int) -> router_pb2.RouteRequest:
+    copy = router_pb2.RouteRequest()
+    copy.CopyFrom(request)
+    copy.page_size = size
+    return copy
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda router, route_id: router.list_assignments(route_id, "x1", 5), "page_token"),
+    (lambda router, route_id: router.list_assignments(route_id, "999", 5), "page_token"),
+    (lambda router, route_id: router.list_assignments(route_id, "1", 100_001), "page_size"),
+    (lambda router, route_id: router.get_route(route_id, 100_001), "page_size"),
+])
+def test_bad_pages_are_refused_naming_the_field(channels, sample, known_ppm, call, field):
+    router = RouterClient(channels["router"])
+    route = router.route(router_pb2.RouteRequest(dataset=inline(sample[:4]), budget=router_pb2.Budget(count=1),
+                                                 ppm_model="known"))
+    error = rpc_error(lambda: call(router, route.route_id))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(field)
+
+
+def test_tag_cached_refuses_unknown_and_malformed_keys(channels):
+    stub = TaggerClient(channels["tagger"]).stub
+    unknown = rpc_error(lambda: stub.TagCached(iter([tagger_pb2.TagCachedRequest(keys=["0123456789abcdef"])])))
+    assert unknown.code() == grpc.StatusCode.FAILED_PRECONDITION and "no cached features" in unknown.details()
+    malformed = rpc_error(lambda: stub.MissingKeys(tagger_pb2.KeysRequest(keys=["0123456789abcdef", "nope"])))
+    assert malformed.code() == grpc.StatusCode.INVALID_ARGUMENT and malformed.details().startswith("keys[1]")

@@ -38,11 +38,12 @@ def test_a_three_source_ppm_routes_a_money_budget_across_them(services, channels
 
     routed = hyper(services, "route", str(tmp_path / "batch.jsonl"), "--ppm-model", "three", "--ai-source",
                    "pandalm-7b", "--source", "human=1", "--source", "gpt-3.5-turbo=0.1", "--budget", "$15",
-                   "--strategy", "optimize", "--out", str(tmp_path / "route.json"))
+                   "--strategy", "optimize", "--page-size", "7", "--out", str(tmp_path / "route.json"))
     assert routed.returncode == 0, routed.stderr[-3000:]
     result = json.loads((tmp_path / "route.json").read_text())
     by_source = result["n_by_source"]
     assert set(by_source) <= {"human", "gpt-3.5-turbo", "ai"} and sum(by_source.values()) == 100
+    assert len(result["assignments"]) == 100  # 15 pages of 7 written one after the other
     assert result["total_cost"] <= 15 + 1e-9
     spent = by_source.get("human", 0) * 1.0 + by_source.get("gpt-3.5-turbo", 0) * 0.1
     assert spent == pytest.approx(result["total_cost"])

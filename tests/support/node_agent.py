@@ -15,6 +15,7 @@ import base64
 import datetime
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 # Mount points for trees a volume would hide; outside every path our pods mount.
 STAGING = Path("/run/hyper-node-agent")
 MERGE_PATCH = "application/merge-patch+json"
+SUBSCRIPTED_FIELD = re.compile(r"metadata\.(?P<map>labels|annotations)\['(?P<key>[^']+)'\]")
 # Mounts first, then exec the container's command: `sh -c SCRIPT sh HOST1 PATH1 ... -- ARGV`.
 MOUNT_SCRIPT = """
 while [ "$1" != "--" ]; do mkdir -p "$2" && mount --bind "$1" "$2" || exit 125; shift 2; done
@@ -42,6 +44,21 @@ class PodProcess:
     name: str
     process: subprocess.Popen
     scratch: Path
+
+
+def _pod_field(pod: client.V1Pod, field_path: str) -> str:
+    """A downward-API field of the pod's metadata, as the kubelet reads it: a label or
+    annotation the pod lacks is the empty string (how a pod of an API server without Indexed
+    Jobs sees batch.kubernetes.io/job-completion-index). Other fields: the pod is rejected."""
+    simple = {"metadata.name": pod.metadata.name, "metadata.namespace": pod.metadata.namespace,
+              "metadata.uid": pod.metadata.uid}
+    if field_path in simple:
+        return simple[field_path]
+    match = SUBSCRIPTED_FIELD.fullmatch(field_path)
+    if match is None:
+        raise ValueError(f"pod {pod.metadata.name}: the agent does not resolve fieldRef {field_path}")
+    values = pod.metadata.labels if match["map"] == "labels" else pod.metadata.annotations
+    return (values or {}).get(match["key"], "")
 
 
 def _now() -> str:
@@ -135,7 +152,7 @@ class NodeAgent:
         argv = (container.command or []) + (container.args or [])
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the "image"
         argv[0] = shutil.which(argv[0], path=path) or argv[0]
-        env = {"PATH": path, "HOME": str(scratch)} | self._environment(container)
+        env = {"PATH": path, "HOME": str(scratch)} | self._environment(pod, container)
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", MOUNT_SCRIPT, "sh",
                    *[part for mount in mounts for part in mount], "--", *argv]
         with open(self.workdir / f"{pod.metadata.name}.log", "wb") as log_file:  # the child keeps its own
@@ -143,9 +160,10 @@ class NodeAgent:
                                        start_new_session=True)
         return PodProcess(pod.metadata.name, process, scratch)
 
-    def _environment(self, container) -> dict[str, str]:
+    def _environment(self, pod: client.V1Pod, container) -> dict[str, str]:
         """The container's variables as a kubelet resolves them: envFrom ConfigMaps and
-        Secrets, then env (values, configMapKeyRef, secretKeyRef); optional ones may be missing."""
+        Secrets, then env (values, the downward API's fieldRef, configMapKeyRef, secretKeyRef);
+        optional ones may be missing."""
         env = {}
         for source in container.env_from or []:
             ref = source.config_map_ref or source.secret_ref
@@ -154,6 +172,9 @@ class NodeAgent:
         for variable in container.env or []:
             if variable.value_from is None:
                 env[variable.name] = variable.value or ""
+                continue
+            if variable.value_from.field_ref is not None:
+                env[variable.name] = _pod_field(pod, variable.value_from.field_ref.field_path)
                 continue
             ref = variable.value_from.config_map_key_ref or variable.value_from.secret_key_ref
             data = self._object_data("secret" if variable.value_from.secret_key_ref else "configmap",

@@ -42,13 +42,15 @@ def pod_specs(documents: list[dict]) -> dict[str, dict]:
 VARIANT = ("--set", "services.tagger.backend=vllm", "--set", "tls.enabled=true",
            "--set", "tls.secretName=hyper-tls", "--set", "redis.externalUrl=redis://cache:6379/0")
 JUDGE = ("--set", "judge.enabled=true", "--set", "judge.model=/var/lib/hyper/models/judge")
+POSTGRES = ("--set", "postgresql.enabled=true", "--set", "services.ppm.replicas=3")
 
 
 def test_the_chart_lints_strictly():
     assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART))
 
 
-@pytest.mark.parametrize("kube_version, options", [("1.30.0", ()), ("1.34.0", ()), ("1.30.0", VARIANT + JUDGE)])
+@pytest.mark.parametrize("kube_version, options", [("1.30.0", ()), ("1.34.0", ()), ("1.30.0", VARIANT + JUDGE),
+                                                    ("1.30.0", POSTGRES)])
 def test_rendered_manifests_validate_strictly_against_current_kubernetes(tmp_path, kube_version, options):
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(helm("template", "hyper", str(CHART), "--kube-version", kube_version, *options))
@@ -78,7 +80,7 @@ def test_the_chart_and_hyper_jobs_render_the_same_trainer_job():
 
 
 def test_every_pod_is_locked_down_and_sized():
-    for name, pod in pod_specs(render("1.30.0", *JUDGE)).items():
+    for name, pod in pod_specs(render("1.30.0", *JUDGE, *POSTGRES)).items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         for container in pod["containers"]:
@@ -109,7 +111,7 @@ def test_network_policies_let_only_the_router_reach_the_tagger_and_trainers_reac
     assert callers("hyper-tagger") == {"router"}
     assert callers("hyper-ppm") == {"router", "gateway", "rm-trainer"}
     assert callers("hyper-redis") == {"tagger"}
-    assert policies["hyper-rm-trainer"]["ingress"] == []
+    assert callers("hyper-rm-trainer") == {"rm-trainer"}  # the hosts of a JobSet, and no one else
 
 
 def test_the_vllm_tagger_asks_for_a_gpu_node_and_tls_mounts_the_secret():
@@ -145,7 +147,8 @@ def test_the_chart_schedules_trainer_jobs_like_hyper_jobs_render(accelerator):
     from_cli = render_job("r", "/spec.json", JobSettings(accelerator=accelerator))["spec"]["template"]["spec"]
     for key in ("nodeSelector", "tolerations"):
         assert from_chart.get(key) == from_cli.get(key), key
-    assert from_chart["containers"][0]["resources"] == from_cli["containers"][0]["resources"]
+    for key in ("resources", "env", "image"):  # the accelerator's image and HYPER_ACCELERATOR
+        assert from_chart["containers"][0][key] == from_cli["containers"][0][key], key
 
 
 def test_the_judge_runs_on_gpu_nodes_and_only_the_tagger_asks_it():
@@ -177,3 +180,44 @@ def test_an_external_judge_needs_no_deployment_and_keeps_its_key_in_the_secret()
     assert config["data"]["HYPER_JUDGE_MODEL"] == "gpt-x" and "sk-test" not in str(config)
     [secret] = [d for d in documents if d["kind"] == "Secret"]
     assert secret["stringData"]["judge-api-key"] == "sk-test"
+
+
+def ppm_database_env(documents: list[dict]) -> list[dict]:
+    return [e for e in pod_specs(documents)["hyper-ppm"]["containers"][0]["env"] if e["name"] == "HYPER_DATABASE_URL"]
+
+
+def test_ppm_replicas_with_the_release_s_postgresql_share_it_through_the_secret():
+    documents = render("1.30.0", *POSTGRES)
+    [ppm] = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "hyper-ppm"]
+    assert ppm["spec"]["replicas"] == 3
+    assert ppm_database_env(documents) == [{"name": "HYPER_DATABASE_URL", "valueFrom": {"secretKeyRef": {
+        "name": "hyper-secrets", "key": "database-url"}}}]
+    [secret] = [d for d in documents if d["kind"] == "Secret"]
+    password = secret["stringData"]["postgresql-password"]
+    assert len(password) == 32
+    assert secret["stringData"]["database-url"] == f"postgresql://hyper:{password}@hyper-postgresql:5432/hyper"
+    postgresql = pod_specs(documents)["hyper-postgresql"]["containers"][0]
+    assert {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "hyper-secrets", "key": "postgresql-password"}}} in postgresql["env"]
+    assert password not in str(postgresql) and password not in str(ppm)
+    [policy] = [d for d in documents if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hyper-postgresql"]
+    [rule] = policy["spec"]["ingress"]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]] == ["ppm"]
+
+
+def test_an_external_postgresql_needs_no_statefulset_and_keeps_its_url_in_the_secret():
+    url = "postgresql://ppm:pw@db.example.com:5432/hyper"
+    documents = render("1.30.0", "--set", f"postgresql.externalUrl={url}", "--set", "services.ppm.replicas=2")
+    assert "hyper-postgresql" not in pod_specs(documents) and ppm_database_env(documents)
+    [secret] = [d for d in documents if d["kind"] == "Secret"]
+    assert secret["stringData"]["database-url"] == url and "postgresql-password" not in secret["stringData"]
+    assert url not in str([d for d in documents if d["kind"] != "Secret"])
+
+
+def test_without_postgresql_ppm_keeps_files_and_refuses_replicas():
+    assert ppm_database_env(render("1.30.0")) == []
+    assert "hyper-postgresql" not in pod_specs(render("1.30.0"))
+    refused = subprocess.run([shutil.which("helm") or "helm", "template", "hyper", str(CHART), "--set",
+                              "services.ppm.replicas=2"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "services.ppm.replicas > 1 needs PostgreSQL (postgresql.enabled or postgresql.externalUrl)" in refused.stderr

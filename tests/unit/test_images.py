@@ -3,7 +3,10 @@ service's image runs the entry point the chart names, which is the one `hyper up
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -54,6 +57,29 @@ def test_images_run_as_the_non_root_user_the_chart_declares():
 def test_each_service_image_installs_its_own_extra_only():
     for service, extra in SERVICE_EXTRAS.items():
         folder = "rm-trainer" if service == "hyper.rm_trainer" else service.removeprefix("hyper.")
-        installs = re.findall(r"^COPY --from=wheel /requirements/([\w,]+).txt ",
+        installs = re.findall(r"^COPY --from=wheel /requirements/([\w,${}-]+).txt ",
                               (ROOT / "services" / folder / "Dockerfile").read_text(), re.MULTILINE)
-        assert installs == [extra], folder
+        # the trainer's with its accelerator's JAX backend
+        assert installs == [f"{extra},jax-${{ACCELERATOR}}" if folder == "rm-trainer" else extra], folder
+
+
+# The trainer image's ACCELERATOR build argument -> the extra of jax that drives that device.
+JAX_EXTRA = {"cpu": "cpu", "cuda": "cuda12", "tpu": "tpu"}
+
+
+def requirements(extras: str) -> list[str]:
+    return subprocess.run([sys.executable, str(ROOT / "docker" / "requirements.py"), extras],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_the_trainer_image_has_a_requirement_set_per_accelerator_with_jaxs_own_extra():
+    dockerfile = (ROOT / "services" / "rm-trainer" / "Dockerfile").read_text()
+    assert re.search(r"^ARG ACCELERATOR=cpu$", dockerfile, re.MULTILINE)  # scripts/images.py builds the CPU one
+    written = (ROOT / "docker" / "wheel.Dockerfile").read_text()
+    trainer = requirements("trainer")
+    jax_extras = metadata.metadata("jax").get_all("Provides-Extra")  # of the jax installed here
+    for accelerator, jax_extra in JAX_EXTRA.items():
+        assert f"trainer,jax-{accelerator}" in written, accelerator
+        added = [r for r in requirements(f"trainer,jax-{accelerator}") if r not in trainer]
+        assert len(added) == 1 and added[0].startswith(f"jax[{jax_extra}]"), added
+        assert jax_extra in jax_extras, f"jax {metadata.version('jax')} has no extra {jax_extra}"

@@ -31,6 +31,7 @@ class FakeTagger:
         self.bits = bits
         self.calls = 0
         self.seen: list[list[Instance]] = []
+        self.warmed = 0
 
     def feature_set_version(self) -> str:
         return "fake-v1"
@@ -41,6 +42,10 @@ class FakeTagger:
         rows = np.array([self.bits[i.id] for i in instances], dtype=np.uint8)
         return Tagged(FeatureMatrix([i.id for i in instances], FEATURES, rows, "fake-v1"),
                       {"prompt_len": np.full(len(instances), 10.0)})
+
+    def warm(self, instances: list[Instance]) -> int:
+        self.warmed += len(instances)
+        return 0
 
     def annotate(self, instances: list[Instance]) -> list:
         raise AssertionError("no strategy here needs the judge")

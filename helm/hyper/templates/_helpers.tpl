@@ -20,6 +20,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{ .Values.secrets.existingSecret | default (printf "%s-secrets" .Release.Name) }}
 {{- end }}
 
+{{/* "true" when ppm keeps its state in PostgreSQL (the release's or an external one), else "". */}}
+{{- define "hyper.database" -}}
+{{- if or .Values.postgresql.enabled .Values.postgresql.externalUrl }}true{{ end }}
+{{- end }}
+
 {{- define "hyper.stateClaim" -}}
 {{ .Values.state.existingClaim | default (printf "%s-state" .Release.Name) }}
 {{- end }}
