@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability up down clean
+.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -109,6 +109,11 @@ bench-reliability: setup
 
 bench-sources: setup
 	$(BIN)/python -m bench.sources
+
+# A million candidates on 10k instances against the pandas loop, Route over 10k/100k/1M pairs
+# with features cached, the CPU tagger's rate (out/bench/scale.json, scale-route.png).
+bench-scale: setup
+	$(BIN)/python -m bench.scale
 
 # The data team's loop on PandaLM, command by command: judge (a local OpenAI-compatible server),
 # route, hand-off to annotators and back, final dataset, final reward model.

@@ -4,6 +4,7 @@ space, their costs, the budget in cost units, and the pairs that can only go to 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def paid_items(matrix: FeatureMatrix, model: PerformanceModel, sources: list[Sou
         block[:, list(columns)] = matrix.bits[:, column_positions(matrix.feature_names, features,
                                                                     "features")]
         blocks.append(block)
-    return np.vstack(blocks)
+    return blocks[0] if len(blocks) == 1 else np.vstack(blocks)
 
 
 def human_costs(model: CostModel, matrix: FeatureMatrix, raw: dict[str, np.ndarray]) -> np.ndarray:
@@ -60,11 +61,13 @@ def item_costs(dataset: Dataset, options: RouteOptions, matrix: FeatureMatrix,
                raw: dict[str, np.ndarray]) -> np.ndarray:
     """Cost of every item: the instance's own cost for the source, else the source's rate."""
     blocks = []
+    own_costs = any(i.costs for i in dataset.instances)
     for source in options.sources:
         flat = (human_costs(options.human_cost_model, matrix, raw)
                 if source.name == DEFAULT_SOURCE and options.human_cost_model else
                 np.full(len(dataset), source.cost))
-        blocks.append([i.costs.get(source.name, c) for i, c in zip(dataset.instances, flat, strict=True)])
+        blocks.append([i.costs.get(source.name, c) for i, c in zip(dataset.instances, flat, strict=True)]
+                      if own_costs else flat)
     return np.concatenate(blocks).astype(np.float64)
 
 
@@ -84,19 +87,35 @@ def budget_in_cost_units(budget: Budget, costs: np.ndarray, n: int, uniform: boo
     return budget.fraction * float(costs[:n].sum()), True
 
 
-def build_problem(dataset: Dataset, budget: Budget, options: RouteOptions, tagged: Tagged,
-                  model: PerformanceModel, confidence: np.ndarray | None = None
-                  ) -> tuple[RoutingProblem, float]:
-    """The routing problem and the budget's 100% in its units (instances or cost). Item rows
-    are per-1,000 counts of this dataset, the units the PPM was fitted in."""
+@dataclass
+class PaidItems:
+    """What a Route's problem is made of whatever its budget (memoised by the router: it is
+    most of a repeated Route's work on a large file)."""
+
+    problem: RoutingProblem  # with budget 0 and unit costs
+    costs: np.ndarray  # every item's cost
+    uniform: bool  # one paid source, every cost 1: a budget is a count
+
+
+def paid_problem(dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel) -> PaidItems:
+    """Item rows are per-1,000 counts of this dataset, the units the PPM was fitted in."""
     n = len(dataset)
-    items = paid_items(tagged.features, model, options.sources) * np.float32(COUNT_SCALE / n)
+    items = paid_items(tagged.features, model, options.sources)
+    items *= np.float32(COUNT_SCALE / n)
     costs = item_costs(dataset, options, tagged.features, tagged.raw)
     uniform = len(options.sources) == 1 and bool(np.all(costs == 1.0))
-    amount, costed = budget_in_cost_units(budget, costs, n, uniform)
-    problem = RoutingProblem(items, np.tile(np.arange(n), len(options.sources)),
-                             costs if costed else np.ones_like(costs), amount, n, model, confidence)
-    return problem, float(costs[:n].sum()) if costed else float(n)
+    return PaidItems(RoutingProblem(items, np.tile(np.arange(n), len(options.sources)), np.ones_like(costs), 0.0,
+                                    n, model), costs, uniform)
+
+
+def build_problem(paid: PaidItems, budget: Budget, confidence: np.ndarray | None = None
+                  ) -> tuple[RoutingProblem, float]:
+    """The routing problem and the budget's 100% in its units (instances or cost)."""
+    n = paid.problem.n_instances
+    amount, costed = budget_in_cost_units(budget, paid.costs, n, paid.uniform)
+    problem = dataclasses.replace(paid.problem, budget=amount, confidence=confidence,
+                                  costs=paid.costs if costed else paid.problem.costs)
+    return problem, float(paid.costs[:n].sum()) if costed else float(n)
 
 
 class ForcedSplit:
@@ -110,6 +129,9 @@ class ForcedSplit:
         self.forced_items = np.flatnonzero(forced)  # block 0: the first paid source
         self.kept_items = ~forced[problem.instance]
         self.forced_cost = float(problem.costs[self.forced_items].sum())
+        if not len(self.forced_items):  # the common case: the whole problem, not a copy of it
+            self.remaining = problem
+            return
         renumbered = np.cumsum(~forced) - 1
         self.remaining = RoutingProblem(
             problem.items[self.kept_items], renumbered[problem.instance[self.kept_items]],
@@ -123,6 +145,8 @@ class ForcedSplit:
 
     def whole(self, chosen_remaining: np.ndarray) -> np.ndarray:
         """A choice of the remaining problem, with the forced items, as a choice of the whole."""
+        if self.remaining is self.problem:
+            return chosen_remaining
         chosen = np.zeros(len(self.problem.costs), dtype=bool)
         chosen[self.kept_items] = chosen_remaining
         chosen[self.forced_items] = True

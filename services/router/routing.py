@@ -24,7 +24,7 @@ from hyper.route_report import RoutedPair, RouteReport, best_budget_verdict, fea
 from hyper.router import selection
 from hyper.router.diagnosis import Diagnosis, diagnose, require_judge_labels
 from hyper.router.optimize import optimize
-from hyper.router.problem import ForcedSplit, build_problem, split_forced
+from hyper.router.problem import ForcedSplit, PaidItems, build_problem, paid_problem, split_forced
 from hyper.router.selection import RoutingProblem
 from hyper.schema import Dataset, DatasetRef, Instance
 
@@ -93,13 +93,13 @@ def _per_instance(problem: RoutingProblem, chosen: np.ndarray, gains: np.ndarray
                   sources: list[Source]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Each instance's route, the gain of its paid item (first source if AI), its cost."""
     n = problem.n_instances
-    routes, item_of = [AI] * n, np.arange(n)  # the first source's item by default
-    for item in np.flatnonzero(chosen):
-        instance = problem.instance[item]
-        routes[instance] = sources[item // n].name
-        item_of[instance] = item
-    paid = np.array([route != AI for route in routes])
-    return routes, gains[item_of], np.where(paid, problem.costs[item_of], 0.0)
+    items = np.flatnonzero(chosen)
+    item_of = np.arange(n)  # the first source's item by default
+    item_of[problem.instance[items]] = items
+    route_of = np.zeros(n, dtype=np.int64)  # 0: AI, k: the k-th paid source
+    route_of[problem.instance[items]] = items // n + 1
+    names = np.array([AI, *(source.name for source in sources)], dtype=object)
+    return names[route_of].tolist(), gains[item_of], np.where(route_of > 0, problem.costs[item_of], 0.0)
 
 
 def choose(split: ForcedSplit, options: RouteOptions, budget: float) -> np.ndarray:
@@ -139,8 +139,7 @@ class SkillNotDemonstrated(HyperError):
 
 def confidence_key(dataset: Dataset) -> bytes:
     """What of the labels the features depend on: the judge confidences."""
-    return np.array([np.nan if i.judge_confidence is None else i.judge_confidence
-                     for i in dataset.instances]).tobytes()
+    return dataset.judge_confidences.tobytes()
 
 
 def with_judge_labels(dataset: Dataset, options: RouteOptions) -> tuple[Dataset, np.ndarray]:
@@ -174,6 +173,10 @@ def file_identity(ref: DatasetRef) -> tuple | None:
     return (os.path.realpath(ref.path), stat.st_mtime_ns, stat.st_size, ref)
 
 
+# The options a routing problem depends on (the budget and the strategy do not change it).
+PROBLEM_OPTIONS = {"sources", "human_cost_model"}
+
+
 class Router:
     """The Route use case. Memos make a repeated Route cheap: a dataset file is read again,
     and the tagger asked again, only when the file or the tagger's feature set has changed."""
@@ -186,6 +189,7 @@ class Router:
         self.datasets: Memo[Dataset] = Memo(memo_size)
         self.tags: Memo[Tagged] = Memo(memo_size)
         self.models: Memo[tuple[PerformanceModel, str]] = Memo(16)
+        self.paid: Memo[PaidItems] = Memo(memo_size)
 
     def load_dataset(self, ref: DatasetRef) -> tuple[Dataset, Hashable]:
         """The dataset a file holds, and a key that changes whenever its content may have."""
@@ -205,6 +209,21 @@ class Router:
         self.tagger.warm(instances)
         return [instance.without_text() for instance in instances]
 
+    @staticmethod
+    def tags_key(dataset: Dataset, dataset_key: Hashable | None) -> Hashable:
+        # (The key also covers the judge confidences, which the judge features are bins of.)
+        return dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)
+
+    def paid_problem(self, dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel,
+                     version: str, dataset_key: Hashable | None) -> PaidItems:
+        """Memoised for a file (its identity covers the instances' own costs; an inline
+        dataset's fingerprint does not)."""
+        if dataset_key is None:
+            return paid_problem(dataset, options, tagged, model)
+        key = (self.tags_key(dataset, dataset_key), self.tagger.feature_set_version(), version,
+               options.model_dump_json(include=PROBLEM_OPTIONS))
+        return self.paid.get_or_compute(key, lambda: paid_problem(dataset, options, tagged, model))
+
     def tag(self, dataset: Dataset, key: Hashable) -> Tagged:
         # The tagger's feature-set version is part of the key: a new tagger means new features.
         # (The key also covers the judge confidences, which the judge features are bins of.)
@@ -220,8 +239,7 @@ class Router:
     def judge_confidence(self, dataset: Dataset, forced: np.ndarray) -> np.ndarray:
         """The AI judge's confidence per pair: the dataset's, else the tagger's judge's (the
         pairs that can only go to humans need none)."""
-        given = np.array([np.nan if i.judge_confidence is None else i.judge_confidence
-                          for i in dataset.instances])
+        given = dataset.judge_confidences.copy()
         missing = np.flatnonzero(np.isnan(given) & ~forced)
         if len(missing):  # not memoised: the judge may be retrained
             judged = self.tagger.annotate([dataset.instances[k] for k in missing])
@@ -249,7 +267,7 @@ class Router:
         features (memoised: a report of a route finds them again)."""
         dataset, forced = with_judge_labels(dataset, options)
         try:
-            tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+            tagged = self.tag(dataset, self.tags_key(dataset, dataset_key))
         except FeaturesNotCached:
             self.datasets.discard(dataset_key)  # the next call reads the file (and warms the tagger) again
             raise
@@ -302,7 +320,8 @@ class Router:
             raise SkillNotDemonstrated(warnings[0] + " (require_skill is set)")
         dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
         confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else None
-        problem, total = build_problem(dataset, budget, options, tagged, model, confidence)
+        paid = self.paid_problem(dataset, options, tagged, model, version, dataset_key)
+        problem, total = build_problem(paid, budget, confidence)
         split = split_forced(problem, forced, options.ai_source)
         chosen = choose(split, options, problem.budget)
         routes, gains, costs = _per_instance(problem, chosen, selection.item_gains(problem),

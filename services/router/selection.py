@@ -10,7 +10,7 @@ setting: items are instances and the budget is a count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class RoutingProblem:
     # Counts of what is routed to a paid source before any choice (pairs that can only go to
     # humans): part of every count vector, outside the items and the budget.
     offset: np.ndarray | None = None
+    # What depends on the items and the model alone (the gains), computed once and shared by
+    # the copies of the problem at other budgets (dataclasses.replace keeps the dict).
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def single_source(cls, bits: np.ndarray, model: PerformanceModel, budget: float,
@@ -79,7 +82,9 @@ class RoutingProblem:
 
 def item_gains(problem: RoutingProblem) -> np.ndarray:
     """Per-item gain: PPM(the item's row) - PPM(zero vector), as in the paper's top-k."""
-    return problem.model.gains(problem.items)
+    if "gains" not in problem.derived:
+        problem.derived["gains"] = problem.model.gains(problem.items)
+    return problem.derived["gains"]
 
 
 def fill_in_order(problem: RoutingProblem, order: np.ndarray,

@@ -5,17 +5,28 @@ from __future__ import annotations
 from hyper import serving
 from hyper.clients import PPMClient, TaggerClient
 from hyper.config import Settings
+from hyper.database import open_database
 from hyper.router.routing import Router
 from hyper.router.servicer import RouterServicer
-from hyper.router.store import RouteStore
+from hyper.router.store import FileRouteStore, PostgresRouteStore, RouteStore
 from hyper.v1 import router_pb2, router_pb2_grpc
+
+
+def route_store(settings: Settings) -> RouteStore:
+    """PostgreSQL when a database is configured (replicas share it; migrated here, at start-up),
+    else files under the home directory (one process)."""
+    if not settings.database_url:
+        return FileRouteStore(settings.home)
+    # One connection per work RPC that may run at once.
+    database = open_database(settings.database_url, settings.grpc_workers, settings.database_connect_timeout_s)
+    return PostgresRouteStore(database)
 
 
 def build(settings: Settings) -> serving.Server:
     servicer = RouterServicer(Router(
         TaggerClient(serving.channel(settings.address("tagger"), settings)),
         PPMClient(serving.channel(settings.address("ppm"), settings)),
-        data_roots=settings.data_root_paths), RouteStore(settings.home))
+        data_roots=settings.data_root_paths), route_store(settings))
     return serving.Server(settings, "router", [(
         router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,
         serving.full_name(router_pb2, "RouterService"))])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ import numpy as np
 from hyper import wire
 from hyper.errors import HyperError
 from hyper.features import FeatureMatrix
-from hyper.schema import Instance
+from hyper.schema import Instance, judge_confidences
 from hyper.v1 import ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2, tagger_pb2_grpc
 
 
@@ -65,7 +64,7 @@ class TaggerClient:
         return len(missing)
 
     def tag_cached(self, instances: list[Instance], timeout: float = 1800, chunk_size: int = 100_000) -> Tagged:
-        confidence = [math.nan if i.judge_confidence is None else i.judge_confidence for i in instances]
+        confidence = judge_confidences(instances).tolist()
         chunks = (tagger_pb2.TagCachedRequest(keys=[i.content_key() for i in instances[start:start + chunk_size]],
                                               judge_confidence=confidence[start:start + chunk_size])
                   for start in range(0, len(instances), chunk_size))

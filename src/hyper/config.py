@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # Mutual TLS: servers accept only clients with a certificate signed by tls_ca, and clients
     # present tls_cert/tls_key.
     tls_client_auth: bool = False
-    # PostgreSQL for the state replicas share (ppm's runs and PPM registry), e.g.
+    # PostgreSQL for the state replicas share (ppm's runs and PPM registry, the router's routes), e.g.
     # postgresql://hyper:PASSWORD@host:5432/hyper; empty = files under `home` (one process).
     database_url: str = ""
     # How long a service waits at start-up for the database to accept a connection.

@@ -355,8 +355,10 @@ def _check_columns(columns: Mapping[str, str], format_name: str) -> None:
         raise InvalidArgument("columns", "each field must map to a distinct column name")
 
 
-def _rename(record: Record, columns: Mapping[str, str]) -> dict[str, object]:
+def _rename(record: dict[str, object], columns: Mapping[str, str]) -> dict[str, object]:
     """The record under canonical names; a file column that a remap shadows is dropped."""
+    if not columns:
+        return record
     field_of_column = {column: field for field, column in columns.items()}
     return {
         field_of_column.get(column, column): value

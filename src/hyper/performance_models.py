@@ -38,6 +38,7 @@ def artifact_digest(artifact: dict) -> str:
     """The checksum an exported artifact travels with (`hyper ppm export` / ImportModel)."""
     return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
 KINDS = ("linear", "quadratic", "lightgbm")
+GAIN_BLOCK = 65_536
 # What a PPM's runs measured: the proxy reward model's accuracy on held-out pairs (the paper's
 # target), or the label accuracy of the hybrid training set against the reference labels.
 TARGETS = ("rm_accuracy", "label_accuracy")
@@ -160,9 +161,12 @@ class PerformanceModel:
         return point - halfwidth, point + halfwidth
 
     def gains(self, binary_rows: np.ndarray) -> np.ndarray:
-        """gain_i = PPM(instance i's binary vector) - PPM(zero vector)."""
-        rows = np.atleast_2d(binary_rows).astype(np.float64)
-        return self.predict(rows) - self.predict(np.zeros((1, rows.shape[1])))[0]
+        """gain_i = PPM(instance i's binary vector) - PPM(zero vector). In blocks of rows: a
+        million rows at once would take float64 copies of 750 MB each."""
+        rows = np.atleast_2d(binary_rows)
+        zero = self.predict(np.zeros((1, rows.shape[1])))[0]
+        return np.concatenate([self.predict(rows[start:start + GAIN_BLOCK]) - zero
+                               for start in range(0, len(rows), GAIN_BLOCK)] or [np.zeros(0)])
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, "kind": self.kind, "feature_names": self.feature_names,

@@ -9,8 +9,6 @@ import itertools
 import json
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -46,8 +44,8 @@ from hyper.ppm.store import (
 )
 from hyper.v1 import ppm_pb2
 from tests.conftest import free_ports, local_settings
-from tests.support.polling import wait_for
 from tests.support.postgres import PostgresServer, running_postgres
+from tests.support.replicas import serving_replicas
 
 pytestmark = pytest.mark.service
 
@@ -270,27 +268,10 @@ FEATURES = ["rouge::0.00-0.33", "safety_concern::moderate"]
 def replicas(postgres, tmp_path_factory) -> Iterator[list]:
     """Two `hyper-ppm` processes, each with a home of its own, on one database."""
     url = postgres.create_database("replicas")
-    processes, settings = [], []
-    for k in range(2):
-        own = local_settings(tmp_path_factory.mktemp(f"replica{k}")).model_copy(
-            update={"database_url": url, "ppm_metrics_port": 0})
-        processes.append(subprocess.Popen([sys.executable, "-m", "hyper.ppm.server"],
-                                          env={**os.environ, **own.to_env()},
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        settings.append(own)
-    try:
-        for own, process in zip(settings, processes, strict=True):
-            wait_for(lambda own=own, process=process: _serving(own, process), "a ppm replica to serve", timeout=120)
-        yield settings
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _serving(settings, process: subprocess.Popen) -> bool:
-    assert process.poll() is None, "a ppm replica exited during start-up"
-    return serving.health_status(settings.address("ppm"), settings) == "SERVING"
+    settings = [local_settings(tmp_path_factory.mktemp(f"replica{k}")).model_copy(
+        update={"database_url": url, "ppm_metrics_port": 0}) for k in range(2)]
+    with serving_replicas("ppm", settings) as running:
+        yield running
 
 
 def training_run(experiment: str, k: int) -> ppm_pb2.Run:

@@ -42,7 +42,8 @@ def pod_specs(documents: list[dict]) -> dict[str, dict]:
 VARIANT = ("--set", "services.tagger.backend=vllm", "--set", "tls.enabled=true",
            "--set", "tls.secretName=hyper-tls", "--set", "redis.externalUrl=redis://cache:6379/0")
 JUDGE = ("--set", "judge.enabled=true", "--set", "judge.model=/var/lib/hyper/models/judge")
-POSTGRES = ("--set", "postgresql.enabled=true", "--set", "services.ppm.replicas=3")
+POSTGRES = ("--set", "postgresql.enabled=true", "--set", "services.ppm.replicas=3",
+            "--set", "services.router.replicas=2")
 
 
 def test_the_chart_lints_strictly():
@@ -182,16 +183,20 @@ def test_an_external_judge_needs_no_deployment_and_keeps_its_key_in_the_secret()
     assert secret["stringData"]["judge-api-key"] == "sk-test"
 
 
-def ppm_database_env(documents: list[dict]) -> list[dict]:
-    return [e for e in pod_specs(documents)["hyper-ppm"]["containers"][0]["env"] if e["name"] == "HYPER_DATABASE_URL"]
+def database_env(documents: list[dict], service: str) -> list[dict]:
+    container = pod_specs(documents)[f"hyper-{service}"]["containers"][0]
+    return [e for e in container.get("env", []) if e["name"] == "HYPER_DATABASE_URL"]
 
 
-def test_ppm_replicas_with_the_release_s_postgresql_share_it_through_the_secret():
+def test_ppm_and_router_replicas_with_the_release_s_postgresql_share_it_through_the_secret():
     documents = render("1.30.0", *POSTGRES)
-    [ppm] = [d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "hyper-ppm"]
-    assert ppm["spec"]["replicas"] == 3
-    assert ppm_database_env(documents) == [{"name": "HYPER_DATABASE_URL", "valueFrom": {"secretKeyRef": {
-        "name": "hyper-secrets", "key": "database-url"}}}]
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    ppm = deployments["hyper-ppm"]
+    assert ppm["spec"]["replicas"] == 3 and deployments["hyper-router"]["spec"]["replicas"] == 2
+    for service in ("ppm", "router"):
+        assert database_env(documents, service) == [{"name": "HYPER_DATABASE_URL", "valueFrom": {"secretKeyRef": {
+            "name": "hyper-secrets", "key": "database-url"}}}]
+    assert database_env(documents, "tagger") == []
     [secret] = [d for d in documents if d["kind"] == "Secret"]
     password = secret["stringData"]["postgresql-password"]
     assert len(password) == 32
@@ -202,22 +207,27 @@ def test_ppm_replicas_with_the_release_s_postgresql_share_it_through_the_secret(
     assert password not in str(postgresql) and password not in str(ppm)
     [policy] = [d for d in documents if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hyper-postgresql"]
     [rule] = policy["spec"]["ingress"]
-    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]] == ["ppm"]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]] == ["ppm", "router"]
 
 
 def test_an_external_postgresql_needs_no_statefulset_and_keeps_its_url_in_the_secret():
     url = "postgresql://ppm:pw@db.example.com:5432/hyper"
-    documents = render("1.30.0", "--set", f"postgresql.externalUrl={url}", "--set", "services.ppm.replicas=2")
-    assert "hyper-postgresql" not in pod_specs(documents) and ppm_database_env(documents)
+    documents = render("1.30.0", "--set", f"postgresql.externalUrl={url}", "--set", "services.ppm.replicas=2",
+                       "--set", "services.router.replicas=2")
+    assert "hyper-postgresql" not in pod_specs(documents)
+    assert database_env(documents, "ppm") and database_env(documents, "router")
     [secret] = [d for d in documents if d["kind"] == "Secret"]
     assert secret["stringData"]["database-url"] == url and "postgresql-password" not in secret["stringData"]
     assert url not in str([d for d in documents if d["kind"] != "Secret"])
 
 
-def test_without_postgresql_ppm_keeps_files_and_refuses_replicas():
-    assert ppm_database_env(render("1.30.0")) == []
-    assert "hyper-postgresql" not in pod_specs(render("1.30.0"))
+@pytest.mark.parametrize("service", ["ppm", "router"])
+def test_without_postgresql_ppm_and_the_router_keep_files_and_refuse_replicas(service):
+    documents = render("1.30.0")
+    assert database_env(documents, service) == []
+    assert "hyper-postgresql" not in pod_specs(documents)
     refused = subprocess.run([shutil.which("helm") or "helm", "template", "hyper", str(CHART), "--set",
-                              "services.ppm.replicas=2"], capture_output=True, text=True, timeout=60)
+                              f"services.{service}.replicas=2"], capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0
-    assert "services.ppm.replicas > 1 needs PostgreSQL (postgresql.enabled or postgresql.externalUrl)" in refused.stderr
+    assert f"services.{service}.replicas > 1 needs PostgreSQL (postgresql.enabled or postgresql.externalUrl)" \
+        in refused.stderr
