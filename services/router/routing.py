@@ -37,7 +37,7 @@ class TaggerPeer(Protocol):
 
     def tag_with_raw(self, instances: list[Instance]) -> Tagged: ...
 
-    def warm(self, instances: list[Instance]) -> int: ...
+    def missing_keys(self, keys: list[str]) -> list[int]: ...
 
     def annotate(self, instances: list[Instance]) -> list: ...
 
@@ -206,8 +206,11 @@ class Router:
         """A chunk of a file being read: the tagger computes (and caches) what it has not
         cached yet, then the text is dropped; the router holds a file's pairs by content key
         (the tagger tags them by key), so a million pairs' text is never in memory at once."""
-        self.tagger.warm(instances)
-        return [instance.without_text() for instance in instances]
+        kept = [instance.without_text() for instance in instances]
+        missing = self.tagger.missing_keys([instance.text_key for instance in kept])
+        if missing:
+            self.tagger.tag_with_raw([instances[k] for k in missing])
+        return kept
 
     @staticmethod
     def tags_key(dataset: Dataset, dataset_key: Hashable | None) -> Hashable:

@@ -55,13 +55,9 @@ class TaggerClient:
         raw = {name: np.array([r.values[name] for r in response.raw]) for name in names}
         return Tagged(wire.feature_matrix_from_proto(response.features), raw)
 
-    def warm(self, instances: list[Instance], timeout: float = 1800) -> int:
-        """Has the tagger compute and cache the pairs it has not cached; how many there were."""
-        keys = tagger_pb2.KeysRequest(keys=[i.content_key() for i in instances])
-        missing = self.stub.MissingKeys(keys, timeout=timeout).positions
-        if missing:
-            self.tag_with_raw([instances[k] for k in missing], timeout)
-        return len(missing)
+    def missing_keys(self, keys: list[str], timeout: float = 1800) -> list[int]:
+        """Positions of the content keys the tagger has not cached."""
+        return list(self.stub.MissingKeys(tagger_pb2.KeysRequest(keys=keys), timeout=timeout).positions)
 
     def tag_cached(self, instances: list[Instance], timeout: float = 1800, chunk_size: int = 100_000) -> Tagged:
         confidence = judge_confidences(instances).tolist()

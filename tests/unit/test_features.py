@@ -1,5 +1,9 @@
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hyper.catalogue import CATALOGUE, FEATURE_INDEX, FEATURE_NAMES, feature_set_version
 from hyper.errors import InvalidArgument
@@ -56,3 +60,18 @@ def test_feature_matrix_aligns_columns_and_rejects_missing_ones():
         matrix.aligned_to(["f3"])
     with pytest.raises(InvalidArgument, match="shape"):
         FeatureMatrix(["x"], ["f1", "f2"], np.zeros((2, 2), dtype=np.uint8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 5).map(float), st.just(float("nan")), st.just(float("inf"))),
+                min_size=1, max_size=40))
+def test_percentile_ranks_are_mean_ranks_with_ties_and_nans_sharing_theirs(values):
+    def key(x: float) -> tuple[int, float]:  # NaN sorts last (after inf), NaNs equal
+        return (1, 0.0) if math.isnan(x) else (0, x)
+
+    def naive(x: float) -> float:
+        below = sum(key(y) < key(x) for y in values)
+        same = sum(key(y) == key(x) for y in values)
+        return (2 * below + same + 1) / 2 / len(values)
+
+    assert percentile_ranks(np.array(values)).tolist() == pytest.approx([naive(x) for x in values])

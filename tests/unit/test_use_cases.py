@@ -31,7 +31,7 @@ class FakeTagger:
         self.bits = bits
         self.calls = 0
         self.seen: list[list[Instance]] = []
-        self.warmed = 0
+        self.looked_up = 0
 
     def feature_set_version(self) -> str:
         return "fake-v1"
@@ -43,9 +43,9 @@ class FakeTagger:
         return Tagged(FeatureMatrix([i.id for i in instances], FEATURES, rows, "fake-v1"),
                       {"prompt_len": np.full(len(instances), 10.0)})
 
-    def warm(self, instances: list[Instance]) -> int:
-        self.warmed += len(instances)
-        return 0
+    def missing_keys(self, keys: list[str]) -> list[int]:
+        self.looked_up += len(keys)
+        return []
 
     def annotate(self, instances: list[Instance]) -> list:
         raise AssertionError("no strategy here needs the judge")
