@@ -125,20 +125,20 @@ def cache_lookups(redis_url: str, instances: list, tmp_path: Path) -> tuple[int,
 
 
 def test_hyper_tag_fans_out_shards_that_the_tagger_then_finds_cached(cluster, tag_node, release_redis, tmp_path):
-    path, instances = dataset_on_volume(tag_node.state, "tag-fan-out.jsonl", slice(0, 90))
+    path, instances = dataset_on_volume(tag_node.state, "tag-fan-out.jsonl", slice(0, 30))
     output = finished(hyper_tag(cluster, path, "--shards", "3", "--parallelism", "2"), tag_node)
     job = output.split("created job ")[1].split()[0]
     assert f"job {job}: 3 of 3 pods succeeded" in output and "Complete" in output
 
     records = done_records(tag_node.state, job)
     assert [r["shard"] for r in records] == [0, 1, 2]
-    assert [r["rows"] for r in records] == [30, 30, 30] and sum(r["misses"] for r in records) == 90
+    assert [r["rows"] for r in records] == [10, 10, 10] and sum(r["misses"] for r in records) == 30
     assert pod_phases(cluster, job) == ["Succeeded"] * 3
-    assert cache_lookups(release_redis, instances, tmp_path) == (90, 0)
+    assert cache_lookups(release_redis, instances, tmp_path) == (30, 0)
 
 
 def test_a_pod_killed_mid_shard_leaves_it_to_a_retry(cluster, tag_node, release_redis, tmp_path):
-    path, instances = dataset_on_volume(tag_node.state, "tag-retry.jsonl", slice(90, 130))
+    path, instances = dataset_on_volume(tag_node.state, "tag-retry.jsonl", slice(30, 50))
     command = hyper_tag(cluster, path, "--shards", "2", "--parallelism", "1", lease_seconds=10)
     claims = tag_node.state / "tag-runs"
     claim = wait_for(lambda: next(claims.glob("tag-tag-retry-*/shard-*.claim-0"), None), "a pod to claim a shard",
@@ -152,7 +152,7 @@ def test_a_pod_killed_mid_shard_leaves_it_to_a_retry(cluster, tag_node, release_
     assert "Complete" in output
     assert pod_phases(cluster, job) == ["Failed", "Succeeded", "Succeeded"]
     records = done_records(tag_node.state, job)
-    assert [(r["shard"], r["rows"]) for r in records] == [(0, 20), (1, 20)]
+    assert [(r["shard"], r["rows"]) for r in records] == [(0, 10), (1, 10)]
     assert sorted(p.name for p in claim.parent.glob(f"{claim.name[:11]}.claim-*")) == [
         f"{claim.name[:11]}.claim-0", f"{claim.name[:11]}.claim-1"]  # the stale claim was taken over
-    assert cache_lookups(release_redis, instances, tmp_path) == (40, 0)
+    assert cache_lookups(release_redis, instances, tmp_path) == (20, 0)
