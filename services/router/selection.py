@@ -24,6 +24,7 @@ from hyper.candidates import (
     neighbourhood_counts,
     neighbourhood_mask,
     per_thousand,
+    walk_sums,
 )
 from hyper.errors import InvalidArgument
 from hyper.performance_models import PerformanceModel
@@ -231,10 +232,10 @@ def best_neighbour(problem: RoutingProblem, n_candidates: int, rng: np.random.Ge
 
 def best_in_neighbourhoods(problem: RoutingProblem, hoods: Neighbourhoods) -> tuple[float, tuple[int, int]]:
     """The best predicted score among the candidates, and its (walk, step)."""
-    score = NeighbourScorer(problem)
+    score = NeighbourScorer(problem, hoods)
     best, where = -np.inf, (0, 0)
     for start in range(0, len(hoods.masks), NEIGHBOURHOOD_BLOCK):
-        scores = score(hoods, slice(start, start + NEIGHBOURHOOD_BLOCK))
+        scores = score(slice(start, start + NEIGHBOURHOOD_BLOCK))
         walk, step = np.unravel_index(int(np.argmax(scores)), scores.shape)
         if scores[walk, step] > best:
             best, where = float(scores[walk, step]), (start + int(walk), int(step))
@@ -246,20 +247,23 @@ class NeighbourScorer:
     scored from running sums of both c and Qc (each row times Q, gathered like the rows):
     O(features) per candidate instead of a (features x features) product."""
 
-    def __init__(self, problem: RoutingProblem):
+    def __init__(self, problem: RoutingProblem, hoods: Neighbourhoods):
         self.problem = problem
-        self.offset = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
+        self.hoods = hoods
+        offset = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
         self.form = problem.model.quadratic_form
         self.quadratic = None if self.form is None else self.form.quadratic
-        self.row_slopes = None if self.quadratic is None else problem.items @ self.quadratic  # Q symmetric
+        self.walk_counts = walk_sums(hoods, problem.items) + offset.astype(np.float32)
+        if self.quadratic is not None:
+            self.row_slopes = problem.items @ self.quadratic  # Q symmetric: (Qc)' = c'Q
+            self.walk_slopes = (self.walk_counts @ self.quadratic + self.form.linear).astype(np.float32)
 
-    def __call__(self, hoods: Neighbourhoods, walks: slice) -> np.ndarray:
+    def __call__(self, walks: slice) -> np.ndarray:
         """(walks, steps + 1) predicted scores of the candidates of `walks`."""
-        counts = neighbourhood_counts(hoods, self.problem.items, walks) + self.offset
+        counts = neighbourhood_counts(self.hoods, self.problem.items, walks, self.walk_counts)
         if self.form is None:
             return self.problem.model.predict(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:2])
-        if self.quadratic is None or self.row_slopes is None:
+        if self.quadratic is None:
             return self.form.intercept + counts @ self.form.linear
-        slopes = neighbourhood_counts(hoods, self.row_slopes, walks)
-        slopes += self.quadratic @ self.offset + self.form.linear
+        slopes = neighbourhood_counts(self.hoods, self.row_slopes, walks, self.walk_slopes)
         return self.form.intercept + np.einsum("wkf,wkf->wk", counts, slopes, dtype=np.float64)

@@ -200,16 +200,28 @@ def knapsack_neighbourhoods(bits: np.ndarray, n_walks: int, steps: int, budget: 
     return Neighbourhoods(masks, swapped_in, swapped_out)
 
 
-def neighbourhood_counts(hoods: Neighbourhoods, rows: np.ndarray, walks: slice) -> np.ndarray:
-    """(walks, steps + 1, F) sums of `rows` over the candidates of `walks` (their count vectors
-    when `rows` are the feature rows): each walk's own sum, then running sums of (row in - row
-    out). Exact integers for integer rows; float32 otherwise, since moving bytes is the cost
-    here (running sums of a thousand per-1,000 counts stay within 1e-4 of the float64 ones)."""
+def walk_sums(hoods: Neighbourhoods, rows: np.ndarray) -> np.ndarray:
+    """(W, F) sums of `rows` over each walk's own mix: one matrix product for every walk (in
+    blocks, a product per block costs more than the running sums it starts)."""
+    return hoods.masks.astype(np.float32) @ _running_dtype(rows)
+
+
+def _running_dtype(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows)
-    rows = rows.astype(np.int32 if np.issubdtype(rows.dtype, np.integer) else np.float32)
+    return rows.astype(np.int32 if np.issubdtype(rows.dtype, np.integer) else np.float32)
+
+
+def neighbourhood_counts(hoods: Neighbourhoods, rows: np.ndarray, walks: slice,
+                         starts: np.ndarray | None = None) -> np.ndarray:
+    """(walks, steps + 1, F) sums of `rows` over the candidates of `walks` (their count vectors
+    when `rows` are the feature rows): each walk's own sum (`starts`, from walk_sums, else
+    computed), then running sums of (row in - row out). Exact integers for integer rows;
+    float32 otherwise, since moving bytes is the cost here (running sums of a thousand
+    per-1,000 counts stay within 1e-4 of the float64 ones)."""
+    rows = _running_dtype(rows)
     swapped_in, swapped_out = hoods.swapped_in[walks], hoods.swapped_out[walks]
     out = np.empty((len(swapped_in), swapped_in.shape[1] + 1, rows.shape[1]), dtype=rows.dtype)
-    out[:, 0] = hoods.masks[walks].astype(rows.dtype) @ rows
+    out[:, 0] = hoods.masks[walks].astype(rows.dtype) @ rows if starts is None else starts[walks]
     running = out[:, 1:]
     np.take(rows, swapped_in, axis=0, out=running, mode="clip")  # indices are valid: clip skips a copy
     running -= np.take(rows, swapped_out, axis=0, mode="clip")

@@ -164,7 +164,7 @@ def test_optimize_beats_the_other_strategies_under_a_money_budget(n_sources):
 def test_neighbour_candidates_are_knapsack_mixes_scored_as_the_dense_product_scores_them():
     problem = random_problem(3, 400, 12, 0.3)
     hoods = knapsack_neighbourhoods(problem.items, 30, 60, int(problem.budget), np.random.default_rng(0))
-    scores = selection.NeighbourScorer(problem)(hoods, slice(0, len(hoods.masks)))
+    scores = selection.NeighbourScorer(problem, hoods)(slice(0, len(hoods.masks)))
     for walk, step in itertools.product(range(0, len(hoods.masks), 7), (0, 1, 17, 60)):
         mask = neighbourhood_mask(hoods, walk, step)
         assert mask.sum() == problem.budget
