@@ -254,7 +254,7 @@ class NeighbourScorer:
         self.form = problem.model.quadratic_form
         self.quadratic = None if self.form is None else self.form.quadratic
         self.walk_counts = walk_sums(hoods, problem.items) + offset.astype(np.float32)
-        if self.quadratic is not None:
+        if self.form is not None and self.quadratic is not None:
             self.row_slopes = problem.items @ self.quadratic  # Q symmetric: (Qc)' = c'Q
             self.walk_slopes = (self.walk_counts @ self.quadratic + self.form.linear).astype(np.float32)
 
