@@ -217,6 +217,33 @@ def plot_route(results: dict, png: Path) -> None:
     figure.savefig(png, dpi=120)
 
 
+# ---------------------------------------------------------------- tagging
+
+
+def tagging(rows: int = 512) -> dict:
+    """The CPU tagger's rate from a cold cache, on the path Route and `hyper tag` take
+    (bench.tagging's "after"; before/after comparisons: python -m bench.tagging)."""
+    import os
+    import tempfile
+
+    from bench import tagging as tagging_bench
+    from hyper import dataset_files
+    from hyper.config import Settings
+
+    by_dataset, total_rows, total_seconds = {}, 0, 0.0
+    with tempfile.TemporaryDirectory() as scratch:
+        models = tagging_bench.ColdModels(Settings().ner_model, Path(scratch))
+        for name, path in tagging_bench.DATASETS.items():
+            instances = dataset_files.read_dataset(path).instances[:rows]
+            seconds, _ = tagging_bench.run_after(models, instances)
+            by_dataset[name] = {"rows": len(instances), "seconds": seconds,
+                                "pairs_per_second": len(instances) / seconds, "load_average": os.getloadavg()[0]}
+            progress(f"tagged {len(instances)} {name} pairs from a cold cache: {len(instances) / seconds:.1f} pairs/s")
+            total_rows, total_seconds = total_rows + len(instances), total_seconds + seconds
+    return {"pairs_per_second": total_rows / total_seconds, "cores": len(os.sched_getaffinity(0)),
+            "by_dataset": by_dataset}
+
+
 # ---------------------------------------------------------------- the job
 
 
@@ -229,6 +256,10 @@ def table(result: dict) -> str:
                   f"{c['dense_gemm_scoring_per_second']:,.0f}/s vs pandas loop {c['baseline_per_second']:,.1f}/s: "
                   f"x{c['speedup_vs_baseline']:,.0f} (x{c['speedup_vs_baseline_with_generation']:,.0f} "
                   "with generation)"]
+    if tagged := result.get("tagging"):
+        lines += ["", f"tagging (CPU backend, cold cache): {tagged['pairs_per_second']:.1f} pairs/s on "
+                      f"{tagged['cores']} cores ("
+                  + ", ".join(f"{name} {r['pairs_per_second']:.1f}" for name, r in tagged["by_dataset"].items()) + ")"]
     if routes := result.get("route"):
         lines += ["", "Route (topk, 25%, features cached; router peak RSS)",
                   f"  {'pairs':>10} {'first':>9} {'repeat':>9} {'RSS':>9}"]
@@ -248,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     if "route" in args.only:
         result["route"] = route(tuple(args.route_sizes))
         plot_route(result["route"], args.out.with_name("scale-route.png"))
+    if "tagging" in args.only:
+        result["tagging"] = tagging()
     if "candidates" in args.only:
         result["candidates"] = candidates()
         result["speedup_vs_baseline"] = result["candidates"]["speedup_vs_baseline"]

@@ -26,7 +26,10 @@ CACHE_BYPASSED = Counter("hyper_tagger_cache_bypassed_total",
 class FeatureCache(Protocol):
     def get_many(self, keys: list[str]) -> tuple[np.ndarray, list[int]]: ...
 
-    def put_many(self, keys: list[str], vectors: np.ndarray) -> None: ...
+    def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Committed when it returns (a segment on disk, or the keys in Redis unless Redis was
+        unreachable and bypassed): the tagger calls it once per chunk, so that a restart finds
+        every chunk done before it."""
 
 
 class DiskFeatureCache:

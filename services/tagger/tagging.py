@@ -21,7 +21,7 @@ from hyper.config import Settings
 from hyper.embeddings import SentenceEmbedder
 from hyper.errors import HyperError
 from hyper.features import FeatureMatrix, binarize
-from hyper.schema import Instance
+from hyper.schema import Instance, judge_confidences
 from hyper.tagger.cache import FeatureCache
 from hyper.tagger.descriptive import DESCRIPTIVE_FEATURES, DescriptiveBackend, descriptive_columns
 from hyper.tagger.textual import RAW_DIMENSIONS, raw_textual_values
@@ -82,7 +82,7 @@ class Tagger:
 
     def tag(self, instances: list[Instance]) -> TagResult:
         values, misses = self.cached_values(instances)
-        confidence = np.array([np.nan if i.judge_confidence is None else i.judge_confidence for i in instances])
+        confidence = judge_confidences(instances)
         matrix = FeatureMatrix([i.id for i in instances], list(FEATURE_NAMES), self.binned(values, confidence),
                                self.version)
         log.info("tagged", extra={"n_instances": len(instances), "cache_misses": misses})
@@ -95,8 +95,7 @@ class Tagger:
         if missing:
             raise HyperError(f"{len(missing)} of {len(keys)} keys have no cached features (first: row "
                              f"{missing[0]}, key {keys[missing[0]]}): tag those pairs first")
-        values = values.astype(np.float64)
-        log.info("tagged cached", extra={"n_instances": len(keys)})
+        log.info("tagged cached", extra={"n_instances": len(keys)})  # (values stay float32, as cached)
         return self.binned(values, confidence), values[:, : len(RAW_DIMENSIONS)]
 
     def binned(self, values: np.ndarray, confidence: np.ndarray) -> np.ndarray:

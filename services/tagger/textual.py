@@ -64,33 +64,43 @@ def load_ner(model: str):
                                       "senter", "morphologizer"])
 
 
+def unique(texts: list[str]) -> list[str]:
+    """Each text once, in first-seen order: responses and prompts repeat across pairs (PandaLM's
+    999 pairs hold 705 distinct responses), and every model pass is per text."""
+    return list(dict.fromkeys(texts))
+
+
 def entity_similarity(ner, responses_a: list[str], responses_b: list[str]) -> np.ndarray:
     """Intersection over union of the named entities (lower-cased); 1 when neither has any."""
-    docs = ner.pipe(responses_a + responses_b, batch_size=256)
-    entities = [{entity.text.lower() for entity in doc.ents} for doc in docs]
-    n = len(responses_a)
-    return np.array([len(a & b) / len(a | b) if a | b else 1.0
-                     for a, b in zip(entities[:n], entities[n:], strict=True)])
+    texts = unique(responses_a + responses_b)
+    docs = ner.pipe(texts, batch_size=256)
+    entities = {text: {entity.text.lower() for entity in doc.ents} for text, doc in zip(texts, docs, strict=True)}
+    pairs = [(entities[a], entities[b]) for a, b in zip(responses_a, responses_b, strict=True)]
+    return np.array([len(a & b) / len(a | b) if a | b else 1.0 for a, b in pairs])
 
 
 def token_counts(tokenizer, texts: list[str]) -> np.ndarray:
-    encoded = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    return np.array([len(ids) for ids in encoded], dtype=np.float64)
+    distinct = unique(texts)
+    encoded = tokenizer(distinct, add_special_tokens=False, truncation=False)["input_ids"]
+    counts = dict(zip(distinct, (len(ids) for ids in encoded), strict=True))
+    return np.array([counts[text] for text in texts], dtype=np.float64)
 
 
 def raw_textual_values(instances: list[Instance], embedder: SentenceEmbedder, ner) -> np.ndarray:
     """(n, len(RAW_DIMENSIONS)) raw values; lengths are token counts, not yet ranked."""
-    n = len(instances)
     responses_a = [i.response_a for i in instances]
     responses_b = [i.response_b for i in instances]
-    sentences, tokens = embedder.encode_tokens(responses_a + responses_b)
-    bertscore = bertscore_f1(tokens[:n], tokens[n:])
+    texts = unique(responses_a + responses_b)
+    row = {text: k for k, text in enumerate(texts)}
+    rows_a, rows_b = [row[text] for text in responses_a], [row[text] for text in responses_b]
+    sentences, tokens = embedder.encode_tokens(texts)
+    bertscore = bertscore_f1([tokens[k] for k in rows_a], [tokens[k] for k in rows_b])
     len_a = token_counts(embedder.tokenizer, responses_a)
     len_b = token_counts(embedder.tokenizer, responses_b)
     columns = {
         "bertscore": bertscore,
         "bertscore_length": length_penalised(bertscore, responses_a, responses_b),
-        "cosine_sim": rowwise_cosine(sentences[:n], sentences[n:]),
+        "cosine_sim": rowwise_cosine(sentences[rows_a], sentences[rows_b]),
         "entity_sim": entity_similarity(ner, responses_a, responses_b),
         "len_longer": np.maximum(len_a, len_b),
         "len_shorter": np.minimum(len_a, len_b),

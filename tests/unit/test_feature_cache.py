@@ -11,6 +11,7 @@ from hyper.tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCac
 from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
 from hyper.tagger.tagging import CACHED_WIDTH, Tagger
 from hyper.tagger.textual import load_ner
+from hyper.vector_store import COMPACT_AFTER_SEGMENTS, VectorStore
 
 pytestmark = pytest.mark.redis
 
@@ -70,3 +71,59 @@ def test_disk_cache_survives_a_new_process_view(tmp_path):
     DiskFeatureCache(tmp_path, 2).put_many(["k"], np.array([[0.5, 0.25]]))
     vectors, missing = DiskFeatureCache(tmp_path, 2).get_many(["k"])
     assert missing == [] and vectors[0].tolist() == [0.5, 0.25]
+
+
+def write_segments(directory, n_segments: int, rows: int, dim: int) -> dict:
+    """n_segments flushes of `rows` vectors each, as a chunked writer leaves them."""
+    store, expected = VectorStore(directory, dim), {}
+    for s in range(n_segments):
+        keys = [f"{s}-{r}" for r in range(rows)]
+        vectors = np.random.default_rng(s).normal(size=(rows, dim)).astype(np.float32)
+        store.put_many(keys, vectors)
+        store.flush()
+        expected.update(zip(keys, vectors, strict=True))
+    return expected
+
+
+def test_opening_a_fragmented_store_merges_its_segments_without_losing_a_vector(tmp_path):
+    expected = write_segments(tmp_path, COMPACT_AFTER_SEGMENTS + 8, rows=5, dim=3)
+    assert len(list(tmp_path.glob("seg-*.npz"))) == COMPACT_AFTER_SEGMENTS + 8
+    reopened = VectorStore(tmp_path, 3)
+    assert len(list(tmp_path.glob("seg-*.npz"))) == 1 and reopened.segment_count == 1
+    for store in (reopened, VectorStore(tmp_path, 3)):
+        vectors, missing = store.get_many(list(expected))
+        assert missing == [] and np.array_equal(vectors, np.stack(list(expected.values())))
+
+
+def test_compaction_leaves_segments_written_by_others_since_it_opened(tmp_path):
+    write_segments(tmp_path, 3, rows=2, dim=2)
+    store = VectorStore(tmp_path, 2)
+    other = VectorStore(tmp_path, 2)
+    other.put_many(["late"], np.ones((1, 2)))
+    other.flush()
+    store.compact()
+    vectors, missing = VectorStore(tmp_path, 2).get_many(["0-0", "2-1", "late"])
+    assert missing == [] and vectors[2].tolist() == [1.0, 1.0]
+    assert len(list(tmp_path.glob("seg-*.npz"))) == 2  # the merged one and the late one
+
+
+def test_a_store_of_another_width_is_neither_read_nor_merged_away(tmp_path):
+    write_segments(tmp_path, COMPACT_AFTER_SEGMENTS + 1, rows=1, dim=4)
+    assert len(VectorStore(tmp_path, 2)) == 0
+    assert len(list(tmp_path.glob("seg-*.npz"))) == COMPACT_AFTER_SEGMENTS + 1
+
+
+def test_misses_are_committed_chunk_by_chunk_and_identical_pairs_computed_once(tmp_path, embedder, hh_dataset,
+                                                                              caplog):
+    instances = hh_dataset.instances[:9] + hh_dataset.instances[:1]  # the first pair twice
+    descriptive = ZeroShotEmbeddingTagger(embedder)
+    tagger = Tagger(embedder, load_ner(Settings().ner_model), descriptive,
+                    DiskFeatureCache(tmp_path, CACHED_WIDTH), chunk_size=4)
+    with caplog.at_level(logging.INFO, logger="hyper.tagger.tagging"):
+        values, misses = tagger.cached_values(instances)
+    assert misses == 10 and np.array_equal(values[0], values[9])
+    progress = [(r.done, r.total) for r in caplog.records if r.getMessage() == "tagging chunk committed"]
+    assert progress == [(4, 9), (8, 9), (9, 9)]
+    assert len(list(tmp_path.glob("seg-*.npz"))) == 3  # one commit per chunk
+    cached, missing = DiskFeatureCache(tmp_path, CACHED_WIDTH).get_many([i.content_key() for i in instances])
+    assert missing == [] and np.allclose(cached, values)

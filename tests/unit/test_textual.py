@@ -65,3 +65,14 @@ def test_every_textual_dimension_is_computed_in_catalogue_order(embedder, ner, h
     assert identical["bertscore"] == pytest.approx(1.0, abs=1e-5)
     assert identical["cosine_sim"] == pytest.approx(1.0, abs=1e-5)
     assert identical["token_len_diff"] == 0 and identical["rouge"] == 1.0
+
+
+def test_a_response_shared_by_several_pairs_gives_each_pair_the_values_it_has_alone(embedder, ner):
+    shared = "Paris is the capital of France, and Berlin that of Germany."
+    pairs = [Instance("a", "Capitals?", shared, "Paris, I think."),
+             Instance("b", "Capitals?", "Rome is in Italy.", shared),
+             Instance("c", "Again?", shared, shared)]
+    together = raw_textual_values(pairs, embedder, ner)
+    alone = np.vstack([raw_textual_values([pair], embedder, ner) for pair in pairs])
+    assert np.allclose(together, alone, atol=1e-5)
+    assert entity_similarity(ner, [shared, shared], ["Paris, I think.", shared]).tolist()[1] == 1.0
