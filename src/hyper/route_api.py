@@ -22,7 +22,8 @@ StrategyName = Literal["topk", "simulated", "optimal_pos", "optimal_grad", "rand
                        "uncertainty", "optimize"]
 STRATEGIES: dict[str, str] = {
     "topk": "the largest per-instance PPM gains (per unit cost) that fit the budget",
-    "simulated": "the best of n_candidates knapsack mixes by predicted score (the paper's N=500)",
+    "simulated": "the best of n_candidates knapsack mixes by predicted score (the paper's N=500; above "
+                 "10,000, walks explored by swaps in their boundary group: docs/scale.md)",
     "optimal_pos": "every instance with a positive gain, largest first; the budget is a cap",
     "optimal_grad": "gain order while the predicted score still rises by more than epsilon",
     "random": "uniformly random instances: the baseline every strategy must beat",

@@ -150,6 +150,8 @@ def test_hyper_jobs_submit_creates_a_jobset_through_the_custom_objects_api(tmp_p
         "users": [{"name": "test", "user": {"token": "t"}}],
         "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    # (the client reads KUBECONFIG once, when first imported: another test may have imported it)
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     try:
         jobset = render_spec(distributed_spec(tmp_path), "/spec.json", SLICE)
         job = render_job("single", "/spec.json", JobSettings(namespace="train"))
