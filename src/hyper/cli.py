@@ -154,7 +154,8 @@ def cmd_route(args, settings: Settings) -> dict:
     if args.out:
         write_route_file(args.out, summary, map(largest.add, chain.from_iterable(pages)))
     else:
-        any(map(largest.add, chain.from_iterable(pages)))  # consumed for the largest gains only
+        for row in chain.from_iterable(pages):  # read for the largest gains only
+            largest.add(row)
     if response.next_page_token:
         summary["n_assignments_listed"] = len(first_page)
     summary["assignments"] = first_page

@@ -75,6 +75,8 @@ def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(demo, 
     assert 0 < check["random"]["mean"] < 1
     assert check["routed_minus_random"]["ci_low"] <= check["routed_minus_random"]["mean"]
     assert "== checked on the batch's reference labels" in first.stdout
+    [gains] = [line for line in first.stdout.splitlines() if line.startswith("largest gains")]
+    assert gains.count("(+") + gains.count("(-") == 5  # over every page of the route, not the first row
     assert "agreement    gpt-3.5-turbo" in first.stdout and "expected label accuracy" in first.stdout
     for picture in ("diagnose.png", "budget_curve.png"):
         assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
