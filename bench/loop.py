@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from hyper import dataset_files
-from hyper.label_sources import strict_majority
+from hyper.data import dataset_files
+from hyper.data.label_sources import strict_majority
 from tests.support.judge_server import MODEL_NAME, free_port, judge_server
 
 DATA = Path("data/pandalm-testset.jsonl.gz")
@@ -42,7 +42,7 @@ def run(steps: list[dict], name: str, args: list[str], env: dict) -> str:
     command = args if args[0] == "rm-trainer" else ["hyper", *args]
     print(f"\n$ {' '.join(command)}", flush=True)
     start = time.monotonic()
-    python = [sys.executable, "-m", "hyper.rm_trainer.job" if args[0] == "rm-trainer" else "hyper.cli"]
+    python = [sys.executable, "-m", "hyper_rm_trainer.job" if args[0] == "rm-trainer" else "hyper.cli.main"]
     done = subprocess.run([*python, *(args[1:] if args[0] == "rm-trainer" else args)], env=env,
                           capture_output=True, text=True, timeout=3600)
     print(done.stdout, end="", flush=True)

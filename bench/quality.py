@@ -36,29 +36,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.diagnosis import error_inputs, error_model
+from hyper_router.problem import ForcedSplit
+from hyper_router.routing import solve
+from hyper_router.selection import RoutingProblem
+from hyper_tagger.cache import DiskFeatureCache
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger
+from hyper_tagger.textual import load_ner
 
-from hyper.candidates import count_vectors, first_in_order, knapsack_orders, per_thousand
-from hyper.config import Settings
-from hyper.dataset_files import read_dataset
-from hyper.embeddings import SentenceEmbedder
-from hyper.judge_training import cross_fitted_labels
-from hyper.label_sources import LabelRoles, ResolvedLabels, resolve
-from hyper.pairs import encode_pairs, targets_and_weights
-from hyper.performance_models import KINDS, PerformanceModel
-from hyper.ppm.fitting import fit_ppm
-from hyper.proxy_rm import predict_margins, train_heads
-from hyper.route_api import RouteOptions
-from hyper.router.diagnosis import error_inputs, error_model
-from hyper.router.problem import ForcedSplit
-from hyper.router.routing import solve
-from hyper.router.selection import RoutingProblem
-from hyper.run_spec import ProxySpec
-from hyper.schema import Instance
-from hyper.stats import mean_interval, paired_difference
-from hyper.tagger.cache import DiskFeatureCache
-from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
-from hyper.tagger.tagging import CACHED_WIDTH, Tagger
-from hyper.tagger.textual import load_ner
+from hyper.api.messages import RouteOptions
+from hyper.core.schema import Instance
+from hyper.core.settings import Settings
+from hyper.core.stats import mean_interval, paired_difference
+from hyper.data.dataset_files import read_dataset
+from hyper.data.label_sources import LabelRoles, ResolvedLabels, resolve
+from hyper.judges.training import cross_fitted_labels
+from hyper.method.candidates import count_vectors, first_in_order, knapsack_orders, per_thousand
+from hyper.method.embeddings import SentenceEmbedder
+from hyper.method.performance_models import KINDS, PerformanceModel
+from hyper.method.proxy_rm import predict_margins, train_heads
+from hyper.method.reward_pairs import encode_pairs, targets_and_weights
+from hyper.method.run_spec import ProxySpec
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -37,9 +37,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bench.routing import progress
-from hyper import dataset_files, ingest, serving
-from hyper.clients import RouterClient
-from hyper.schema import Instance
+from hyper.api import serving
+from hyper.api.clients import RouterClient
+from hyper.core.schema import Instance
+from hyper.data import dataset_files, ingest
 from hyper.v1 import common_pb2, router_pb2
 from tests.conftest import free_ports
 from tests.support import faults
@@ -66,7 +67,7 @@ class Gateway:
 def start_gateway(system: faults.System) -> Gateway:
     [port] = free_ports(1)
     env = {**os.environ, **system.settings.to_env(), "HYPER_GATEWAY_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway.server"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "hyper_gateway.server"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/livez", process, timeout=60)
@@ -160,7 +161,7 @@ def cli_files(system: faults.System, big_line_mb: int) -> dict:
             progress(f"cli: hyper route {name}")
             rss_before = psutil.Process(system.pid("router")).memory_info().rss
             began = time.monotonic()
-            done = subprocess.run([sys.executable, "-m", "hyper.cli", "route", str(path), "--budget", "0.25",
+            done = subprocess.run([sys.executable, "-m", "hyper.cli.main", "route", str(path), "--budget", "0.25",
                                    "--ppm-model", faults.PPM_NAME], env={**os.environ, **system.settings.to_env()},
                                   capture_output=True, text=True, timeout=900)
             rss_after = psutil.Process(system.pid("router")).memory_info().rss

@@ -19,15 +19,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.selection import RoutingProblem
 
 from bench.quality import REPO, Prepared, mixes, prepare, progress, route, subset
-from hyper.candidates import count_vectors, per_thousand
-from hyper.config import Settings
-from hyper.performance_models import PerformanceModel
-from hyper.ppm.fitting import fit_ppm
-from hyper.rounds import run_rounds, split_batches
-from hyper.router.selection import RoutingProblem
-from hyper.stats import mean_interval
+from hyper.core.settings import Settings
+from hyper.core.stats import mean_interval
+from hyper.method.candidates import count_vectors, per_thousand
+from hyper.method.performance_models import PerformanceModel
+from hyper.method.rounds import run_rounds, split_batches
 
 HISTORY = 0.3
 

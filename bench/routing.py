@@ -27,20 +27,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hyper_ppm.fitting import fit_ppm
+from hyper_ppm.store import ModelRegistry
+from hyper_router.routing import solve
+from hyper_router.selection import RoutingProblem
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from hyper import dataset_files, ingest, serving
-from hyper.candidates import (
-    active_columns,
-    count_vectors,
-    first_in_order,
-    knapsack_mixes,
-    knapsack_orders,
-    per_thousand,
-)
-from hyper.catalogue import (
+from hyper.api import serving
+from hyper.api.clients import RouterClient
+from hyper.api.messages import RouteOptions
+from hyper.core.catalogue import (
     DESCRIPTIVE_VALUES,
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -51,16 +49,19 @@ from hyper.catalogue import (
     TEXTUAL_DIMENSIONS,
     bin_label,
 )
-from hyper.clients import RouterClient
-from hyper.config import Settings
-from hyper.local import LocalProcesses
-from hyper.performance_models import PerformanceModel
-from hyper.ppm.fitting import fit_ppm
-from hyper.ppm.store import ModelRegistry
-from hyper.route_api import RouteOptions
-from hyper.router.routing import solve
-from hyper.router.selection import RoutingProblem
-from hyper.schema import Instance, stable_id
+from hyper.core.schema import Instance, stable_id
+from hyper.core.settings import Settings
+from hyper.data import dataset_files, ingest
+from hyper.infra.local_processes import LocalProcesses
+from hyper.method.candidates import (
+    active_columns,
+    count_vectors,
+    first_in_order,
+    knapsack_mixes,
+    knapsack_orders,
+    per_thousand,
+)
+from hyper.method.performance_models import PerformanceModel
 from hyper.v1 import common_pb2, router_pb2
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.selection import RoutingProblem, best_in_neighbourhoods
 
 from bench import routing as reference
-from hyper.candidates import (
+from hyper.method.candidates import (
     count_vectors,
     knapsack_mixes,
     knapsack_neighbourhoods,
@@ -28,8 +30,6 @@ from hyper.candidates import (
     neighbourhood_mask,
     per_thousand,
 )
-from hyper.ppm.fitting import fit_ppm
-from hyper.router.selection import RoutingProblem, best_in_neighbourhoods
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "out" / "bench" / "scale.json"
@@ -129,9 +129,9 @@ def _peak_rss_mb(pid: int) -> float:
 
 def _fill_cache(settings, base: list, sizes: tuple[int, ...]) -> None:
     """Tags the base pairs for real, then stores their values under every variant's key."""
-    from hyper.clients import TaggerClient
-    from hyper.local import LocalProcesses
-    from hyper.vector_store import VectorStore
+    from hyper.api.clients import TaggerClient
+    from hyper.core.vector_store import VectorStore
+    from hyper.infra.local_processes import LocalProcesses
 
     processes = LocalProcesses(settings)
     processes.up()
@@ -153,8 +153,8 @@ def _fill_cache(settings, base: list, sizes: tuple[int, ...]) -> None:
 
 
 def _route_file(settings, path: Path, n: int) -> dict:
-    from hyper.clients import RouterClient
-    from hyper.local import LocalProcesses
+    from hyper.api.clients import RouterClient
+    from hyper.infra.local_processes import LocalProcesses
 
     request = reference.route_request(path, "topk", 0.25)
     with reference.serving.channel(settings.address("router"), settings) as channel:
@@ -173,8 +173,9 @@ def _route_file(settings, path: Path, n: int) -> dict:
 def route(sizes: tuple[int, ...] = ROUTE_SIZES) -> dict:
     import tempfile
 
-    from hyper.local import LocalProcesses
-    from hyper.ppm.store import ModelRegistry
+    from hyper_ppm.store import ModelRegistry
+
+    from hyper.infra.local_processes import LocalProcesses
 
     bits, problem, _, _ = _synthetic_problem(2_000, 0.25, 0)
     with tempfile.TemporaryDirectory(prefix="hyper-scale-") as home:
@@ -227,8 +228,8 @@ def tagging(rows: int = 512) -> dict:
     import tempfile
 
     from bench import tagging as tagging_bench
-    from hyper import dataset_files
-    from hyper.config import Settings
+    from hyper.core.settings import Settings
+    from hyper.data import dataset_files
 
     by_dataset, total_rows, total_seconds = {}, 0, 0.0
     with tempfile.TemporaryDirectory() as scratch:

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.loop import DATA, ports_env, run
-from hyper import dataset_files
-from hyper.demo import split_history_batch
-from hyper.label_sources import strict_majority
-from hyper.stats import mean_interval, paired_difference
+from hyper.core.stats import mean_interval, paired_difference
+from hyper.data import dataset_files
+from hyper.data.label_sources import strict_majority
+from hyper.workflows.demo import split_history_batch
 
 OUT = Path("out/bench/sources")
 HUMAN, STRONG, FREE = "annotator1", "gpt-3.5-turbo", "pandalm-7b"

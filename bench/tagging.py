@@ -32,26 +32,31 @@ from types import ModuleType
 
 import numpy as np
 import torch
+from hyper_tagger import textual
+from hyper_tagger.cache import DiskFeatureCache
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger, descriptive_columns
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 
-from hyper import dataset_files
-from hyper.config import Settings
-from hyper.embeddings import SentenceEmbedder
-from hyper.schema import Instance
-from hyper.tagger import textual
-from hyper.tagger.cache import DiskFeatureCache
-from hyper.tagger.descriptive import ZeroShotEmbeddingTagger, descriptive_columns
-from hyper.tagger.tagging import CACHED_WIDTH, Tagger
+from hyper.core.schema import Instance
+from hyper.core.settings import Settings
+from hyper.data import dataset_files
+from hyper.method.embeddings import SentenceEmbedder
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "7062089fcadb88cf68c8060f6b57a6b5e403fb34"  # the tagger as it was before this benchmark
+BASELINE_IMPORTS = {"hyper.catalogue": "hyper.core.catalogue", "hyper.embeddings": "hyper.method.embeddings",
+                    "hyper.schema": "hyper.core.schema"}
 DATASETS = {"pandalm": REPO / "data" / "pandalm-testset.jsonl.gz",
             "hh-rlhf": REPO / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"}
 
 
 def baseline_textual(commit: str, directory: Path) -> ModuleType:
-    """The baseline commit's services/tagger/textual.py, imported under another name."""
+    """The baseline commit's services/tagger/textual.py, imported under another name (its
+    imports renamed to where those modules live now)."""
     source = subprocess.run(["git", "show", f"{commit}:services/tagger/textual.py"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout
+    for old, new in BASELINE_IMPORTS.items():
+        source = source.replace(f"from {old} import", f"from {new} import")
     path = directory / "baseline_textual.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("baseline_textual", path)

@@ -18,8 +18,8 @@ from packaging.requirements import Requirement
 
 PROJECT = "hyper-routing"
 # service package -> the extra its image installs (services/<name>/Dockerfile)
-SERVICE_EXTRAS = {"hyper.tagger": "tagger", "hyper.ppm": "ppm", "hyper.router": "router",
-                  "hyper.rm_trainer": "trainer", "hyper.gateway": "gateway"}
+SERVICE_EXTRAS = {"hyper_tagger": "tagger", "hyper_ppm": "ppm", "hyper_router": "router",
+                  "hyper_rm_trainer": "trainer", "hyper_gateway": "gateway"}
 
 
 def canonical(name: str) -> str:

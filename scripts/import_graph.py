@@ -1,11 +1,15 @@
-"""The import graph between the library and the services, from the source files (no import).
+"""The import graph of the library and the services, read from the source files (nothing is
+imported), and the architecture's rules over it.
 
-    python scripts/import_graph.py            # edges between layers, with the modules behind them
-    python scripts/import_graph.py --check    # exit 1 if an edge breaks the architecture
+    python scripts/import_graph.py            # edges between layers, with their counts
+    python scripts/import_graph.py --check    # exit 1 if an edge breaks a rule
 
-The rules: the library (`hyper.*` in src/hyper) imports no service; a service imports the
-library and itself, never another service. Imports inside functions count too: a lazy import
-is still a dependency.
+The tree is the import tree: `src/hyper/<layer>/<module>.py` is `hyper.<layer>.<module>`, and
+`services/<name>/hyper_<name>/<module>.py` is `hyper_<name>.<module>`. The rules:
+- the library's layers are ordered (LAYERS, lowest first): a module imports its own layer and
+  the layers below it, never one above;
+- the library imports no service; a service imports the library and itself, never another.
+Imports inside functions count too: a lazy import is still a dependency.
 """
 
 from __future__ import annotations
@@ -16,13 +20,62 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layout import LIBRARY, modules, service_of, services  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+LIBRARY = "hyper"
+# The library's layers, lowest first, and what each holds.
+LAYERS = {
+    "core": "types, errors, settings, the feature catalogue, statistics, files",
+    "data": "reading and validating datasets; which label plays which part",
+    "method": "the paper's method: candidates, performance and error models, proxy reward models",
+    "judges": "AI judges: the saved CPU judge, its training, LM judges behind endpoints",
+    "api": "the contract: typed messages, proto conversions, gRPC clients and the server harness",
+    "infra": "processes, Jobs, the database, dashboards",
+    "reports": "plots and the route report",
+    "labelling": "after a route: annotation tools, judging journals, the hybrid dataset",
+    "workflows": "use cases over the services: the training loop, the demo",
+    "cli": "the `hyper` command",
+}
+# Generated protobuf code is the contract: it sits in the api layer.
+LAYER_OF_PACKAGE = {"v1": "api"}
+
+
+def source_roots(repo: Path = REPO) -> dict[str, Path]:
+    """Top-level package -> its folder: the library, then every service."""
+    roots = {LIBRARY: repo / "src" / LIBRARY}
+    for init in sorted(repo.glob("services/*/hyper_*/__init__.py")):
+        roots[init.parent.name] = init.parent
+    return roots
+
+
+def services(repo: Path = REPO) -> list[str]:
+    return [name for name in source_roots(repo) if name != LIBRARY]
+
+
+def modules(repo: Path = REPO) -> dict[str, Path]:
+    """Module name -> file, for every .py file of the library and the services."""
+    found = {}
+    for package, folder in source_roots(repo).items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join((package, *parts))] = path
+    return found
+
+
+def layer(module: str) -> str:
+    """A service's name, or the library layer a module is in ("library" for hyper itself)."""
+    top, _, rest = module.partition(".")
+    if top != LIBRARY:
+        return top
+    first = rest.partition(".")[0]
+    return LAYER_OF_PACKAGE.get(first, first) if first else LIBRARY
 
 
 def imported_modules(module: str, path: Path) -> set[str]:
-    """Every `hyper` module that `module` imports, anywhere in its file."""
+    """Every library or service module that `module` imports, anywhere in its file."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    roots = set(source_roots())
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -34,16 +87,11 @@ def imported_modules(module: str, path: Path) -> set[str]:
                 base = ".".join(parent + ([base] if base else []))
             found.update(f"{base}.{alias.name}" for alias in node.names)
             found.add(base)
-    return {name for name in found if name == LIBRARY or name.startswith(LIBRARY + ".")}
-
-
-def layer(module: str, service_names: list[str]) -> str:
-    return service_of(module, service_names) or "library"
+    return {name for name in found if name.split(".")[0] in roots}
 
 
 def layer_edges() -> dict[tuple[str, str], set[tuple[str, str]]]:
     """(importing layer, imported layer) -> the (module, imported module) pairs behind it."""
-    service_names = services()
     known = modules()
     edges: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
     for module, path in known.items():
@@ -52,16 +100,24 @@ def layer_edges() -> dict[tuple[str, str], set[tuple[str, str]]]:
             if target not in known and target.rpartition(".")[0] in known:
                 target = target.rpartition(".")[0]
             if target in known and target != module:
-                edges[(layer(module, service_names), layer(target, service_names))].add((module, target))
+                edges[(layer(module), layer(target))].add((module, target))
     return edges
 
 
+def allowed(source: str, target: str) -> bool:
+    if source == target or target == LIBRARY:
+        return True
+    if target not in LAYERS:  # a service
+        return False
+    if source not in LAYERS:  # a service imports any library layer
+        return True
+    return list(LAYERS).index(target) <= list(LAYERS).index(source)
+
+
 def violations(edges: dict[tuple[str, str], set[tuple[str, str]]]) -> list[str]:
-    broken = []
-    for (source, target), pairs in sorted(edges.items()):
-        if target != "library" and target != source:
-            broken += [f"{a} imports {b}" for a, b in sorted(pairs)]
-    return broken
+    return [f"{a} ({source}) imports {b} ({target})"
+            for (source, target), pairs in sorted(edges.items()) if not allowed(source, target)
+            for a, b in sorted(pairs)]
 
 
 def main() -> None:
@@ -70,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     edges = layer_edges()
     for (source, target), pairs in sorted(edges.items()):
-        flag = "" if target in ("library", source) else "   <-- forbidden"
+        flag = "" if allowed(source, target) else "   <-- forbidden"
         print(f"{source:>16s} -> {target:<16s} {len(pairs):4d} imports{flag}")
     broken = violations(edges)
     for line in broken:

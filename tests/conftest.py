@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hyper import dataset_files
-from hyper.config import Settings
+from hyper.core.settings import Settings
+from hyper.data import dataset_files
 
 REPO = Path(__file__).resolve().parents[1]
 HH_DATA = REPO / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
@@ -43,7 +43,7 @@ def hh_dataset():
 @pytest.fixture(scope="session")
 def services(tmp_path_factory):
     """tagger, ppm and router started by `hyper up`'s own code, stopped at the end."""
-    from hyper.local import LocalProcesses
+    from hyper.infra.local_processes import LocalProcesses
 
     settings = local_settings(tmp_path_factory.mktemp("hyper-home"))
     processes = LocalProcesses(settings)
@@ -55,7 +55,7 @@ def services(tmp_path_factory):
 @pytest.fixture(scope="module")
 def channels(services):
     """gRPC channels to the session's tagger, ppm and router."""
-    from hyper import serving
+    from hyper.api import serving
 
     opened = {name: serving.channel(services.address(name), services)
               for name in ("tagger", "ppm", "router")}
@@ -76,7 +76,7 @@ def gateway_url(services):
 
     [port] = free_ports(1)
     env = {**os.environ, **services.to_env(), "HYPER_GATEWAY_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "hyper.gateway.server"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "hyper_gateway.server"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 
 def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=900)
 
 
@@ -95,7 +95,7 @@ def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(demo, 
 def test_the_route_goes_to_annotators_and_back_into_a_final_dataset_and_reward_model(demo, cli_env, tmp_path):
     import datasets
 
-    from hyper import dataset_files
+    from hyper.data import dataset_files
 
     route_file, _, ran = demo
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -134,7 +134,7 @@ def test_the_route_goes_to_annotators_and_back_into_a_final_dataset_and_reward_m
 
     trl = tmp_path / "final.jsonl"
     assert run_cli([*args, "--format", "trl", "--out", str(trl)], cli_env).returncode == 0
-    trained = subprocess.run([sys.executable, "-m", "hyper.rm_trainer.job", "final", "--data", str(trl),
+    trained = subprocess.run([sys.executable, "-m", "hyper_rm_trainer.job", "final", "--data", str(trl),
                               "--out", str(tmp_path / "rm")], env=cli_env, capture_output=True, text=True,
                              timeout=900)
     assert trained.returncode == 0, trained.stderr[-3000:]

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from hyper.clients import PPMClient
-from hyper.loop import write_plain_jsonl
-from hyper.run_spec import ProxySpec, RunSpec, save_mixes
+from hyper.api.clients import PPMClient
+from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
+from hyper.workflows.training_loop import write_plain_jsonl
 from tests.k8s.conftest import CRON_EXPERIMENT, NAMESPACE, VOLUME, start_node
 from tests.support.polling import wait_for
 
@@ -91,7 +91,7 @@ def recorded(channels, experiment: str) -> list[tuple[str, str]]:
 
 def hyper_cli(cluster, *args: str) -> str:
     env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig)}
-    result = subprocess.run([sys.executable, "-m", "hyper.cli", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], capture_output=True, text=True,
                             env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from hyper import dataset_files, serving, wire
-from hyper.config import Settings
-from hyper.loop import write_plain_jsonl
+from hyper.api import proto_convert, serving
+from hyper.core.settings import Settings
+from hyper.data import dataset_files
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
+from hyper.workflows.training_loop import write_plain_jsonl
 from tests.conftest import HH_DATA, free_ports
 from tests.k8s.conftest import NAMESPACE, VOLUME, start_node
 from tests.support.polling import wait_for
@@ -77,7 +78,7 @@ def dataset_on_volume(state: Path, name: str, rows: slice) -> tuple[Path, list]:
 
 def hyper_tag(cluster, path: Path, *args: str, lease_seconds: float = 60) -> subprocess.Popen:
     env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig), "HYPER_TAG_JOB_LEASE_SECONDS": str(lease_seconds)}
-    return subprocess.Popen([sys.executable, "-m", "hyper.cli", "tag", str(path), "--backend", "kubernetes",
+    return subprocess.Popen([sys.executable, "-m", "hyper.cli.main", "tag", str(path), "--backend", "kubernetes",
                              "--namespace", NAMESPACE, "--path-in-cluster", f"{VOLUME}/data/{path.name}", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -105,7 +106,7 @@ def cache_lookups(redis_url: str, instances: list, tmp_path: Path) -> tuple[int,
     tagger_port, metrics_port = free_ports(2)
     settings = Settings(home=tmp_path / "tagger-home", redis_url=redis_url, tagger_port=tagger_port,
                         tagger_metrics_port=metrics_port)
-    process = subprocess.Popen([sys.executable, "-m", "hyper.tagger.server"], env=os.environ | settings.to_env(),
+    process = subprocess.Popen([sys.executable, "-m", "hyper_tagger.server"], env=os.environ | settings.to_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = settings.address("tagger")
 
@@ -117,7 +118,7 @@ def cache_lookups(redis_url: str, instances: list, tmp_path: Path) -> tuple[int,
         wait_for(serving_now, "the tagger to serve", timeout=180)
         with serving.channel(address, settings) as channel:
             reply = tagger_pb2_grpc.TaggerServiceStub(channel).Tag(
-                tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in instances]), timeout=300)
+                tagger_pb2.TagRequest(instances=[proto_convert.instance_to_proto(i) for i in instances]), timeout=300)
         return reply.cache_hits, reply.cache_misses
     finally:
         process.terminate()

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from hyper_ppm.store import ModelRegistry
 
-from hyper import wire
-from hyper.catalogue import FEATURE_NAMES
-from hyper.clients import TaggerClient
-from hyper.dashboards import expressions
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
-from hyper.wire import message_to_dict as as_json
+from hyper.api import proto_convert
+from hyper.api.clients import TaggerClient
+from hyper.api.proto_convert import message_to_dict as as_json
+from hyper.core.catalogue import FEATURE_NAMES
+from hyper.infra.dashboards import expressions
+from hyper.method.performance_models import QuadraticForm
 from tests.conftest import free_ports
 from tests.support.models import known_ppm
 from tests.support.polling import wait_for
@@ -54,7 +54,7 @@ def traffic(services, gateway_url, hh_dataset, channels):
     ModelRegistry(services.ppm_dir).save("monitoring", ppm.to_json())
 
     def generate() -> None:
-        instances = [as_json(wire.instance_to_proto(i)) for i in hh_dataset.instances[:30]]
+        instances = [as_json(proto_convert.instance_to_proto(i)) for i in hh_dataset.instances[:30]]
         body = {"dataset": {"inline": {"instances": instances}}, "budget": {"fraction": 0.3},
                 "strategy": "topk", "ppm_model": "monitoring"}
         assert requests.post(f"{gateway_url}/v1/route", json=body, timeout=120).status_code == 200

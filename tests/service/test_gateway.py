@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hyper_gateway.app import create_app
+from hyper_ppm.store import ModelRegistry
 
-from hyper import wire
-from hyper.catalogue import FEATURE_NAMES
-from hyper.gateway.app import create_app
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
-from hyper.wire import message_to_dict as as_json
+from hyper.api import proto_convert
+from hyper.api.proto_convert import message_to_dict as as_json
+from hyper.core.catalogue import FEATURE_NAMES
+from hyper.method.performance_models import QuadraticForm
 from tests.support.models import known_ppm
 
 pytestmark = pytest.mark.service
@@ -25,7 +25,7 @@ def gateway(services):
 
 def route_body(instances, **budget) -> dict:
     """A RouteRequest as a REST client writes it: proto JSON with the proto's field names."""
-    return {"dataset": {"inline": {"instances": [as_json(wire.instance_to_proto(i)) for i in instances]}},
+    return {"dataset": {"inline": {"instances": [as_json(proto_convert.instance_to_proto(i)) for i in instances]}},
             "budget": budget, "strategy": "topk", "ppm_model": "gateway"}
 
 

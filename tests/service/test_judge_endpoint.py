@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from hyper import dataset_files
-from hyper.tagger.judging import judge_message
+from hyper.data import dataset_files
+from hyper.judges.pairwise import judge_message
 from tests.conftest import REPO, local_settings
 from tests.support.fault_proxy import FaultProxy
 from tests.support.judge_server import MODEL_NAME
@@ -43,7 +43,7 @@ def proxy(judge_server):
 
 @pytest.fixture(scope="module")
 def services(proxy, tmp_path_factory):
-    from hyper.local import LocalProcesses
+    from hyper.infra.local_processes import LocalProcesses
 
     settings = local_settings(tmp_path_factory.mktemp("judge-home")).model_copy(update={
         "judge_backend": "openai", "judge_url": proxy.url, "judge_model": MODEL_NAME, "judge_concurrency": 4,
@@ -65,7 +65,7 @@ def unlabelled(tmp_path_factory):
 
 
 def annotate(settings, data, out) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli", "annotate", str(data), "--out", str(out),
+    return subprocess.run([sys.executable, "-m", "hyper.cli.main", "annotate", str(data), "--out", str(out),
                            "--source", MODEL_NAME, "--chunk", "8"],
                           env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=600)
 
@@ -127,7 +127,7 @@ def test_a_run_that_fails_midway_resumes_without_judging_finished_pairs_again(se
 def test_without_constrained_output_replies_are_parsed_and_the_unparsed_leave_no_label(proxy, unlabelled, tmp_path):
     """A server without structured outputs: the tiny model's free text rarely names a verdict,
     so most pairs get no AI label, and the output says how many (Route sends them to humans)."""
-    from hyper.local import LocalProcesses
+    from hyper.infra.local_processes import LocalProcesses
 
     settings = local_settings(tmp_path / "home").model_copy(update={
         "judge_backend": "openai", "judge_url": proxy.url, "judge_model": MODEL_NAME, "judge_constrained": False,

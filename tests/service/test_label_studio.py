@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hyper import dataset_files
+from hyper.data import dataset_files
 from tests.conftest import REPO, free_ports
 from tests.support.polling import server_process
 
@@ -52,8 +52,8 @@ def route_file(tmp_path_factory):
     directory = tmp_path_factory.mktemp("route")
     instances = dataset_files.read_dataset(PANDALM).instances[:40]
     data = directory / "pairs.jsonl"
-    from hyper.hybrid_dataset import write_rows
-    from hyper.ingest import plain_record
+    from hyper.data.ingest import plain_record
+    from hyper.labelling.hybrid_dataset import write_rows
 
     write_rows([plain_record(i) for i in instances], data, "jsonl")
     assignments = [{"id": i.id, "route": "human" if k % 4 == 0 else "ai", "gain": 0.0, "cost": 1.0}
@@ -70,7 +70,7 @@ def route_file(tmp_path_factory):
 
 
 def hyper(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_tasks_go_through_a_real_label_studio_and_their_labels_come_back(label_studio, route_file, tmp_path):

@@ -13,16 +13,8 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-
-from hyper import serving, wire
-from hyper.catalogue import FEATURE_NAMES
-from hyper.clients import RouterClient
-from hyper.config import Settings
-from hyper.database import open_database
-from hyper.errors import InvalidArgument, NotFound
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
-from hyper.router.store import (
+from hyper_ppm.store import ModelRegistry
+from hyper_router.store import (
     ALL,
     MAX_PAGE,
     AssignmentColumns,
@@ -30,6 +22,14 @@ from hyper.router.store import (
     PostgresRouteStore,
     RouteStore,
 )
+
+from hyper.api import proto_convert, serving
+from hyper.api.clients import RouterClient
+from hyper.core.catalogue import FEATURE_NAMES
+from hyper.core.errors import InvalidArgument, NotFound
+from hyper.core.settings import Settings
+from hyper.infra.database import open_database
+from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2
 from tests.conftest import free_ports
 from tests.support.models import known_ppm
@@ -186,7 +186,7 @@ def test_a_route_persisted_before_parquet_is_paged_from_its_json(tmp_path):
     response.assignments.extend(as_messages(columns))
     response.next_page_token = ""
     (tmp_path / "routes").mkdir()
-    (tmp_path / "routes" / f"{response.route_id}.json").write_text(json.dumps(wire.message_to_dict(response)))
+    (tmp_path / "routes" / f"{response.route_id}.json").write_text(json.dumps(proto_convert.message_to_dict(response)))
     store = FileRouteStore(tmp_path)
     assert all_pages(store, response.route_id, 10) == (as_messages(columns), ["10", "20", ""])
     loaded = store.load(response.route_id, 7)
@@ -220,7 +220,7 @@ def test_a_route_made_on_one_replica_is_read_page_by_page_on_the_other(services,
     pairs = hh_dataset.instances[:30]
     channels = [serving.channel(s.address("router"), s) for s in router_replicas]
     first, second = (RouterClient(ch) for ch in channels)
-    inline = common_pb2.InstanceList(instances=[wire.instance_to_proto(i) for i in pairs])
+    inline = common_pb2.InstanceList(instances=[proto_convert.instance_to_proto(i) for i in pairs])
     made = first.route(router_pb2.RouteRequest(dataset=common_pb2.Dataset(inline=inline),
                                                budget=router_pb2.Budget(count=8), ppm_model="replicas", page_size=7))
     assert len(made.assignments) == 7 and made.next_page_token == "7"

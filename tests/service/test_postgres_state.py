@@ -19,10 +19,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hyper_ppm.store import (
+    CorruptState,
+    ModelRegistry,
+    ModelVersions,
+    PostgresModelRegistry,
+    PostgresRunStore,
+    RunRecords,
+    RunStore,
+)
 
-from hyper import serving, wire
-from hyper.clients import PPMClient
-from hyper.database import (
+from hyper.api import proto_convert, serving
+from hyper.api.clients import PPMClient
+from hyper.core.errors import InvalidArgument, NotFound, PeerUnavailable
+from hyper.infra.database import (
     BadMigrations,
     Database,
     SchemaTooNew,
@@ -31,16 +41,6 @@ from hyper.database import (
     migrate,
     open_database,
     parse_migrations,
-)
-from hyper.errors import InvalidArgument, NotFound, PeerUnavailable
-from hyper.ppm.store import (
-    CorruptState,
-    ModelRegistry,
-    ModelVersions,
-    PostgresModelRegistry,
-    PostgresRunStore,
-    RunRecords,
-    RunStore,
 )
 from hyper.v1 import ppm_pb2
 from tests.conftest import free_ports, local_settings
@@ -277,7 +277,7 @@ def replicas(postgres, tmp_path_factory) -> Iterator[list]:
 def training_run(experiment: str, k: int) -> ppm_pb2.Run:
     return ppm_pb2.Run(run_id=f"job-{k}", experiment=experiment, state="succeeded", eval_score=0.5 + k / 10_000,
                        score="label_accuracy", n_total=1000,
-                       count_vector=wire.count_vectors_to_proto(FEATURES, [float(k % 97), float(k % 13)]))
+                       count_vector=proto_convert.count_vectors_to_proto(FEATURES, [float(k % 97), float(k % 13)]))
 
 
 def test_two_replicas_record_runs_from_parallel_jobs_exactly_once_with_none_lost(replicas):

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from hyper import wire
-from hyper.clients import PPMClient
+from hyper.api import proto_convert
+from hyper.api.clients import PPMClient
 from hyper.v1 import ppm_pb2
 
 pytestmark = pytest.mark.service
@@ -28,11 +28,12 @@ def record(ppm: PPMClient, experiment: str, n: int, seed: int) -> None:
         score = 0.6 + 0.001 * counts[1] + 0.0002 * counts[2] + rng.normal(0, 0.005)
         ppm.record_run(ppm_pb2.Run(run_id=f"{experiment}-{k}", experiment=experiment, state="succeeded",
                                    eval_score=score, score="label_accuracy", n_total=1000,
-                                   count_vector=wire.count_vectors_to_proto(FEATURES, counts)))
+                                   count_vector=proto_convert.count_vectors_to_proto(FEATURES, counts)))
 
 
 def hyper(services, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli", "ppm", *args], env={**os.environ, **services.to_env()},
+    return subprocess.run([sys.executable, "-m", "hyper.cli.main", "ppm", *args],
+                          env={**os.environ, **services.to_env()},
                           capture_output=True, text=True, timeout=120)
 
 

@@ -15,14 +15,15 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
+from hyper_ppm.store import ModelRegistry
 
-from hyper import dataset_files, wire
-from hyper.catalogue import FEATURE_NAMES
-from hyper.clients import RouterClient
-from hyper.hybrid_dataset import write_rows
-from hyper.ingest import plain_record
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
+from hyper.api import proto_convert
+from hyper.api.clients import RouterClient
+from hyper.core.catalogue import FEATURE_NAMES
+from hyper.data import dataset_files
+from hyper.data.ingest import plain_record
+from hyper.labelling.hybrid_dataset import write_rows
+from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2
 from tests.conftest import REPO, free_ports
 from tests.support.models import known_ppm
@@ -63,7 +64,7 @@ def test_a_route_of_inline_pairs_cannot_be_reported_again(channels, routed):
     router = RouterClient(channels["router"])
     instances = dataset_files.read_dataset(PANDALM).instances[:8]
     inline = router.route(router_pb2.RouteRequest(
-        dataset=common_pb2.Dataset(inline=common_pb2.InstanceList(instances=[wire.instance_to_proto(i)
+        dataset=common_pb2.Dataset(inline=common_pb2.InstanceList(instances=[proto_convert.instance_to_proto(i)
                                                                              for i in instances])),
         budget=router_pb2.Budget(count=2), ppm_model="report"))
     with pytest.raises(grpc.RpcError) as raised:
@@ -77,7 +78,7 @@ def running_gateway(settings):
     """The gateway's own entry point as a process on a free loopback port."""
     port = free_ports(1)[0]
     env = {**os.environ, **settings.to_env(), "HYPER_GATEWAY_PORT": str(port)}
-    with server_process([sys.executable, "-m", "hyper.gateway.server"], env, f"http://127.0.0.1:{port}/livez",
+    with server_process([sys.executable, "-m", "hyper_gateway.server"], env, f"http://127.0.0.1:{port}/livez",
                         timeout=60):
         yield f"http://127.0.0.1:{port}"
 
@@ -97,7 +98,7 @@ def chromium_screenshot(url: str, png, tmp_path) -> None:
 
 def test_the_report_and_the_gateway_docs_render_in_a_real_browser_offline(services, routed, tmp_path):
     page = tmp_path / "report.html"
-    made = subprocess.run([sys.executable, "-m", "hyper.cli", "report", routed.route_id, "--out", str(page)],
+    made = subprocess.run([sys.executable, "-m", "hyper.cli.main", "report", routed.route_id, "--out", str(page)],
                           env={**os.environ, **services.to_env()}, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
     chromium_screenshot(page.as_uri(), tmp_path / "report.png", tmp_path)

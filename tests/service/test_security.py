@@ -7,10 +7,10 @@ import sys
 
 import grpc
 import pytest
+from hyper_ppm.server import build
 
-from hyper import serving
-from hyper.clients import PPMClient
-from hyper.ppm.server import build
+from hyper.api import serving
+from hyper.api.clients import PPMClient
 from hyper.v1 import ppm_pb2
 from tests.conftest import local_settings
 
@@ -53,7 +53,7 @@ def test_a_tls_server_answers_tls_clients_only(secure_ppm):
 
 def test_hyper_health_is_the_probe_and_speaks_tls(secure_ppm):
     env = os.environ | {"HYPER_TLS_CA": secure_ppm.tls_ca}
-    probe = [sys.executable, "-m", "hyper.cli", "health", f"localhost:{secure_ppm.ppm_port}"]
+    probe = [sys.executable, "-m", "hyper.cli.main", "health", f"localhost:{secure_ppm.ppm_port}"]
     ok = subprocess.run(probe, env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "SERVING" in ok.stdout
     down = subprocess.run(probe[:-1] + ["localhost:1"], env=env, capture_output=True, text=True)
@@ -102,8 +102,8 @@ def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(mutual_tls_p
 def test_no_secret_reaches_a_log_line(tmp_path, hh_dataset):
     """A full run with every token set (right and wrong ones presented): no log holds a token."""
     from fastapi.testclient import TestClient
+    from hyper_gateway.app import create_app
 
-    from hyper.gateway.app import create_app
     from tests.support import faults
 
     secrets = {"ppm_record_token": "rec-7f3a9c2e51", "gateway_token": "gw-5b8d1e0a44",

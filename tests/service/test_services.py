@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hyper_ppm.store import ModelRegistry
 
-from hyper import ingest, wire
-from hyper.catalogue import TEXTUAL_DIMENSIONS
-from hyper.clients import PPMClient, RouterClient, TaggerClient
-from hyper.performance_models import PerformanceModel, QuadraticForm
-from hyper.ppm.store import ModelRegistry
+from hyper.api import proto_convert
+from hyper.api.clients import PPMClient, RouterClient, TaggerClient
+from hyper.core.catalogue import TEXTUAL_DIMENSIONS
+from hyper.data import ingest
+from hyper.method.performance_models import PerformanceModel, QuadraticForm
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
 from tests.support.models import known_ppm as make_ppm
 
@@ -33,7 +34,7 @@ def sample(hh_dataset):
 
 def inline(instances) -> common_pb2.Dataset:
     return common_pb2.Dataset(inline=common_pb2.InstanceList(
-        instances=[wire.instance_to_proto(i) for i in instances]))
+        instances=[proto_convert.instance_to_proto(i) for i in instances]))
 
 
 def rpc_error(call) -> grpc.RpcError:
@@ -55,9 +56,9 @@ def test_every_server_serves_health_and_reflection(channels, service):
 
 def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, sample):
     stub = TaggerClient(channels["tagger"]).stub
-    request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in sample])
+    request = tagger_pb2.TagRequest(instances=[proto_convert.instance_to_proto(i) for i in sample])
     first = stub.Tag(request)
-    matrix = wire.feature_matrix_from_proto(first.features)
+    matrix = proto_convert.feature_matrix_from_proto(first.features)
     assert matrix.bits.shape == (40, 93) and matrix.instance_ids == [i.id for i in sample]
     textual = [j for j, name in enumerate(matrix.feature_names) if name.split("::")[0] in TEXTUAL_DIMENSIONS]
     assert (matrix.bits[:, textual].sum(axis=1) == 9).all()  # one bin of each textual dimension
@@ -75,16 +76,16 @@ def test_tagger_returns_one_bin_per_computed_dimension_and_caches(channels, samp
 
 def test_streamed_chunks_are_tagged_as_one_dataset(channels, sample):
     client = TaggerClient(channels["tagger"])
-    whole = client.stub.Tag(tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in sample]))
+    whole = client.stub.Tag(tagger_pb2.TagRequest(instances=[proto_convert.instance_to_proto(i) for i in sample]))
     streamed = client.tag(sample, chunk_size=7)  # percentile ranks span every chunk
     assert streamed.bits.tobytes() == whole.features.bits
     assert streamed.instance_ids == [i.id for i in sample]
 
 
 def test_tagger_rejects_a_bad_instance_naming_row_and_field(channels, sample):
-    bad = wire.instance_to_proto(sample[1])
+    bad = proto_convert.instance_to_proto(sample[1])
     bad.prompt = "  "
-    request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(sample[0]), bad])
+    request = tagger_pb2.TagRequest(instances=[proto_convert.instance_to_proto(sample[0]), bad])
     error = rpc_error(lambda: TaggerClient(channels["tagger"]).stub.Tag(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "row 2" in error.details() and "prompt" in error.details()
@@ -92,7 +93,7 @@ def test_tagger_rejects_a_bad_instance_naming_row_and_field(channels, sample):
 
 def _run(run_id: str, score: float, counts: list[float]) -> ppm_pb2.Run:
     return ppm_pb2.Run(run_id=run_id, experiment="svc-test", state="succeeded", eval_score=score,
-                       count_vector=wire.count_vectors_to_proto(["f0", "f1"], np.array(counts)))
+                       count_vector=proto_convert.count_vectors_to_proto(["f0", "f1"], np.array(counts)))
 
 
 def test_ppm_records_runs_once_fits_and_predicts(channels):
@@ -126,7 +127,7 @@ def test_ppm_validates_runs_and_requests(channels):
 @pytest.fixture(scope="module")
 def known_ppm(services):
     """A linear PPM with known random weights over the whole catalogue, put in the registry."""
-    from hyper.catalogue import FEATURE_NAMES
+    from hyper.core.catalogue import FEATURE_NAMES
 
     coef = np.random.default_rng(3).normal(0, 1e-3, len(FEATURE_NAMES))
     ppm = make_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, coef))
@@ -201,7 +202,7 @@ def test_services_export_prometheus_metrics(services, channels, sample, known_pp
 @pytest.fixture(scope="module")
 def two_source_ppm(services):
     """A quadratic PPM over human and expert columns, saved in the registry with an ensemble."""
-    from hyper.catalogue import FEATURE_NAMES
+    from hyper.core.catalogue import FEATURE_NAMES
 
     rng = np.random.default_rng(4)
     names = list(FEATURE_NAMES) + [f"expert|{n}" for n in FEATURE_NAMES]
@@ -277,11 +278,11 @@ def test_a_changed_file_is_read_again_but_an_unchanged_one_is_not(channels, tmp_
 
 
 def save_a_judge(services, instances) -> None:
-    from hyper.embeddings import SentenceEmbedder
-    from hyper.judge import save_judge
-    from hyper.judge_training import train_judge
-    from hyper.pairs import encode_pairs
-    from hyper.run_spec import ProxySpec
+    from hyper.judges.saved_judge import save_judge
+    from hyper.judges.training import train_judge
+    from hyper.method.embeddings import SentenceEmbedder
+    from hyper.method.reward_pairs import encode_pairs
+    from hyper.method.run_spec import ProxySpec
 
     embedder = SentenceEmbedder(services.embedding_model, services.cache_dir)
     phi_a, phi_b = encode_pairs(instances, embedder)
@@ -318,9 +319,9 @@ def test_uncertainty_asks_the_tagger_judge_when_the_dataset_has_no_confidences(
 
 def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_results(
         services, tmp_path, channels, hh_dataset):
-    from hyper.jobs import run_local
-    from hyper.loop import write_plain_jsonl
-    from hyper.run_spec import ProxySpec, RunSpec, save_mixes
+    from hyper.infra.training_jobs import run_local
+    from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
+    from hyper.workflows.training_loop import write_plain_jsonl
 
     pool = [dataclasses.replace(i, labels={"human": i.labels["human"], "ai": i.labels["human"]})
             for i in hh_dataset.instances[:40]]
@@ -354,9 +355,9 @@ def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_resul
 
 
 def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset):
-    from hyper.jobs import run_local
-    from hyper.loop import write_plain_jsonl
-    from hyper.run_spec import FullSpec, RunSpec, save_mixes
+    from hyper.infra.training_jobs import run_local
+    from hyper.method.run_spec import FullSpec, RunSpec, save_mixes
+    from hyper.workflows.training_loop import write_plain_jsonl
     from tests.support.tiny_llama import make_tiny_llama
 
     pool = [dataclasses.replace(i, labels=dict(i.labels, ai="A")) for i in hh_dataset.instances[:16]]
@@ -380,7 +381,7 @@ def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, t
 
 @pytest.fixture(scope="module")
 def unskilled_ppm(services):
-    from hyper.catalogue import FEATURE_NAMES
+    from hyper.core.catalogue import FEATURE_NAMES
     from tests.support.models import UNSKILLED
 
     coef = np.random.default_rng(5).normal(0, 1e-3, len(FEATURE_NAMES))

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from hyper import serving, wire
-from hyper.config import Settings
+from hyper.api import proto_convert, serving
+from hyper.core.settings import Settings
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 from tests.conftest import free_ports
 from tests.support.polling import wait_for
@@ -27,7 +27,7 @@ PAIRS = 10 * CHUNK
 def start_tagger(settings: Settings, log_path: Path) -> subprocess.Popen:
     """The tagger's own entry point (the container command), as `hyper up` starts it."""
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "hyper.tagger.server"],
+        process = subprocess.Popen([sys.executable, "-m", "hyper_tagger.server"],
                                    env=dict(os.environ, **settings.to_env(), PYTHONUNBUFFERED="1"),
                                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -66,7 +66,8 @@ def settings(tmp_path):
 
 
 def test_a_killed_tagger_resumes_from_its_last_committed_chunk(settings, tmp_path, hh_dataset):
-    request = tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in hh_dataset.instances[:PAIRS]])
+    request = tagger_pb2.TagRequest(
+        instances=[proto_convert.instance_to_proto(i) for i in hh_dataset.instances[:PAIRS]])
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     process, outcome = start_tagger(settings, first_log), {}
     try:

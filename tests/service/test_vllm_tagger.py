@@ -10,13 +10,13 @@ import urllib.request
 
 import numpy as np
 import pytest
+from hyper_ppm.store import ModelRegistry
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
 
-from hyper import serving, wire
-from hyper.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES, feature_set_version
-from hyper.clients import RouterClient, TaggerClient
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
-from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper.api import proto_convert, serving
+from hyper.api.clients import RouterClient, TaggerClient
+from hyper.core.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES, feature_set_version
+from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2, tagger_pb2
 from tests.conftest import local_settings
 from tests.support.models import known_ppm
@@ -30,7 +30,7 @@ VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"
 
 @pytest.fixture(scope="module")
 def vllm_services(tmp_path_factory, hh_dataset):
-    from hyper.local import LocalProcesses
+    from hyper.infra.local_processes import LocalProcesses
 
     home = tmp_path_factory.mktemp("vllm-home")
     model = make_tiny_llama(home / "tiny-llama", [i.prompt[:500] for i in hh_dataset.instances[:300]])
@@ -92,7 +92,7 @@ def test_route_runs_through_the_llm_tagger(vllm_services, hh_dataset):
     ppm = known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, rng.normal(0, 1e-3, len(FEATURE_NAMES))))
     ModelRegistry(vllm_services.ppm_dir).save("vllm-test", ppm.to_json())
     dataset = common_pb2.Dataset(inline=common_pb2.InstanceList(
-        instances=[wire.instance_to_proto(i) for i in hh_dataset.instances[20:32]]))
+        instances=[proto_convert.instance_to_proto(i) for i in hh_dataset.instances[20:32]]))
     router = RouterClient(serving.channel(vllm_services.address("router"), vllm_services))
     response = router.route(router_pb2.RouteRequest(dataset=dataset, budget=router_pb2.Budget(count=4),
                                                     strategy="optimize", ppm_model="vllm-test"))

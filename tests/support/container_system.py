@@ -14,17 +14,17 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from hyper_ppm.store import ModelRegistry
 
-from hyper import serving, wire
-from hyper.catalogue import FEATURE_NAMES
-from hyper.clients import PPMClient, RouterClient
-from hyper.config import Settings
-from hyper.loop import write_plain_jsonl
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
-from hyper.run_spec import ProxySpec, RunSpec, save_mixes
-from hyper.schema import Instance
+from hyper.api import proto_convert, serving
+from hyper.api.clients import PPMClient, RouterClient
+from hyper.core.catalogue import FEATURE_NAMES
+from hyper.core.schema import Instance
+from hyper.core.settings import Settings
+from hyper.method.performance_models import QuadraticForm
+from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
 from hyper.v1 import common_pb2, router_pb2
+from hyper.workflows.training_loop import write_plain_jsonl
 from scripts import images
 from scripts.dependencies import PROJECT, SERVICE_EXTRAS, canonical, closure
 from tests.conftest import free_ports
@@ -52,7 +52,7 @@ def importable(service: str) -> dict[str, bool]:
 
 def unexpected_modules(service: str) -> dict[str, bool]:
     """Probe modules whose presence in the image differs from what its extra brings."""
-    extra = SERVICE_EXTRAS[f"hyper.{service.replace('-', '_')}"]
+    extra = SERVICE_EXTRAS[f"hyper_{service.replace('-', '_')}"]
     expected = closure(PROJECT, frozenset({extra}))
     found = importable(service)
     return {m: found[m] for m, dist in PROBES.items() if found[m] != (canonical(dist) in expected)}
@@ -115,7 +115,7 @@ class ContainerSystem:
         return False
 
     def route(self, pairs: list[Instance]) -> router_pb2.RouteResponse:
-        inline = common_pb2.InstanceList(instances=[wire.instance_to_proto(i) for i in pairs])
+        inline = common_pb2.InstanceList(instances=[proto_convert.instance_to_proto(i) for i in pairs])
         request = router_pb2.RouteRequest(dataset=common_pb2.Dataset(inline=inline), ppm_model="images",
                                           budget=router_pb2.Budget(fraction=0.25), strategy="topk")
         with serving.channel(self.settings.address("router"), self.settings) as channel:

@@ -19,15 +19,15 @@ from pathlib import Path
 import grpc
 import numpy as np
 import redis
+from hyper_ppm.store import ModelRegistry
 
-from hyper import serving, wire
-from hyper.catalogue import FEATURE_NAMES
-from hyper.clients import PPMClient, RouterClient
-from hyper.config import Settings
-from hyper.local import LocalProcesses
-from hyper.performance_models import QuadraticForm
-from hyper.ppm.store import ModelRegistry
-from hyper.schema import Instance
+from hyper.api import proto_convert, serving
+from hyper.api.clients import PPMClient, RouterClient
+from hyper.core.catalogue import FEATURE_NAMES
+from hyper.core.schema import Instance
+from hyper.core.settings import Settings
+from hyper.infra.local_processes import LocalProcesses
+from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2, tagger_pb2_grpc
 from tests.conftest import free_ports
 from tests.support.models import known_ppm
@@ -129,7 +129,7 @@ def fresh_pairs(instances: list[Instance], n: int) -> list[Instance]:
 
 def route_request(pairs: list[Instance]) -> router_pb2.RouteRequest:
     return router_pb2.RouteRequest(
-        dataset=common_pb2.Dataset(inline=common_pb2.InstanceList(instances=[wire.instance_to_proto(i)
+        dataset=common_pb2.Dataset(inline=common_pb2.InstanceList(instances=[proto_convert.instance_to_proto(i)
                                                                              for i in pairs])),
         budget=router_pb2.Budget(fraction=0.25), strategy="topk", ppm_model=PPM_NAME)
 
@@ -198,7 +198,8 @@ def tagger_killed(system: System, pairs: list[Instance], deadline_s: float = 30.
 
 def hit_rate(system: System, pairs: list[Instance]) -> float:
     stub = tagger_pb2_grpc.TaggerServiceStub(system.channel("tagger"))
-    response = stub.Tag(tagger_pb2.TagRequest(instances=[wire.instance_to_proto(i) for i in pairs]), timeout=300)
+    request = tagger_pb2.TagRequest(instances=[proto_convert.instance_to_proto(i) for i in pairs])
+    response = stub.Tag(request, timeout=300)
     return response.cache_hits / max(1, response.cache_hits + response.cache_misses)
 
 

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from hyper import serving
+from hyper.api import serving
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
 
 FIELD = pb_descriptor.FieldDescriptor
@@ -120,9 +120,9 @@ def request_bytes(method_descriptor, known: list[str], valid: Message | None = N
 
 def valid_requests(pairs: list, model: str) -> dict[str, Message]:
     """One valid request per method worth starting from, by method name."""
-    from hyper import wire
+    from hyper.api import proto_convert
 
-    instances = [wire.instance_to_proto(i) for i in pairs[:12]]
+    instances = [proto_convert.instance_to_proto(i) for i in pairs[:12]]
     inline = common_pb2.Dataset(inline=common_pb2.InstanceList(instances=instances))
     return {"Route": router_pb2.RouteRequest(dataset=inline, budget=router_pb2.Budget(fraction=0.25),
                                              strategy="topk", ppm_model=model),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hyper.performance_models import LightGBMForm, PerformanceModel, QuadraticForm, Skill
+from hyper.method.performance_models import LightGBMForm, PerformanceModel, QuadraticForm, Skill
 
 SKILLED = Skill(0.8, 0.6, 0.9, 50)
 UNSKILLED = Skill(0.1, -0.2, 0.4, 10)

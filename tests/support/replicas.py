@@ -9,8 +9,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from hyper import serving
-from hyper.config import Settings
+from hyper.api import serving
+from hyper.core.settings import Settings
 from tests.support.polling import wait_for
 
 
@@ -18,7 +18,7 @@ from tests.support.polling import wait_for
 def serving_replicas(service: str, replicas: list[Settings], timeout: float = 120) -> Iterator[list[Settings]]:
     """The replicas once each answers its health check as SERVING; a replica that exits during
     start-up fails at once."""
-    processes = [subprocess.Popen([sys.executable, "-m", f"hyper.{service}.server"], env={**os.environ, **own.to_env()},
+    processes = [subprocess.Popen([sys.executable, "-m", f"hyper_{service}.server"], env={**os.environ, **own.to_env()},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for own in replicas]
     try:
         for own, process in zip(replicas, processes, strict=True):

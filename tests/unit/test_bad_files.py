@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hyper import dataset_files
-from hyper.errors import DatasetRejected, InvalidArgument
+from hyper.core.errors import DatasetRejected, InvalidArgument
+from hyper.data import dataset_files
 
 GOOD = {"prompt": "p", "response_a": "a", "response_b": "b"}
 

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hyper.candidates import count_vectors, first_in_order, knapsack_orders
+from hyper.method.candidates import count_vectors, first_in_order, knapsack_orders
 
 binary_matrices = st.integers(1, 40).flatmap(
     lambda n: arrays(np.uint8, (n, 7), elements=st.integers(0, 1)))

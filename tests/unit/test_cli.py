@@ -1,7 +1,7 @@
 import pytest
 
-from hyper.cli import parse_budget, parse_columns
-from hyper.errors import InvalidArgument
+from hyper.cli.main import parse_budget, parse_columns
+from hyper.core.errors import InvalidArgument
 
 
 @pytest.mark.parametrize("text, expected", [("0.25", {"fraction": 0.25}), ("25%", {"fraction": 0.25}),

@@ -1,4 +1,4 @@
-"""Grafana dashboards: generated from hyper.dashboards, committed in the chart, provisioned
+"""Grafana dashboards: generated from hyper.infra.dashboards, committed in the chart, provisioned
 as ConfigMaps the Grafana sidecar picks up. Their PromQL is checked by promtool and answered
 by a real Prometheus in tests/monitoring."""
 
@@ -8,13 +8,13 @@ import subprocess
 
 import yaml
 
-from hyper.dashboards import CHART_DASHBOARDS, DASHBOARDS, render
+from hyper.infra.dashboards import CHART_DASHBOARDS, DASHBOARDS, render
 
 
 def test_the_committed_dashboards_are_the_generated_ones():
     committed = {p.stem: p.read_text() for p in CHART_DASHBOARDS.glob("*.json")}
     assert committed == {uid: render(uid) for uid in DASHBOARDS}, \
-        "regenerate with: python -m hyper.dashboards"
+        "regenerate with: python -m hyper.infra.dashboards"
 
 
 def test_every_panel_queries_prometheus_through_the_datasource_variable():

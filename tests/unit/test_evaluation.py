@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from hyper.rm_trainer.evaluation import rewardbench_scores
+from hyper_rm_trainer.evaluation import rewardbench_scores
 
 
 def test_overall_is_the_mean_of_category_scores_not_of_pairs():

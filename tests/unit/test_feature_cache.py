@@ -4,14 +4,14 @@ import logging
 
 import numpy as np
 import pytest
+from hyper_tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCache
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger
+from hyper_tagger.textual import load_ner
 
-from hyper.config import Settings
-from hyper.embeddings import SentenceEmbedder
-from hyper.tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCache
-from hyper.tagger.descriptive import ZeroShotEmbeddingTagger
-from hyper.tagger.tagging import CACHED_WIDTH, Tagger
-from hyper.tagger.textual import load_ner
-from hyper.vector_store import COMPACT_AFTER_SEGMENTS, VectorStore
+from hyper.core.settings import Settings
+from hyper.core.vector_store import COMPACT_AFTER_SEGMENTS, VectorStore
+from hyper.method.embeddings import SentenceEmbedder
 
 pytestmark = pytest.mark.redis
 
@@ -43,8 +43,9 @@ def embedder(tmp_path_factory):
 
 
 def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, monkeypatch):
-    from hyper.catalogue import feature_set_version
-    from hyper.tagger import tagging
+    from hyper_tagger import tagging
+
+    from hyper.core.catalogue import feature_set_version
 
     instances = hh_dataset.instances[:25]
     ner = load_ner(Settings().ner_model)
@@ -119,7 +120,7 @@ def test_misses_are_committed_chunk_by_chunk_and_identical_pairs_computed_once(t
     descriptive = ZeroShotEmbeddingTagger(embedder)
     tagger = Tagger(embedder, load_ner(Settings().ner_model), descriptive,
                     DiskFeatureCache(tmp_path, CACHED_WIDTH), chunk_size=4)
-    with caplog.at_level(logging.INFO, logger="hyper.tagger.tagging"):
+    with caplog.at_level(logging.INFO, logger="hyper_tagger.tagging"):
         values, misses = tagger.cached_values(instances)
     assert misses == 10 and np.array_equal(values[0], values[9])
     progress = [(r.done, r.total) for r in caplog.records if r.getMessage() == "tagging chunk committed"]

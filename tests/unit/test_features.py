@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyper.catalogue import CATALOGUE, FEATURE_INDEX, FEATURE_NAMES, feature_set_version
-from hyper.errors import InvalidArgument
-from hyper.features import FeatureMatrix, bin_index, binarize, percentile_ranks
+from hyper.core.catalogue import CATALOGUE, FEATURE_INDEX, FEATURE_NAMES, feature_set_version
+from hyper.core.errors import InvalidArgument
+from hyper.core.features import FeatureMatrix, bin_index, binarize, percentile_ranks
 
 
 def test_catalogue_has_the_papers_90_binary_features_and_the_judges_confidence():

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from hyper import dataset_files
-from hyper.hybrid_dataset import preference_rows, single_source_pairs, write_rows
+from hyper.data import dataset_files
+from hyper.labelling.hybrid_dataset import preference_rows, single_source_pairs, write_rows
 from tests.conftest import HH_DATA
 from tests.support.tiny_llama import make_tiny_llama
 
@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
 
 
 def rm_trainer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.rm_trainer.job", "final", *args],
+    return subprocess.run([sys.executable, "-m", "hyper_rm_trainer.job", "final", *args],
                           capture_output=True, text=True, timeout=900)
 
 
@@ -55,8 +55,9 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
 @pytest.fixture(scope="module")
 def full_rm(exported, tmp_path_factory):
     """A full-mode final RM of a tiny local Llama, and how it was trained."""
-    from hyper.rm_trainer.final import FinalSpec, train_final, training_pairs
-    from hyper.run_spec import FullSpec
+    from hyper_rm_trainer.final_model import FinalSpec, train_final, training_pairs
+
+    from hyper.method.run_spec import FullSpec
 
     directory = tmp_path_factory.mktemp("full")
     pairs, _ = training_pairs(str(exported / "train.jsonl"))
@@ -69,9 +70,8 @@ def full_rm(exported, tmp_path_factory):
 
 def test_full_final_rm_is_a_checkpoint_transformers_loads(full_rm):
     import torch
+    from hyper_rm_trainer.full_finetune import reward_margins, train
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from hyper.rm_trainer.full import reward_margins, train
 
     checkpoint, full, pairs, result = full_rm
     assert result["steps"] == 300 // 8 and np.isfinite(result["final_train_loss"])

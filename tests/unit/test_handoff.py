@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from hyper import dataset_files
-from hyper.annotation_tasks import (
+from hyper.core.errors import InvalidArgument
+from hyper.data import dataset_files
+from hyper.labelling.annotation_tasks import (
     ARGILLA_EXPORT,
     LABEL_STUDIO_EXPORT,
     LabelsRejected,
@@ -21,9 +22,14 @@ from hyper.annotation_tasks import (
     parse_json_export,
     report,
 )
-from hyper.errors import InvalidArgument
-from hyper.hybrid_dataset import hybrid_pairs, preference_rows, single_source_pairs, transcript_messages, write_rows
-from hyper.routed import RoutedDataset
+from hyper.labelling.hybrid_dataset import (
+    hybrid_pairs,
+    preference_rows,
+    single_source_pairs,
+    transcript_messages,
+    write_rows,
+)
+from hyper.labelling.routed_pairs import RoutedDataset
 from tests.conftest import HH_DATA, REPO
 
 PANDALM = REPO / "data" / "pandalm-testset.jsonl.gz"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hyper.jobs import JobSettings, render_job
+from hyper.infra.training_jobs import JobSettings, render_job
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "hyper"
 

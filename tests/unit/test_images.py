@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from hyper.local import SERVICES
+from hyper.infra.local_processes import SERVICES
 from scripts.dependencies import SERVICE_EXTRAS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def test_each_service_image_runs_the_entry_point_of_the_chart_and_of_local_mode(
         assert chart == [f"hyper-{service}"]
         assert image_command(ROOT / "services" / service / "Dockerfile") == chart
         # `hyper up` runs `python -m hyper.<service>.server`, whose main is the console script's
-        assert SCRIPTS[chart[0]] == f"hyper.{service}.server:main"
+        assert SCRIPTS[chart[0]] == f"hyper_{service}.server:main"
     assert image_command(ROOT / "services" / "tagger" / "Dockerfile.gpu") == ["hyper-tagger"]
 
 
@@ -38,10 +38,10 @@ def test_the_trainer_and_gateway_images_run_the_job_and_gateway_entry_points():
     base_job = yaml.safe_load((ROOT / "helm" / "hyper" / "files" / "rm-trainer-job.yaml").read_text())
     job_command = base_job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert image_command(ROOT / "services" / "rm-trainer" / "Dockerfile") == job_command
-    assert SCRIPTS[job_command[0]] == "hyper.rm_trainer.job:main"  # what the local runner starts
+    assert SCRIPTS[job_command[0]] == "hyper_rm_trainer.job:main"  # what the local runner starts
     assert VALUES["gateway"]["command"] == ["hyper-gateway"] and VALUES["gateway"]["image"] == "hyper-gateway"
     assert image_command(ROOT / "services" / "gateway" / "Dockerfile") == ["hyper-gateway"]
-    assert SCRIPTS["hyper-gateway"] == "hyper.gateway.server:main"
+    assert SCRIPTS["hyper-gateway"] == "hyper_gateway.server:main"
 
 
 def test_images_run_as_the_non_root_user_the_chart_declares():
@@ -56,7 +56,7 @@ def test_images_run_as_the_non_root_user_the_chart_declares():
 
 def test_each_service_image_installs_its_own_extra_only():
     for service, extra in SERVICE_EXTRAS.items():
-        folder = "rm-trainer" if service == "hyper.rm_trainer" else service.removeprefix("hyper.")
+        folder = "rm-trainer" if service == "hyper_rm_trainer" else service.removeprefix("hyper.")
         installs = re.findall(r"^COPY --from=wheel /requirements/([\w,${}-]+).txt ",
                               (ROOT / "services" / folder / "Dockerfile").read_text(), re.MULTILINE)
         # the trainer's with its accelerator's JAX backend

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hyper.dataset_files import read_dataset
-from hyper.errors import DatasetRejected, InvalidArgument, InvalidInstance, NotFound
-from hyper.ingest import FORMATS, detect_format
-from hyper.ingest import plain_record as to_plain_record
-from hyper.schema import stable_id
+from hyper.core.errors import DatasetRejected, InvalidArgument, InvalidInstance, NotFound
+from hyper.core.schema import stable_id
+from hyper.data.dataset_files import read_dataset
+from hyper.data.ingest import FORMATS, detect_format
+from hyper.data.ingest import plain_record as to_plain_record
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hyper_rm_trainer.devices import EXIT_NO_ACCELERATOR
 
-from hyper import serving
-from hyper.cli import main
-from hyper.clients import PPMClient
-from hyper.errors import InvalidArgument
-from hyper.jobs import BASE_MANIFEST, JobSettings, job_name, job_settings, render_job
-from hyper.loop import write_plain_jsonl
-from hyper.rm_trainer.devices import EXIT_NO_ACCELERATOR
-from hyper.run_spec import FullSpec, RunSpec, save_mixes
+from hyper.api import serving
+from hyper.api.clients import PPMClient
+from hyper.cli.main import main
+from hyper.core.errors import InvalidArgument
+from hyper.infra.training_jobs import BASE_MANIFEST, JobSettings, job_name, job_settings, render_job
+from hyper.method.run_spec import FullSpec, RunSpec, save_mixes
+from hyper.workflows.training_loop import write_plain_jsonl
 from tests.service.test_security import ppm_server
 
 
@@ -100,7 +100,7 @@ def labels_spec(directory, dataset, ppm_address: str, **full) -> Path:
 
 
 def rm_trainer(spec: Path, accelerator: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.rm_trainer.job", "--spec", str(spec)],
+    return subprocess.run([sys.executable, "-m", "hyper_rm_trainer.job", "--spec", str(spec)],
                           env=os.environ | {"HYPER_ACCELERATOR": accelerator}, capture_output=True, text=True,
                           timeout=300)
 

@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 import yaml
 
-from hyper.errors import InvalidArgument
-from hyper.jobs import JobSettings, render_job, render_spec, submit_kubernetes
-from hyper.run_spec import FullSpec, RunSpec
+from hyper.core.errors import InvalidArgument
+from hyper.infra.training_jobs import JobSettings, render_job, render_spec, submit_kubernetes
+from hyper.method.run_spec import FullSpec, RunSpec
 
 CRD = Path(__file__).resolve().parents[1] / "data" / "jobset.x-k8s.io_jobsets-v0.12.0.yaml.gz"
 SLICE = JobSettings(accelerator="tpu", tpu_topology="4x4", tpu_hosts=4, tpu_chips=4, namespace="train")

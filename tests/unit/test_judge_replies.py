@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from hyper import dataset_files
-from hyper.annotation_journal import JudgedPair, judge_resumably, read_journal
-from hyper.errors import InvalidArgument
-from hyper.tagger.openai_judge import EndpointConfig, combine, parse_verdict
+from hyper.core.errors import InvalidArgument
+from hyper.data import dataset_files
+from hyper.judges.openai_endpoint import EndpointConfig, combine, parse_verdict
+from hyper.labelling.judging_journal import JudgedPair, judge_resumably, read_journal
 from tests.conftest import HH_DATA
 
 

@@ -22,8 +22,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_flax_forward_matches_pytorch_on_the_same_weights(tiny_checkpoint):
     import torch
-
-    from hyper.rm_trainer.llama import LlamaModel, LlamaSpec, params_from_safetensors
+    from hyper_rm_trainer.llama import LlamaModel, LlamaSpec, params_from_safetensors
 
     directory, torch_model = tiny_checkpoint
     spec = LlamaSpec.from_pretrained(directory)
@@ -41,10 +40,10 @@ def test_flax_forward_matches_pytorch_on_the_same_weights(tiny_checkpoint):
 
 
 def test_full_mode_fine_tunes_a_reward_model_and_checkpoints_it(tmp_path, hh_dataset):
+    from hyper_rm_trainer.full_finetune import reward_margins, train
     from transformers import AutoTokenizer
 
-    from hyper.rm_trainer.full import reward_margins, train
-    from hyper.run_spec import FullSpec
+    from hyper.method.run_spec import FullSpec
     from tests.support.tiny_llama import make_tiny_llama
 
     instances = hh_dataset.instances[:48]
@@ -71,10 +70,10 @@ class Killed(Exception):
 def test_a_killed_full_mode_run_resumes_from_its_last_checkpoint(tmp_path, hh_dataset):
     """Killed after step 5 with a checkpoint every 2 steps: the rerun of the run starts at
     step 5 from step 4's state and ends where an uninterrupted run ends."""
+    from hyper_rm_trainer.full_finetune import train
     from transformers import AutoTokenizer
 
-    from hyper.rm_trainer.full import train
-    from hyper.run_spec import FullSpec
+    from hyper.method.run_spec import FullSpec
     from tests.support.tiny_llama import make_tiny_llama
 
     instances = hh_dataset.instances[:32]
@@ -102,9 +101,9 @@ def test_a_killed_full_mode_run_resumes_from_its_last_checkpoint(tmp_path, hh_da
 SHARDED_RUN = """
 import jax, numpy as np
 from transformers import AutoTokenizer
-from hyper import dataset_files
-from hyper.rm_trainer.full import train
-from hyper.run_spec import FullSpec
+from hyper.data import dataset_files
+from hyper_rm_trainer.full_finetune import train
+from hyper.method.run_spec import FullSpec
 assert len(jax.devices()) == 4
 data = dataset_files.read_dataset("{data}").instances[:16]
 state = train(FullSpec(model_dir="{model}", batch_size=8, max_length=48, dtype="float32"),

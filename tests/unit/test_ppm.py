@@ -3,11 +3,11 @@ import threading
 
 import numpy as np
 import pytest
+from hyper_ppm.fitting import fit_ppm
+from hyper_ppm.store import ModelRegistry, RunStore
 
-from hyper.errors import InvalidArgument, NotFound
-from hyper.performance_models import PerformanceModel, QuadraticForm, Skill
-from hyper.ppm.fitting import fit_ppm
-from hyper.ppm.store import ModelRegistry, RunStore
+from hyper.core.errors import InvalidArgument, NotFound
+from hyper.method.performance_models import PerformanceModel, QuadraticForm, Skill
 
 
 def synthetic_runs(n_runs=60, n_features=5, seed=0, curvature=0.0):
@@ -138,8 +138,9 @@ def test_a_failure_stands_until_a_retry_records_the_result_which_is_final(tmp_pa
 
 
 def test_a_stored_ppm_changed_after_it_was_saved_is_refused_on_load(tmp_path):
-    from hyper.catalogue import FEATURE_NAMES
-    from hyper.ppm.store import CorruptState
+    from hyper_ppm.store import CorruptState
+
+    from hyper.core.catalogue import FEATURE_NAMES
     from tests.support.models import known_ppm
 
     registry = ModelRegistry(tmp_path)

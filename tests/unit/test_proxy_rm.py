@@ -1,10 +1,10 @@
 import numpy as np
 
-from hyper.judge import load_judge, save_judge
-from hyper.judge_training import cross_fitted_labels, train_judge
-from hyper.pairs import targets_and_weights
-from hyper.proxy_rm import pairwise_accuracy, predict_margins, train_heads
-from hyper.run_spec import ProxySpec
+from hyper.judges.saved_judge import load_judge, save_judge
+from hyper.judges.training import cross_fitted_labels, train_judge
+from hyper.method.proxy_rm import pairwise_accuracy, predict_margins, train_heads
+from hyper.method.reward_pairs import targets_and_weights
+from hyper.method.run_spec import ProxySpec
 
 
 def separable_pairs(n=400, dim=16, seed=0):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hyper.candidates import multi_source_assignments, multi_source_columns, multi_source_counts
-from hyper.run_spec import load_mixes, save_mixes, source_role
+from hyper.method.candidates import multi_source_assignments, multi_source_columns, multi_source_counts
+from hyper.method.run_spec import load_mixes, save_mixes, source_role
 
 
 def test_each_pair_goes_to_one_source_and_forced_pairs_to_the_human():

@@ -2,12 +2,7 @@
 
 import numpy as np
 import pytest
-
-from hyper.catalogue import TEXTUAL_DIMENSIONS
-from hyper.config import Settings
-from hyper.embeddings import SentenceEmbedder
-from hyper.schema import Instance
-from hyper.tagger.textual import (
+from hyper_tagger.textual import (
     RAW_DIMENSIONS,
     bertscore_f1,
     entity_similarity,
@@ -15,6 +10,11 @@ from hyper.tagger.textual import (
     load_ner,
     raw_textual_values,
 )
+
+from hyper.core.catalogue import TEXTUAL_DIMENSIONS
+from hyper.core.schema import Instance
+from hyper.core.settings import Settings
+from hyper.method.embeddings import SentenceEmbedder
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hyper_ppm.models import PerformanceModels
+from hyper_ppm.store import ModelRegistry, RunStore
+from hyper_router.routing import Router, SkillNotDemonstrated
 
-from hyper.clients import Tagged
-from hyper.errors import InvalidArgument, NotFound
-from hyper.features import FeatureMatrix
-from hyper.performance_models import PerformanceModel, QuadraticForm
-from hyper.ppm.models import PerformanceModels
-from hyper.ppm.store import ModelRegistry, RunStore
-from hyper.route_api import Budget, RouteOptions
-from hyper.router.routing import Router, SkillNotDemonstrated
-from hyper.schema import Dataset, DatasetRef, Instance
+from hyper.api.clients import Tagged
+from hyper.api.messages import Budget, RouteOptions
+from hyper.core.errors import InvalidArgument, NotFound
+from hyper.core.features import FeatureMatrix
+from hyper.core.schema import Dataset, DatasetRef, Instance
+from hyper.method.performance_models import PerformanceModel, QuadraticForm
 from tests.support.models import UNSKILLED, known_ppm
 
 FEATURES = ["f0", "f1", "f2", "f3"]

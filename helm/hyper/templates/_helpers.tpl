@@ -21,7 +21,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
 {{/* "true" when ppm keeps its state in PostgreSQL (the release's or an external one), else "". */}}
-{{- define "hyper.database" -}}
+{{- define "hyper.infra.database" -}}
 {{- if or .Values.postgresql.enabled .Values.postgresql.externalUrl }}true{{ end }}
 {{- end }}
 

@@ -1,0 +1,151 @@
+"""The REST gateway: a thin FastAPI layer over the router's and ppm's gRPC APIs, through their
+typed clients. Bodies and answers are the typed models of `hyper.api.messages`, so the OpenAPI
+page documents every field; invalid bodies and gRPC errors both become HTTP errors naming the
+field, in one shape: {"error": {"code": ..., "message": ...}}.
+
+    POST /v1/route          body: RouteRequest -> RouteResult
+    POST /v1/diagnose       body: DiagnoseRequest -> Diagnosis (can routing pay on this data?)
+    GET  /v1/routes/{id}    a persisted Route result
+    GET  /v1/routes/{id}/report   the route explained, one offline HTML page
+    GET  /v1/runs           training runs recorded in ppm (?experiment=...)
+    GET  /docs              OpenAPI documentation (Swagger UI served from the image: no CDN)
+    GET  /healthz           ready: the router answers its health check (503 otherwise)
+    GET  /livez             the process is alive
+    GET  /metrics           Prometheus metrics
+
+A bearer token is required when HYPER_GATEWAY_TOKEN is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import grpc
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
+from prometheus_client import Counter, Histogram, make_asgi_app
+from pydantic import BaseModel
+
+from hyper.api import proto_convert, serving
+from hyper.api.clients import PPMClient, RouterClient
+from hyper.api.messages import DiagnoseRequest, Diagnosis, RouteRequest, RouteResult, field_path
+from hyper.api.serving import health_status
+from hyper.core.settings import Settings
+
+REQUESTS = Counter("hyper_gateway_requests_total", "HTTP requests answered by the gateway.",
+                   ["method", "route", "code"])
+REQUEST_SECONDS = Histogram("hyper_gateway_request_duration_seconds", "HTTP request handling time.",
+                            ["method", "route"],
+                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+               grpc.StatusCode.FAILED_PRECONDITION: 409, grpc.StatusCode.UNAUTHENTICATED: 401,
+               grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504}
+
+
+class Run(BaseModel):
+    """A training run recorded in ppm."""
+
+    run_id: str
+    experiment: str
+    state: str
+    eval_score: float
+    n_human: int
+    n_total: int
+    failure_reason: str
+    metrics: dict[str, float]
+
+
+class Runs(BaseModel):
+    runs: list[Run]
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    # FastAPI's own /docs loads Swagger UI from a CDN, which a cluster without internet cannot reach.
+    app = FastAPIOffline(title="HyPER routing", version="1",
+                         description="Route preference pairs to human or AI annotation.")
+    router = RouterClient(serving.channel(settings.address("router"), settings))
+    ppm = PPMClient(serving.channel(settings.address("ppm"), settings))
+
+    def authorised(authorization: str = Header(default="")) -> None:
+        expected = f"Bearer {settings.gateway_token}"
+        if settings.gateway_token and not hmac.compare_digest(authorization, expected):
+            raise HTTPException(401, "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"  # templated: bounded labels
+        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        REQUEST_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(grpc.RpcError)
+    async def grpc_error(request: Request, error: grpc.RpcError) -> JSONResponse:
+        return JSONResponse(status_code=HTTP_STATUS.get(error.code(), 500),
+                            content=error_body(error.code().name, error.details() or ""))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{field_path(tuple(p for p in e['loc'] if p != 'body')) or 'body'}: {e['msg']}"
+                    for e in error.errors()[:5]]
+        return JSONResponse(status_code=400, content=error_body("INVALID_ARGUMENT",
+                                                                "; ".join(problems)))
+
+    @app.post("/v1/route", dependencies=[Depends(authorised)])
+    def route(body: RouteRequest) -> RouteResult:
+        """Route(dataset, budget): which pairs go to humans, which to the AI judge."""
+        return proto_convert.route_result_from_proto(router.route(proto_convert.route_request_to_proto(body)))
+
+    @app.post("/v1/diagnose", dependencies=[Depends(authorised)])
+    def diagnose(body: DiagnoseRequest) -> Diagnosis:
+        """Before spending anything: can routing pay on this data?"""
+        return proto_convert.diagnosis_from_proto(router.diagnose(proto_convert.diagnose_request_to_proto(body)))
+
+    @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)])
+    def get_route(route_id: str, page_token: str = "", page_size: int = 0) -> RouteResult:
+        """A Route result as it was persisted when it was made, with one page of its
+        assignments: the first, or the one `page_token` (a previous page's next_page_token)
+        starts."""
+        if not page_token:
+            return proto_convert.route_result_from_proto(router.get_route(route_id, page_size))
+        route = router.get_route(route_id, 1)
+        page = router.list_assignments(route_id, page_token, page_size)
+        del route.assignments[:]
+        route.assignments.extend(page.assignments)
+        route.next_page_token = page.next_page_token
+        return proto_convert.route_result_from_proto(route)
+
+    @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], response_class=HTMLResponse)
+    def report(route_id: str, sample: int = 10) -> HTMLResponse:
+        """The route explained: budget curve, PPM skill, feature shares, judge confidence, a sample."""
+        return HTMLResponse(router.report(route_id, sample))
+
+    @app.get("/v1/runs", dependencies=[Depends(authorised)])
+    def runs(experiment: str = "") -> Runs:
+        """Training runs recorded in ppm, with their state and score."""
+        return Runs(runs=[Run.model_validate(proto_convert.message_to_dict(run, with_defaults=True))
+                          for run in ppm.list_runs(experiment)])
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        status = health_status(settings.address("router"), settings)
+        return JSONResponse(status_code=200 if status == "SERVING" else 503,
+                            content={"router": status})
+
+    @app.get("/livez")
+    def livez() -> dict:
+        return {"status": "alive"}
+
+    app.mount("/metrics", make_asgi_app())
+    return app

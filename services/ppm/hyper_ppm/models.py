@@ -1,0 +1,90 @@
+"""The ppm service's core: record training runs, fit PPMs from them, version and serve them.
+
+Plain Python over the two stores; the servicer only converts messages to these calls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hyper.core.errors import InvalidArgument
+from hyper.method.performance_models import PerformanceModel, artifact_digest
+from hyper_ppm.fitting import DEFAULT_CV_FOLDS, fit_ppm
+from hyper_ppm.store import DEFAULT_MODEL, ModelVersions, RunRecords, check_name
+
+RUN_STATES = ("succeeded", "failed")
+
+
+def training_data(runs: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, str, int]:
+    """(feature names, count vectors, eval scores, what the scores measure, the pool's size)
+    of the successful runs among `runs`; they must agree on the feature set and on what they
+    measured."""
+    succeeded = [run for run in runs if run.get("state") == "succeeded"]
+    if not succeeded:
+        raise InvalidArgument("experiment", "has no successful runs")
+    feature_names = succeeded[0]["count_vector"]["feature_names"]
+    if any(run["count_vector"]["feature_names"] != feature_names for run in succeeded):
+        raise InvalidArgument("experiment", "runs disagree on the feature set")
+    targets = {run.get("score") or "rm_accuracy" for run in succeeded}
+    if len(targets) > 1:
+        raise InvalidArgument("experiment", f"runs measured different scores: {sorted(targets)}")
+    counts = np.array([run["count_vector"]["values"] for run in succeeded], dtype=np.float64)
+    scores = np.array([run.get("eval_score", 0.0) for run in succeeded], dtype=np.float64)
+    pool_size = int(np.median([run.get("n_total", 0) for run in succeeded]))
+    return feature_names, counts, scores, targets.pop(), pool_size
+
+
+class PerformanceModels:
+    def __init__(self, registry: ModelVersions, runs: RunRecords):
+        self.registry = registry
+        self.runs = runs
+
+    def fit(self, model: str, kind: str, experiments: list[str], seed: int = 0,
+            cv_folds: int = DEFAULT_CV_FOLDS) -> dict:
+        """Fits a PPM on the experiments' successful runs (every run with no experiment named)
+        and stores it as the next version."""
+        name = check_name("model", model or DEFAULT_MODEL)
+        runs = [run for experiment in dict.fromkeys(experiments or [""]) for run in self.runs.list(experiment)]
+        feature_names, counts, scores, target, pool_size = training_data(runs)
+        ppm = fit_ppm(feature_names, counts, scores, kind, target, seed, cv_folds, pool_size)
+        artifact = dict(ppm.to_json(), experiment=",".join(experiments), experiments=list(experiments),
+                        training_runs=[r["run_id"] for r in runs if r.get("state") == "succeeded"])
+        _, stored = self.registry.save(name, artifact)
+        return stored
+
+    def import_artifact(self, model: str, exported: dict) -> dict:
+        """Stores a PPM exported elsewhere as the next version of `model`, once its checksum
+        and content check out (a file that does not is refused, nothing stored)."""
+        artifact, digest = exported.get("artifact"), exported.get("sha256")
+        if not isinstance(artifact, dict) or not isinstance(digest, str):
+            raise InvalidArgument("json", "expected {\"artifact\": {...}, \"sha256\": \"...\"} as "
+                                          "`hyper ppm export` writes it")
+        if artifact_digest(artifact) != digest:
+            raise InvalidArgument("json", "the artifact does not match its sha256: the file was changed or cut")
+        try:
+            PerformanceModel.from_json(artifact)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidArgument("json", f"not a PPM this version can use: {error}") from None
+        origin = f"{artifact.get('model', '?')}/{artifact.get('version', '?')}"
+        _, stored = self.registry.save(check_name("model", model or artifact.get("model") or DEFAULT_MODEL),
+                                       artifact | {"imported_from": origin})
+        return stored
+
+    def export(self, model: str, version: str = "") -> dict:
+        artifact = self.artifact(model, version)
+        return {"artifact": artifact, "sha256": artifact_digest(artifact)}
+
+    def artifact(self, model: str, version: str = "") -> dict:
+        """The stored artifact of a version ("" = the latest)."""
+        return self.registry.load(model or DEFAULT_MODEL, version)
+
+    def record_run(self, run: dict) -> bool:
+        """True if this call recorded something new (see RunRecords.record)."""
+        if run.get("state") not in RUN_STATES:
+            raise InvalidArgument("run.state", f"{run.get('state')!r} is not one of {RUN_STATES}")
+        if run["state"] == "failed" and not run.get("failure_reason"):
+            raise InvalidArgument("run.failure_reason", "a failed run needs its reason")
+        return self.runs.record(run)
+
+    def list_runs(self, experiment: str = "") -> list[dict]:
+        return self.runs.list(experiment)

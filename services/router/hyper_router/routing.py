@@ -1,0 +1,344 @@
+"""The Route use case: features from the tagger, the PPM from ppm, a selection under budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from hyper.api.clients import FeaturesNotCached, Tagged
+from hyper.api.messages import AI, STRATEGIES, Budget, CurvePoint, RouteOptions, RouteResult, Source
+from hyper.core.errors import HyperError, InvalidArgument
+from hyper.core.lru_memo import Memo
+from hyper.core.schema import Dataset, DatasetRef, Instance
+from hyper.data import dataset_files
+from hyper.data.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
+from hyper.method.performance_models import PerformanceModel, Skill
+from hyper.reports.route_report import RoutedPair, RouteReport, best_budget_verdict, feature_shares
+from hyper_router import selection
+from hyper_router.diagnosis import Diagnosis, diagnose, require_judge_labels
+from hyper_router.optimize import optimize
+from hyper_router.problem import ForcedSplit, PaidItems, build_problem, paid_problem, split_forced
+from hyper_router.selection import RoutingProblem
+
+log = logging.getLogger(__name__)
+
+class TaggerPeer(Protocol):
+    """What the router needs of the tagger (the gRPC client, or a fake in tests)."""
+
+    def feature_set_version(self) -> str: ...
+
+    def tag_with_raw(self, instances: list[Instance]) -> Tagged: ...
+
+    def missing_keys(self, keys: list[str]) -> list[int]: ...
+
+    def annotate(self, instances: list[Instance]) -> list: ...
+
+
+class PPMPeer(Protocol):
+    """What the router needs of ppm: the current version's name (the promoted one, else the latest),
+    and a model's artifact."""
+
+    def current_version(self, model: str = "") -> str: ...
+
+    def artifact(self, model: str = "", version: str = "") -> dict: ...
+
+
+@dataclass
+class RoutePlan:
+    ids: list[str]
+    routes: list[str]  # per instance: a paid source's name or "ai"
+    gains: np.ndarray  # per instance, of its (first) paid source
+    costs: np.ndarray  # per instance, what its route costs
+    predicted_score: float
+    interval: tuple[float, float]
+    ppm_version: str
+    count_vector: np.ndarray
+    feature_names: list[str]
+    budget_fraction: float
+    skill: Skill
+    target: str
+    n_forced: int  # pairs without an AI label, routed to the first paid source
+    warnings: list[str]
+    curve: list[CurvePoint] = field(default_factory=list)
+
+
+Solver = Callable[[RoutingProblem, RouteOptions, np.random.Generator], np.ndarray]
+
+# One solver per name of the registry in hyper.api.messages (a test checks they match).
+SOLVERS: dict[str, Solver] = {
+    "topk": lambda problem, options, rng: selection.topk(problem),
+    "simulated": lambda problem, options, rng: selection.simulated(problem, options.n_candidates, rng),
+    "optimal_pos": lambda problem, options, rng: selection.optimal_pos(problem),
+    "optimal_grad": lambda problem, options, rng: selection.optimal_grad(problem, options.epsilon),
+    "random": lambda problem, options, rng: selection.random_mix(problem, rng),
+    "uncertainty": lambda problem, options, rng: selection.uncertainty(problem),
+    "optimize": lambda problem, options, rng: optimize(problem, options.n_candidates, rng),
+}
+assert SOLVERS.keys() == STRATEGIES.keys()
+
+
+def solve(problem: RoutingProblem, options: RouteOptions) -> np.ndarray:
+    return SOLVERS[options.strategy](problem, options, np.random.default_rng(options.seed))
+
+
+def _per_instance(problem: RoutingProblem, chosen: np.ndarray, gains: np.ndarray,
+                  sources: list[Source]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Each instance's route, the gain of its paid item (first source if AI), its cost."""
+    n = problem.n_instances
+    items = np.flatnonzero(chosen)
+    item_of = np.arange(n)  # the first source's item by default
+    item_of[problem.instance[items]] = items
+    route_of = np.zeros(n, dtype=np.int64)  # 0: AI, k: the k-th paid source
+    route_of[problem.instance[items]] = items // n + 1
+    names = np.array([AI, *(source.name for source in sources)], dtype=object)
+    return names[route_of].tolist(), gains[item_of], np.where(route_of > 0, problem.costs[item_of], 0.0)
+
+
+def choose(split: ForcedSplit, options: RouteOptions, budget: float) -> np.ndarray:
+    """The strategy's choice under `budget`, the forced pairs included, over the whole problem."""
+    return split.whole(solve(split.at_budget(budget), options))
+
+
+def budget_curve(split: ForcedSplit, options: RouteOptions, total: float) -> list[CurvePoint]:
+    problem = split.problem
+    points = []
+    for fraction in np.linspace(0.0, 1.0, options.curve_points):
+        budget = round(fraction * total) if problem.exact_count else fraction * total
+        chosen = choose(split, options, float(budget))
+        counts = problem.counts(chosen)
+        lower, upper = problem.model.predict_interval(counts, options.interval_level, problem.n_instances)
+        points.append(CurvePoint(budget_fraction=float(fraction),
+                                 predicted=float(problem.model.predict(counts)[0]),
+                                 lower=float(lower[0]), upper=float(upper[0]),
+                                 n_paid=int(chosen.sum()), cost=float(problem.costs[chosen].sum())))
+    return points
+
+
+def skill_warnings(model: PerformanceModel, version: str) -> list[str]:
+    skill = model.skill
+    if skill.demonstrated:
+        return []
+    return [f"PPM {version} has no demonstrated skill: the cross-validated Spearman of its "
+            f"predictions with the scores of its {skill.n_runs} runs is {skill.spearman:.2f}, 95% "
+            f"interval [{skill.ci_low:.2f}, {skill.ci_high:.2f}], which includes zero. Its "
+            "predicted score, and the routing of the strategies that follow it, may be no better "
+            "than chance."]
+
+
+class SkillNotDemonstrated(HyperError):
+    """A Route that asked for a skilled PPM (require_skill) and met one without skill."""
+
+
+def confidence_key(dataset: Dataset) -> bytes:
+    """What of the labels the features depend on: the judge confidences."""
+    return dataset.judge_confidences.tobytes()
+
+
+def with_judge_labels(dataset: Dataset, options: RouteOptions) -> tuple[Dataset, np.ndarray]:
+    """The dataset with the judge's confidence from its labels where it has none given, and
+    which pairs have no AI label (they can only go to humans); nothing without ai_source."""
+    if not options.ai_source:
+        return dataset, np.zeros(len(dataset), dtype=bool)
+    roles = LabelRoles(ai=options.ai_source, judges=tuple(options.judges))
+    available = sources_in(dataset.instances)
+    check_present("ai_source", [roles.ai], available)
+    check_present("judges", roles.judges, available)
+    instances = [i if i.judge_confidence is not None else
+                 dataclasses.replace(i, judge_confidence=judge_confidence(i, roles))
+                 for i in dataset.instances]
+    forced = np.array([roles.ai not in i.labels for i in instances])
+    return dataclasses.replace(dataset, instances=instances), forced
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    return hashlib.sha256("\n".join(i.content_key() + i.id for i in dataset.instances)
+                          .encode()).hexdigest()
+
+
+def file_identity(ref: DatasetRef) -> tuple | None:
+    """What decides a dataset read from a file: the file's identity and how it is read.
+    None when the file cannot be stat'ed (reading it then reports the error)."""
+    try:
+        stat = os.stat(ref.path)
+    except OSError:
+        return None
+    return (os.path.realpath(ref.path), stat.st_mtime_ns, stat.st_size, ref)
+
+
+# The options a routing problem depends on (the budget and the strategy do not change it).
+PROBLEM_OPTIONS = {"sources", "human_cost_model"}
+
+
+class Router:
+    """The Route use case. Memos make a repeated Route cheap: a dataset file is read again,
+    and the tagger asked again, only when the file or the tagger's feature set has changed."""
+
+    def __init__(self, tagger: TaggerPeer, ppm: PPMPeer, memo_size: int = 8,
+                 data_roots: tuple[Path, ...] | None = None):
+        self.tagger = tagger
+        self.ppm = ppm
+        self.data_roots = data_roots  # None: any file (a library user's own process)
+        self.datasets: Memo[Dataset] = Memo(memo_size)
+        self.tags: Memo[Tagged] = Memo(memo_size)
+        self.models: Memo[tuple[PerformanceModel, str]] = Memo(16)
+        self.paid: Memo[PaidItems] = Memo(memo_size)
+
+    def load_dataset(self, ref: DatasetRef) -> tuple[Dataset, Hashable]:
+        """The dataset a file holds, and a key that changes whenever its content may have."""
+        if self.data_roots is not None:
+            dataset_files.check_under_roots(ref.path, self.data_roots)
+        identity = file_identity(ref)
+        if identity is None:
+            dataset = dataset_files.read_dataset_ref(ref, self.warmed_without_text)
+            return dataset, dataset_fingerprint(dataset)
+        return self.datasets.get_or_compute(
+            identity, lambda: dataset_files.read_dataset_ref(ref, self.warmed_without_text)), identity
+
+    def warmed_without_text(self, instances: list[Instance]) -> list[Instance]:
+        """A chunk of a file being read: the tagger computes (and caches) what it has not
+        cached yet, then the text is dropped; the router holds a file's pairs by content key
+        (the tagger tags them by key), so a million pairs' text is never in memory at once."""
+        kept = [instance.without_text() for instance in instances]
+        missing = self.tagger.missing_keys([instance.text_key for instance in kept])
+        if missing:
+            self.tagger.tag_with_raw([instances[k] for k in missing])
+        return kept
+
+    @staticmethod
+    def tags_key(dataset: Dataset, dataset_key: Hashable | None) -> Hashable:
+        # (The key also covers the judge confidences, which the judge features are bins of.)
+        return dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)
+
+    def paid_problem(self, dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel,
+                     version: str, dataset_key: Hashable | None) -> PaidItems:
+        """Memoised for a file (its identity covers the instances' own costs; an inline
+        dataset's fingerprint does not)."""
+        if dataset_key is None:
+            return paid_problem(dataset, options, tagged, model)
+        key = (self.tags_key(dataset, dataset_key), self.tagger.feature_set_version(), version,
+               options.model_dump_json(include=PROBLEM_OPTIONS))
+        return self.paid.get_or_compute(key, lambda: paid_problem(dataset, options, tagged, model))
+
+    def tag(self, dataset: Dataset, key: Hashable) -> Tagged:
+        # The tagger's feature-set version is part of the key: a new tagger means new features.
+        # (The key also covers the judge confidences, which the judge features are bins of.)
+        version = self.tagger.feature_set_version()
+        return self.tags.get_or_compute((key, version), lambda: self.tagger.tag_with_raw(dataset.instances))
+
+    def model(self, name: str, version: str) -> tuple[PerformanceModel, str]:
+        # Versions are immutable, so a resolved one is cached; "latest" is resolved per call.
+        resolved = version or self.ppm.current_version(name)
+        return self.models.get_or_compute(
+            (name, resolved), lambda: (PerformanceModel.from_json(self.ppm.artifact(name, resolved)), resolved))
+
+    def judge_confidence(self, dataset: Dataset, forced: np.ndarray) -> np.ndarray:
+        """The AI judge's confidence per pair: the dataset's, else the tagger's judge's (the
+        pairs that can only go to humans need none)."""
+        given = dataset.judge_confidences.copy()
+        missing = np.flatnonzero(np.isnan(given) & ~forced)
+        if len(missing):  # not memoised: the judge may be retrained
+            judged = self.tagger.annotate([dataset.instances[k] for k in missing])
+            given[missing] = [j.confidence for j in judged]
+        return np.nan_to_num(given, nan=0.0)
+
+    def diagnose(self, dataset: Dataset, roles: LabelRoles, seed: int,
+                 dataset_key: Hashable | None = None) -> Diagnosis:
+        """Can routing pay on this data (see hyper_router.diagnosis)? The judge's confidence from
+        the labels is part of the features, as it is for Route."""
+        if not dataset.instances:
+            raise InvalidArgument("dataset", "has no instances")
+        resolved = resolve(dataset.instances, roles)
+        require_judge_labels(resolved, roles)  # before the costly tagging
+        instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
+                     if i.judge_confidence is None else i
+                     for i, c in zip(dataset.instances, resolved.confidence, strict=True)]
+        dataset = dataclasses.replace(dataset, instances=instances)
+        tagged = self.tag(dataset, (dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)))
+        return diagnose(dataset, tagged.features, roles, seed)
+
+    def prepare(self, dataset: Dataset, options: RouteOptions, dataset_key: Hashable | None
+                ) -> tuple[Dataset, np.ndarray, Tagged]:
+        """The dataset with the judge's confidences, which pairs only humans can label, and its
+        features (memoised: a report of a route finds them again)."""
+        dataset, forced = with_judge_labels(dataset, options)
+        try:
+            tagged = self.tag(dataset, self.tags_key(dataset, dataset_key))
+        except FeaturesNotCached:
+            self.datasets.discard(dataset_key)  # the next call reads the file (and warms the tagger) again
+            raise
+        return dataset, forced, tagged
+
+    def report(self, route: RouteResult, dataset: Dataset, dataset_key: Hashable | None = None,
+               sample_size: int = 10) -> RouteReport:
+        """A persisted route explained: its budget curve (routed again with the route's strategy,
+        PPM version, judges and budget as a fraction), the feature shares of its human-routed
+        pairs against the dataset, the judge's confidence by group, and the pairs with the
+        largest gains in each group."""
+        options = RouteOptions(strategy=route.strategy, ppm_model=route.ppm_model, ppm_version=route.ppm_version,
+                               ai_source=route.ai_source, judges=route.judges, budget_curve=True)
+        plan = self.route(dataset, Budget(fraction=route.budget_fraction), options, dataset_key)
+        best = max(plan.curve, key=lambda p: p.predicted)
+        with_curve = route.model_copy(update={"budget_curve": plan.curve,
+                                              "optimal_budget_fraction": best.budget_fraction})
+        dataset, _, tagged = self.prepare(dataset, options, dataset_key)
+        routes = {a.id: a for a in route.assignments}
+        if set(routes) != set(tagged.features.instance_ids):
+            raise InvalidArgument("route_id", "the routed file has changed since the route was made")
+        ids = tagged.features.instance_ids
+        human = np.array([routes[i].route != AI for i in ids])
+        by_id = {i.id: i for i in dataset.instances}
+        texts = by_id if route.dataset_ref is None or not any(i.text_key for i in dataset.instances) else {
+            i.id: i for i in dataset_files.read_dataset_ref(route.dataset_ref.to_dataset_ref()).instances}
+        confidence = [(routes[i].route != AI, float(c)) for i in ids
+                      if (c := by_id[i].judge_confidence) is not None]
+        ranked = sorted(route.assignments, key=lambda a: -a.gain)
+        sample = ([a for a in ranked if a.route != AI][:sample_size]
+                  + [a for a in ranked if a.route == AI][:sample_size])
+        notes = [] if abs(plan.predicted_score - route.predicted_score) < 1e-6 else [
+            f"Routed again, the PPM predicts {plan.predicted_score:.4f} at this budget where the route said "
+            f"{route.predicted_score:.4f}: the file, the PPM version's inputs or the route's options have changed "
+            "since (a route made before its judges were recorded is explained without them)."]
+        return RouteReport(
+            with_curve, best_budget_verdict([p.model_dump() for p in plan.curve], best.budget_fraction),
+            feature_shares(tagged.features.feature_names, tagged.features.bits, human),
+            [c for is_human, c in confidence if is_human], [c for is_human, c in confidence if not is_human],
+            [RoutedPair(a.id, a.route, a.gain, texts[a.id].prompt, by_id[a.id].judge_confidence) for a in sample],
+            notes)
+
+    def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
+              dataset_key: Hashable | None = None) -> RoutePlan:
+        if not dataset.instances:
+            raise InvalidArgument("dataset", "has no instances")
+        model, version = self.model(options.ppm_model, options.ppm_version)
+        warnings = skill_warnings(model, version)
+        if warnings and options.require_skill:
+            raise SkillNotDemonstrated(warnings[0] + " (require_skill is set)")
+        dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
+        confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else None
+        paid = self.paid_problem(dataset, options, tagged, model, version, dataset_key)
+        problem, total = build_problem(paid, budget, confidence)
+        split = split_forced(problem, forced, options.ai_source)
+        chosen = choose(split, options, problem.budget)
+        routes, gains, costs = _per_instance(problem, chosen, selection.item_gains(problem),
+                                             options.sources)
+        counts = problem.counts(chosen)
+        lower, upper = model.predict_interval(counts, options.interval_level, len(dataset))
+        spent = chosen.sum() if problem.exact_count else problem.costs[chosen].sum()
+        plan = RoutePlan(tagged.features.instance_ids, routes, gains, costs,
+                         float(model.predict(counts)[0]), (float(lower[0]), float(upper[0])),
+                         version, counts[0], model.feature_names, float(spent / max(total, 1e-12)),
+                         model.skill, model.target, int(forced.sum()), warnings)
+        if options.budget_curve:
+            plan.curve = budget_curve(split, options, total)
+        log.info("routed", extra={"strategy": options.strategy, "n_instances": len(dataset),
+                                  "n_paid": int(chosen.sum()), "predicted_score": plan.predicted_score,
+                                  "warnings": len(warnings)})
+        return plan
