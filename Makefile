@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries proto demo lint test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale up down clean
+.PHONY: setup system-deps kube-binaries proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -79,10 +79,15 @@ $(LABEL_STUDIO):
 # library and every service (each its own package root).
 MYPY_PACKAGES := -p hyper $(foreach init,$(wildcard services/*/hyper_*/__init__.py),-p $(notdir $(patsubst %/,%,$(dir $(init)))))
 lint: setup
-	$(BIN)/ruff check src services bench tests scripts
+	$(BIN)/ruff check src services bench tests harness scripts
 	$(BIN)/python scripts/import_graph.py --check
 	$(BIN)/mypy $(MYPY_PACKAGES)
 
+# The edit-test loop: lint and the unit tests, which need no server, no root and no network.
+check: lint
+	$(BIN)/python -m pytest -q tests/unit
+
+# Everything CI runs: lint, then every tier (unit, integration, service, e2e, k8s, monitoring).
 test: setup lint system-deps kube-binaries $(STAMP_VLLM) $(HELM) $(LABEL_STUDIO)
 	HYPER_KUBE_BIN=$(KUBE_BIN) HYPER_LABEL_STUDIO_BIN=$(LABEL_STUDIO) PATH=$(CURDIR)/$(VENV)/tools:$$PATH \
 		$(BIN)/python -m pytest -q tests

@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+from harness.judge_server import MODEL_NAME, free_port, judge_server
 from hyper.data import dataset_files
 from hyper.data.label_sources import strict_majority
-from tests.support.judge_server import MODEL_NAME, free_port, judge_server
 
 DATA = Path("data/pandalm-testset.jsonl.gz")
 OUT = Path("out/bench/loop")
@@ -42,7 +42,7 @@ def run(steps: list[dict], name: str, args: list[str], env: dict) -> str:
     command = args if args[0] == "rm-trainer" else ["hyper", *args]
     print(f"\n$ {' '.join(command)}", flush=True)
     start = time.monotonic()
-    python = [sys.executable, "-m", "hyper_rm_trainer.job" if args[0] == "rm-trainer" else "hyper.cli.main"]
+    python = [sys.executable, "-m", "hyper_rm_trainer.job" if args[0] == "rm-trainer" else "hyper.cli"]
     done = subprocess.run([*python, *(args[1:] if args[0] == "rm-trainer" else args)], env=env,
                           capture_output=True, text=True, timeout=3600)
     print(done.stdout, end="", flush=True)
@@ -139,7 +139,7 @@ def loop_steps(steps: list[dict], home: Path) -> dict:
         results[name] = {"label_accuracy": label_accuracy(home / data, batch),
                          "rm": json.loads((home / f"rm-{name}" / "result.json").read_text())}
     return {"route": {k: summary[k] for k in ("route_id", "n_instances", "n_human", "predicted_score",
-                                              "predicted_interval", "ppm_version")}, "final": results}
+                                              "predicted_lower", "predicted_upper", "ppm_version")}, "final": results}
 
 
 def print_table(report: dict) -> None:

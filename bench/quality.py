@@ -36,15 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from hyper_ppm.fitting import fit_ppm
-from hyper_router.diagnosis import error_inputs, error_model
-from hyper_router.problem import ForcedSplit
-from hyper_router.routing import solve
-from hyper_router.selection import RoutingProblem
-from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
-from hyper_tagger.tagging import CACHED_WIDTH, Tagger
-from hyper_tagger.textual import load_ner
 
 from hyper.api.messages import RouteOptions
 from hyper.core.schema import Instance
@@ -59,6 +50,15 @@ from hyper.method.performance_models import KINDS, PerformanceModel
 from hyper.method.proxy_rm import predict_margins, train_heads
 from hyper.method.reward_pairs import encode_pairs, targets_and_weights
 from hyper.method.run_spec import ProxySpec
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.diagnosis import error_inputs, error_model
+from hyper_router.problem import ForcedSplit
+from hyper_router.routing import solve
+from hyper_router.selection import RoutingProblem
+from hyper_tagger.cache import DiskFeatureCache
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger
+from hyper_tagger.textual import load_ner
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

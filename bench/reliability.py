@@ -7,7 +7,7 @@ loopback, a real redis-server as the tagger's cache, the REST gateway as a proce
   field in google.rpc.BadRequest;
 - cli: malformed input files (truncated gzip, other encodings, mixed types, a 1 GiB line)
   through `hyper route`: a clear error, never a traceback;
-- faults: services, Redis and the state directory broken on purpose (tests/support/faults.py);
+- faults: services, Redis and the state directory broken on purpose (harness/faults.py);
 - load: 50 clients calling Route on a 10,000-pair file with cached features for 60 s;
 - overload: more concurrent long Routes than workers: the excess is refused at once, health
   answers within 100 ms meanwhile;
@@ -37,15 +37,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bench.routing import progress
+from harness import faults
+from harness.fuzzing import SERVICES, fuzz_service, rest_bodies, valid_requests
+from harness.local import free_ports
+from harness.polling import wait_healthy
 from hyper.api import serving
 from hyper.api.clients import RouterClient
 from hyper.core.schema import Instance
 from hyper.data import dataset_files, ingest
 from hyper.v1 import common_pb2, router_pb2
-from tests.conftest import free_ports
-from tests.support import faults
-from tests.support.fuzzing import SERVICES, fuzz_service, rest_bodies, valid_requests
-from tests.support.polling import wait_healthy
 
 OUT = Path("out/bench/reliability.json")
 DATA = Path("data")
@@ -161,7 +161,7 @@ def cli_files(system: faults.System, big_line_mb: int) -> dict:
             progress(f"cli: hyper route {name}")
             rss_before = psutil.Process(system.pid("router")).memory_info().rss
             began = time.monotonic()
-            done = subprocess.run([sys.executable, "-m", "hyper.cli.main", "route", str(path), "--budget", "0.25",
+            done = subprocess.run([sys.executable, "-m", "hyper.cli", "route", str(path), "--budget", "0.25",
                                    "--ppm-model", faults.PPM_NAME], env={**os.environ, **system.settings.to_env()},
                                   capture_output=True, text=True, timeout=900)
             rss_after = psutil.Process(system.pid("router")).memory_info().rss
@@ -287,8 +287,8 @@ def overload(system: faults.System, pairs: list[Instance], calls: int) -> dict:
 
 def images_section(scratch: Path, pairs: list[Instance]) -> dict:
     """Every image built (cached), the system run from them, each image's contents checked."""
+    from harness.container_system import ContainerSystem, unexpected_modules
     from scripts import images
-    from tests.support.container_system import ContainerSystem, unexpected_modules
 
     reason = images.available()
     if reason:

@@ -19,8 +19,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from hyper_ppm.fitting import fit_ppm
-from hyper_router.selection import RoutingProblem
 
 from bench.quality import REPO, Prepared, mixes, prepare, progress, route, subset
 from hyper.core.settings import Settings
@@ -28,6 +26,8 @@ from hyper.core.stats import mean_interval
 from hyper.method.candidates import count_vectors, per_thousand
 from hyper.method.performance_models import PerformanceModel
 from hyper.method.rounds import run_rounds, split_batches
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.selection import RoutingProblem
 
 HISTORY = 0.3
 

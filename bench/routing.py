@@ -27,10 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hyper_ppm.fitting import fit_ppm
-from hyper_ppm.store import ModelRegistry
-from hyper_router.routing import solve
-from hyper_router.selection import RoutingProblem
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
@@ -63,6 +59,10 @@ from hyper.method.candidates import (
 )
 from hyper.method.performance_models import PerformanceModel
 from hyper.v1 import common_pb2, router_pb2
+from hyper_ppm.fitting import fit_ppm
+from hyper_ppm.store import ModelRegistry
+from hyper_router.routing import solve
+from hyper_router.selection import RoutingProblem
 
 REPO = Path(__file__).resolve().parents[1]
 HH_DATA = REPO / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"

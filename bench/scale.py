@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hyper_ppm.fitting import fit_ppm
-from hyper_router.selection import RoutingProblem, best_in_neighbourhoods
 
 from bench import routing as reference
 from hyper.method.candidates import (
@@ -30,6 +28,8 @@ from hyper.method.candidates import (
     neighbourhood_mask,
     per_thousand,
 )
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.selection import RoutingProblem, best_in_neighbourhoods
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "out" / "bench" / "scale.json"
@@ -173,9 +173,8 @@ def _route_file(settings, path: Path, n: int) -> dict:
 def route(sizes: tuple[int, ...] = ROUTE_SIZES) -> dict:
     import tempfile
 
-    from hyper_ppm.store import ModelRegistry
-
     from hyper.infra.local_processes import LocalProcesses
+    from hyper_ppm.store import ModelRegistry
 
     bits, problem, _, _ = _synthetic_problem(2_000, 0.25, 0)
     with tempfile.TemporaryDirectory(prefix="hyper-scale-") as home:

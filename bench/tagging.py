@@ -32,15 +32,15 @@ from types import ModuleType
 
 import numpy as np
 import torch
-from hyper_tagger import textual
-from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger, descriptive_columns
-from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 
 from hyper.core.schema import Instance
 from hyper.core.settings import Settings
 from hyper.data import dataset_files
 from hyper.method.embeddings import SentenceEmbedder
+from hyper_tagger import textual
+from hyper_tagger.cache import DiskFeatureCache
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger, descriptive_columns
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "7062089fcadb88cf68c8060f6b57a6b5e403fb34"  # the tagger as it was before this benchmark

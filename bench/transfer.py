@@ -20,12 +20,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from hyper_router.selection import RoutingProblem
 
 from bench.quality import DATASETS, FOLDS, REPO, Prepared, label_accuracy_ppm, prepare, progress, route, subset
 from hyper.core.settings import Settings
 from hyper.core.stats import paired_difference
 from hyper.method.performance_models import PerformanceModel
+from hyper_router.selection import RoutingProblem
 
 BUDGETS = (0.25, 0.5)
 STRATEGY = "topk"  # with a linear PPM, topk and optimize pick the same pairs

@@ -3,6 +3,7 @@ pyproject.toml (the project's own extras, e.g. hyper-routing[parquet], expanded)
 dependency layer then depends on this list alone and survives changes to the code.
 
     python docker/requirements.py router > requirements.txt      # or several: tagger,gpu
+    python docker/requirements.py --all DIR     # DIR/<extra>.txt for every image of images.toml
 """
 
 import re
@@ -10,7 +11,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-PROJECT = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+HERE = Path(__file__).resolve().parent
+PROJECT = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]
+IMAGES = tomllib.loads((HERE / "images.toml").read_text())
 SELF = re.compile(rf"^{re.escape(PROJECT['name'])}\[([\w,]+)\]$")
 
 
@@ -22,6 +25,16 @@ def requirements(extra: str) -> list[str]:
     return found
 
 
+def image_requirements(extras: str) -> str:
+    listed = [r for extra in extras.split(",") for r in requirements(extra)]
+    return "\n".join(dict.fromkeys(PROJECT["dependencies"] + listed)) + "\n"
+
+
 if __name__ == "__main__":
-    extras = [r for extra in sys.argv[1].split(",") for r in requirements(extra)]
-    print("\n".join(dict.fromkeys(PROJECT["dependencies"] + extras)))
+    if sys.argv[1] == "--all":
+        directory = Path(sys.argv[2])
+        directory.mkdir(parents=True, exist_ok=True)
+        for image in IMAGES.values():
+            (directory / f"{image['extra']}.txt").write_text(image_requirements(image["extra"]))
+    else:
+        print(image_requirements(sys.argv[1]), end="")

@@ -17,7 +17,7 @@ from importlib import metadata
 from packaging.requirements import Requirement
 
 PROJECT = "hyper-routing"
-# service package -> the extra its image installs (services/<name>/Dockerfile)
+# service package -> the extra its image installs (docker/images.toml)
 SERVICE_EXTRAS = {"hyper_tagger": "tagger", "hyper_ppm": "ppm", "hyper_router": "router",
                   "hyper_rm_trainer": "trainer", "hyper_gateway": "gateway"}
 

@@ -1,6 +1,7 @@
 """Builds the service images with rootful podman on a machine with no registry access.
 
     python scripts/images.py            # build (cached) and list the images
+    python scripts/images.py --print    # the build command of every image (docker or podman)
 
 No base image can be pulled here, so the Python layer comes from Debian's packages
 (debootstrap, Python 3.11) imported into podman, and pip inside a build installs from a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,7 +29,8 @@ CACHE = Path.home() / ".cache" / "hyper" / "images"
 OS_IMAGE = "localhost/hyper-os:bookworm"
 BASE_IMAGE = "localhost/hyper-base:local"
 WHEEL_IMAGE = "localhost/hyper-wheel:local"
-SERVICES = ("tagger", "ppm", "router", "rm-trainer", "gateway")
+IMAGES = tomllib.loads((ROOT / "docker" / "images.toml").read_text())
+BUILT_HERE = ("tagger", "ppm", "router", "rm-trainer", "gateway")  # the CPU images (no CUDA, no TPU here)
 # What debootstrap fetches: the mirror apt uses on this machine.
 MIRROR = "http://deb.debian.org/debian"
 # crun, podman's default runtime, fails here (setrlimit, hybrid cgroups): runc + cgroupfs work.
@@ -106,13 +109,37 @@ class BuildFailed(RuntimeError):
     pass
 
 
-def build(dockerfile: str, tag: str, wheels: Path) -> None:
-    arguments = {"PYTHON_IMAGE": OS_IMAGE, "BASE": BASE_IMAGE, "WHEEL": WHEEL_IMAGE, "PIP_NO_INDEX": "1"}
-    flags = [a for name, value in arguments.items() for a in ("--build-arg", f"{name}={value}")]
+def service_arguments(name: str) -> dict[str, str]:
+    """The build arguments of one image of docker/images.toml."""
+    image = IMAGES[name]
+    arguments = {"EXTRA": image["extra"], "COMMAND": image["command"]}
+    if "torch_index" in image:
+        arguments["TORCH_INDEX"] = image["torch_index"]
+    return arguments
+
+
+def flags(arguments: dict[str, str]) -> list[str]:
+    return [a for name, value in arguments.items() for a in ("--build-arg", f"{name}={value}")]
+
+
+def build(dockerfile: str, tag: str, wheels: Path, arguments: dict[str, str] | None = None) -> None:
+    offline = {"PYTHON_IMAGE": OS_IMAGE, "BASE": BASE_IMAGE, "WHEEL": WHEEL_IMAGE, "PIP_NO_INDEX": "1"}
     done = podman("build", "--quiet", "--network", "none", "-f", dockerfile, "-t", tag,
-                  "--volume", f"{wheels}:/deps:ro", *flags, str(ROOT), capture=True, check=False)
+                  "--volume", f"{wheels}:/deps:ro", *flags(offline | (arguments or {})), str(ROOT),
+                  capture=True, check=False)
     if done.returncode:
         raise BuildFailed(f"{dockerfile} -> {tag} failed:\n{done.stderr[-3000:]}")
+
+
+def print_commands(registry: str, version: str) -> None:
+    """What a release builds, in order: the base, the wheel, then every image of images.toml."""
+    base, wheel = f"{registry}/hyper-base:{version}", f"{registry}/hyper-wheel:{version}"
+    print(f"docker build -f docker/base.Dockerfile -t {base} .")
+    print(f"docker build -f docker/wheel.Dockerfile -t {wheel} .")
+    for name in IMAGES:
+        arguments = {"BASE": base, "WHEEL": wheel} | service_arguments(name)
+        shown = " ".join(f"--build-arg {key}={shlex.quote(value)}" for key, value in arguments.items())
+        print(f"docker build -f docker/service.Dockerfile {shown} -t {registry}/hyper-{name}:{version} .")
 
 
 def build_all(progress=print) -> dict[str, dict]:
@@ -125,9 +152,9 @@ def build_all(progress=print) -> dict[str, dict]:
     build("docker/base.Dockerfile", BASE_IMAGE, wheels)
     build("docker/wheel.Dockerfile", WHEEL_IMAGE, wheels)
     images = {}
-    for service in SERVICES:
+    for service in BUILT_HERE:
         progress(f"images: hyper-{service}")
-        build(f"services/{service}/Dockerfile", image_name(service), wheels)
+        build("docker/service.Dockerfile", image_name(service), wheels, service_arguments(service))
         [info] = json.loads(podman("image", "inspect", image_name(service), capture=True).stdout)
         images[service] = {"built": True, "size_mb": round(info["Size"] / 2**20),
                            "user": info["Config"].get("User", "")}
@@ -135,6 +162,11 @@ def build_all(progress=print) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--print"]:
+        from hyper.infra.images import REGISTRY, VERSION
+
+        print_commands(REGISTRY, VERSION)
+        sys.exit(0)
     reason = available()
     if reason:
         sys.exit(f"cannot build images here: {reason}")

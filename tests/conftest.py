@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from hyper.core.settings import Settings
+from harness.local import HH_DATA, free_ports, local_settings
 from hyper.data import dataset_files
-
-REPO = Path(__file__).resolve().parents[1]
-HH_DATA = REPO / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def local_settings(home: Path) -> Settings:
-    ports = free_ports(6)
-    # Datasets of the tests: the repository's and pytest's temporary directories.
-    return Settings(home=home, tagger_port=ports[0], ppm_port=ports[1], router_port=ports[2],
-                    tagger_metrics_port=ports[3], ppm_metrics_port=ports[4],
-                    router_metrics_port=ports[5],
-                    data_roots=os.pathsep.join([str(REPO), tempfile.gettempdir()]))
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +45,7 @@ def gateway_url(services):
     import sys
     import urllib.request
 
-    from tests.support.polling import wait_for
+    from harness.polling import wait_for
 
     [port] = free_ports(1)
     env = {**os.environ, **services.to_env(), "HYPER_GATEWAY_PORT": str(port)}

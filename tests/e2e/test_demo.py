@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HH_DATA, REPO, local_settings
+from harness.local import HH_DATA, REPO, local_settings
 
 pytestmark = pytest.mark.e2e
 
 
 def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hyper.cli", *args], env=env, capture_output=True,
                           text=True, timeout=900)
 
 
@@ -65,9 +65,9 @@ def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(demo, 
     result = json.loads(out.read_text())
     assert result["n_instances"] == 90 and result["n_human"] == round(0.25 * 90)  # the 30% batch
     assert len(result["assignments"]) == 90 and isinstance(result["warnings"], list)
-    lower, upper = result["predicted_interval"]
+    lower, upper = result["predicted_lower"], result["predicted_upper"]
     assert lower <= result["predicted_score"] <= upper and result["ppm_target"] == "label_accuracy"
-    assert "optimal_budget_fraction" not in result  # the route asked for no curve
+    assert result["optimal_budget_fraction"] is None and result["budget_curve"] == []  # it asked for no curve
     training = result["training"]
     assert training["ai_labels"] == "label_gpt-3.5-turbo from the data" and training["n_runs"] == 40
     assert result["ppm_version"] == training["ppm_version"] and result["ppm_skill"] == training["ppm_skill"]

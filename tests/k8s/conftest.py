@@ -1,5 +1,5 @@
 """The k8s tests' shared fixtures: a real control plane (kube-apiserver + controller-manager
-v1.20.2, tests/support/kube.py) per test module, with the chart installed in it."""
+v1.20.2, harness/kube.py) per test module, with the chart installed in it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.kube import KubeCluster, missing_binaries
-from tests.support.node_agent import NodeAgent
+from harness.kube import KubeCluster, missing_binaries
+from harness.node_agent import NodeAgent
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "hyper"
 NAMESPACE = "hyper"

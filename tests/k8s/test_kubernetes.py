@@ -1,5 +1,5 @@
 """The chart and the training Jobs against a real Kubernetes API server (v1.20.2, see
-tests/support/kube.py) with a test agent in the node's place (tests/support/node_agent.py):
+harness/kube.py) with a test agent in the node's place (harness/node_agent.py):
 the chart installs, and Jobs created with kubectl or the Python client train proxy RMs that
 record their results in ppm (the session's real ppm process) and become Complete."""
 
@@ -17,11 +17,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from harness.polling import wait_for
 from hyper.api.clients import PPMClient
 from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
 from hyper.workflows.training_loop import write_plain_jsonl
 from tests.k8s.conftest import CRON_EXPERIMENT, NAMESPACE, VOLUME, start_node
-from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -91,7 +91,7 @@ def recorded(channels, experiment: str) -> list[tuple[str, str]]:
 
 def hyper_cli(cluster, *args: str) -> str:
     env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig)}
-    result = subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "hyper.cli", *args], capture_output=True, text=True,
                             env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

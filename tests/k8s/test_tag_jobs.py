@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from harness.local import HH_DATA, free_ports
+from harness.polling import wait_for
 from hyper.api import proto_convert, serving
 from hyper.core.settings import Settings
 from hyper.data import dataset_files
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 from hyper.workflows.training_loop import write_plain_jsonl
-from tests.conftest import HH_DATA, free_ports
 from tests.k8s.conftest import NAMESPACE, VOLUME, start_node
-from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.redis]
 
@@ -78,7 +78,7 @@ def dataset_on_volume(state: Path, name: str, rows: slice) -> tuple[Path, list]:
 
 def hyper_tag(cluster, path: Path, *args: str, lease_seconds: float = 60) -> subprocess.Popen:
     env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig), "HYPER_TAG_JOB_LEASE_SECONDS": str(lease_seconds)}
-    return subprocess.Popen([sys.executable, "-m", "hyper.cli.main", "tag", str(path), "--backend", "kubernetes",
+    return subprocess.Popen([sys.executable, "-m", "hyper.cli", "tag", str(path), "--backend", "kubernetes",
                              "--namespace", NAMESPACE, "--path-in-cluster", f"{VOLUME}/data/{path.name}", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 

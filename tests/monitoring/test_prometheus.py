@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from hyper_ppm.store import ModelRegistry
 
+from harness.local import free_ports
+from harness.models import known_ppm
+from harness.polling import wait_for
 from hyper.api import proto_convert
 from hyper.api.clients import TaggerClient
 from hyper.api.proto_convert import message_to_dict as as_json
 from hyper.core.catalogue import FEATURE_NAMES
 from hyper.infra.dashboards import expressions
 from hyper.method.performance_models import QuadraticForm
-from tests.conftest import free_ports
-from tests.support.models import known_ppm
-from tests.support.polling import wait_for
+from hyper_ppm.store import ModelRegistry
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.service]
 

@@ -3,8 +3,8 @@ debootstrap, dependencies from a wheelhouse; layers cached) and the system run f
 
 import pytest
 
+from harness.container_system import ContainerSystem, unexpected_modules
 from scripts import images
-from tests.support.container_system import ContainerSystem, unexpected_modules
 
 pytestmark = [pytest.mark.service,
               pytest.mark.skipif(bool(images.available()), reason=f"no image builds here: {images.available()}")]

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.support import faults
+from harness import faults
 
 pytestmark = pytest.mark.service
 

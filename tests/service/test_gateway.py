@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from hyper_gateway.app import create_app
-from hyper_ppm.store import ModelRegistry
 
+from harness.models import known_ppm
 from hyper.api import proto_convert
 from hyper.api.proto_convert import message_to_dict as as_json
 from hyper.core.catalogue import FEATURE_NAMES
 from hyper.method.performance_models import QuadraticForm
-from tests.support.models import known_ppm
+from hyper_gateway.app import create_app
+from hyper_ppm.store import ModelRegistry
 
 pytestmark = pytest.mark.service
 
@@ -54,7 +54,7 @@ def test_rest_errors_name_the_field_like_grpc(gateway, hh_dataset):
 
 
 def test_diagnose_over_rest(gateway):
-    from tests.conftest import REPO
+    from harness.local import REPO
 
     body = {"dataset": {"ref": {"path": str(REPO / "data" / "llmbar-mtbench.jsonl.gz")}},
             "ai_source": "gpt-4", "judges": ["chatgpt"]}

@@ -11,18 +11,18 @@ import grpc
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from hyper_gateway.app import create_app
-from hyper_ppm.store import ModelRegistry
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from harness.fuzzing import field_violations, fuzz_service, rest_bodies, valid_requests
+from harness.local import HH_DATA, local_settings
+from harness.models import known_ppm
 from hyper.api import serving
 from hyper.core.catalogue import FEATURE_NAMES
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2, router_pb2_grpc
-from tests.conftest import HH_DATA, local_settings
-from tests.support.fuzzing import field_violations, fuzz_service, rest_bodies, valid_requests
-from tests.support.models import known_ppm
+from hyper_gateway.app import create_app
+from hyper_ppm.store import ModelRegistry
 
 pytestmark = pytest.mark.service
 

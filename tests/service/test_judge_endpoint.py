@@ -15,12 +15,12 @@ import time
 
 import pytest
 
+from harness.fault_proxy import FaultProxy
+from harness.judge_server import MODEL_NAME
+from harness.judge_server import judge_server as tiny_judge_server
+from harness.local import REPO, local_settings
 from hyper.data import dataset_files
 from hyper.judges.pairwise import judge_message
-from tests.conftest import REPO, local_settings
-from tests.support.fault_proxy import FaultProxy
-from tests.support.judge_server import MODEL_NAME
-from tests.support.judge_server import judge_server as tiny_judge_server
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
 
@@ -65,7 +65,7 @@ def unlabelled(tmp_path_factory):
 
 
 def annotate(settings, data, out) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli.main", "annotate", str(data), "--out", str(out),
+    return subprocess.run([sys.executable, "-m", "hyper.cli", "annotate", str(data), "--out", str(out),
                            "--source", MODEL_NAME, "--chunk", "8"],
                           env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=600)
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.local import REPO, free_ports
+from harness.polling import server_process
+from hyper.api.messages import RouteResult
 from hyper.data import dataset_files
-from tests.conftest import REPO, free_ports
-from tests.support.polling import server_process
 
 pytestmark = [pytest.mark.service, pytest.mark.label_studio]
 
@@ -58,19 +59,20 @@ def route_file(tmp_path_factory):
     write_rows([plain_record(i) for i in instances], data, "jsonl")
     assignments = [{"id": i.id, "route": "human" if k % 4 == 0 else "ai", "gain": 0.0, "cost": 1.0}
                    for k, i in enumerate(instances)]
-    summary = {"route_id": "ab" * 16, "strategy": "topk", "n_instances": 40, "n_human": 10, "n_skipped_rows": 0,
-               "n_by_source": {"human": 10, "ai": 30}, "n_forced_human": 0, "total_cost": 10.0, "budget": 0.25,
-               "predicted_score": 0.8, "predicted_interval": [0.7, 0.9], "interval_level": 0.9, "ppm_version": "v1",
-               "ppm_target": "label_accuracy", "warnings": [], "assignments": assignments,
-               "ppm_skill": {"spearman": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_runs": 100},
-               "ai_source": "gpt-3.5-turbo", "dataset_ref": {"path": str(data), "format": "plain"}}
+    route = RouteResult(
+        route_id="ab" * 16, strategy="topk", n_instances=40, n_human=10, n_skipped_rows=0,
+        n_by_source={"human": 10, "ai": 30}, n_forced_human=0, total_cost=10.0, budget_fraction=0.25,
+        predicted_score=0.8, predicted_lower=0.7, predicted_upper=0.9, interval_level=0.9, ppm_version="v1",
+        ppm_target="label_accuracy", warnings=[], assignments=assignments, budget_curve=[],
+        ppm_skill={"spearman": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_runs": 100},
+        ai_source="gpt-3.5-turbo", dataset_ref={"path": str(data), "format": "plain"})
     path = directory / "routing.json"
-    path.write_text(json.dumps(summary))
+    path.write_text(route.model_dump_json())
     return path, {i.id: i for i in instances}
 
 
 def hyper(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "hyper.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_tasks_go_through_a_real_label_studio_and_their_labels_come_back(label_studio, route_file, tmp_path):

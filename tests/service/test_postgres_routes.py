@@ -13,28 +13,23 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-from hyper_ppm.store import ModelRegistry
-from hyper_router.store import (
-    ALL,
-    MAX_PAGE,
-    AssignmentColumns,
-    FileRouteStore,
-    PostgresRouteStore,
-    RouteStore,
-)
 
+from harness.local import free_ports
+from harness.models import known_ppm
+from harness.postgres import PostgresServer, running_postgres
+from harness.replicas import serving_replicas
 from hyper.api import proto_convert, serving
 from hyper.api.clients import RouterClient
+from hyper.api.messages import Assignment, RouteResult, Skill
 from hyper.core.catalogue import FEATURE_NAMES
 from hyper.core.errors import InvalidArgument, NotFound
 from hyper.core.settings import Settings
 from hyper.infra.database import open_database
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2
-from tests.conftest import free_ports
-from tests.support.models import known_ppm
-from tests.support.postgres import PostgresServer, running_postgres
-from tests.support.replicas import serving_replicas
+from hyper_ppm.store import ModelRegistry
+from hyper_router.routing import AssignmentColumns
+from hyper_router.store import ALL, MAX_PAGE, FileRouteStore, PostgresRouteStore, RouteStore
 
 pytestmark = pytest.mark.service
 
@@ -56,26 +51,27 @@ def store(request, tmp_path) -> Iterator[RouteStore]:
     database.close()
 
 
-def made_route(n: int, seed: int = 0) -> tuple[router_pb2.RouteResponse, AssignmentColumns]:
-    """A response as the servicer saves it (its first page in place) and its n assignments."""
+def made_route(n: int, seed: int = 0) -> tuple[RouteResult, AssignmentColumns]:
+    """A route as the data plane saves it and its n assignments."""
     rng = np.random.default_rng(seed)
     columns = AssignmentColumns([f"pair-{k}" for k in range(n)],
                                 rng.choice(["human", "gpt-4o", "llama"], n).tolist(),
                                 rng.normal(0, 1e-3, n), rng.uniform(0, 2, n))
-    response = router_pb2.RouteResponse(
+    route = RouteResult(
         route_id=uuid.uuid4().hex, predicted_score=0.71, predicted_lower=0.69, predicted_upper=0.73,
-        n_human=columns.routes.count("human"), n_instances=n, strategy="topk",
-        ppm_version="v1-0123abcd", warnings=["a warning"], n_by_source=Counter(columns.routes),
-        next_page_token="10")
-    response.assignments.extend(as_messages(columns)[:10])
-    return response, columns
+        n_human=columns.routes.count("human"), n_instances=n, strategy="topk", ppm_version="v1-0123abcd",
+        warnings=["a warning"], n_by_source=Counter(columns.routes), ppm_skill=Skill(spearman=0.5, ci_low=0.1,
+        ci_high=0.8, n_runs=40), ppm_target="label_accuracy", n_forced_human=0, n_skipped_rows=0,
+        budget_fraction=0.25, total_cost=float(columns.costs.sum()), interval_level=0.9, budget_curve=[],
+        assignments=[])
+    return route, columns
 
 
-def as_messages(columns: AssignmentColumns) -> list[router_pb2.Assignment]:
-    return [router_pb2.Assignment(id=i, route=r, gain=g, cost=c) for i, r, g, c in columns.rows()]
+def as_rows(columns: AssignmentColumns) -> list[Assignment]:
+    return [Assignment(id=i, route=r, gain=g, cost=c) for i, r, g, c in columns.rows()]
 
 
-def all_pages(store: RouteStore, route_id: str, size: int) -> tuple[list[router_pb2.Assignment], list[str]]:
+def all_pages(store: RouteStore, route_id: str, size: int) -> tuple[list[Assignment], list[str]]:
     """Every assignment, following the tokens from the first page; the tokens seen."""
     assignments, tokens, token = [], [], ""
     while True:
@@ -86,7 +82,11 @@ def all_pages(store: RouteStore, route_id: str, size: int) -> tuple[list[router_
             return assignments, tokens
 
 
-def without_assignments(response: router_pb2.RouteResponse) -> router_pb2.RouteResponse:
+def without_assignments(route: RouteResult) -> RouteResult:
+    return route.model_copy(update={"assignments": [], "next_page_token": ""})
+
+
+def message_without_assignments(response: router_pb2.RouteResponse) -> router_pb2.RouteResponse:
     summary = router_pb2.RouteResponse()
     summary.CopyFrom(response)
     del summary.assignments[:]
@@ -97,19 +97,19 @@ def without_assignments(response: router_pb2.RouteResponse) -> router_pb2.RouteR
 # The store contract, the same for both backends.
 
 def test_a_route_comes_back_whole_page_by_page_with_offsets_as_tokens(store):
-    response, columns = made_route(3_001)
-    store.save(response, columns)
-    expected = as_messages(columns)
-    assignments, tokens = all_pages(store, response.route_id, 250)
+    route, columns = made_route(3_001)
+    store.save(route, columns)
+    expected = as_rows(columns)
+    assignments, tokens = all_pages(store, route.route_id, 250)
     assert assignments == expected
     assert tokens == [str(k) for k in range(250, 3_001, 250)] + [""]
-    page, token, total = store.page(response.route_id, "2990", 250)
+    page, token, total = store.page(route.route_id, "2990", 250)
     assert (page, token, total) == (expected[2990:], "", 3_001)
 
-    loaded = store.load(response.route_id, 100)
+    loaded = store.load(route.route_id, 100)
     assert list(loaded.assignments) == expected[:100] and loaded.next_page_token == "100"
-    assert without_assignments(loaded) == without_assignments(response)
-    whole = store.load(response.route_id, ALL)
+    assert without_assignments(loaded) == without_assignments(route)
+    whole = store.load(route.route_id, ALL)
     assert list(whole.assignments) == expected and whole.next_page_token == ""
 
 
@@ -117,14 +117,14 @@ def test_pages_of_the_largest_size_cross_the_stored_blocks(store):
     """More than two MAX_PAGE blocks (the files' row groups): full pages, and pages that start
     inside one block and end inside the next."""
     n = 2 * MAX_PAGE + 3
-    response, columns = made_route(n, seed=1)
+    route, columns = made_route(n, seed=1)
     started = time.perf_counter()
-    store.save(response, columns)
+    store.save(route, columns)
     saved = time.perf_counter() - started
-    expected = as_messages(columns)
+    expected = as_rows(columns)
     pages, token = [], ""
     while True:
-        page, token, total = store.page(response.route_id, token, MAX_PAGE)
+        page, token, total = store.page(route.route_id, token, MAX_PAGE)
         pages.append(page)
         if not token:
             break
@@ -132,7 +132,7 @@ def test_pages_of_the_largest_size_cross_the_stored_blocks(store):
     print(f"\n{type(store).__name__}: saved {n:,} assignments in {saved:.2f} s, read them in {read:.2f} s")
     assert [len(p) for p in pages] == [MAX_PAGE, MAX_PAGE, 3] and total == n
     assert [a for p in pages for a in p] == expected
-    across, token, _ = store.page(response.route_id, str(MAX_PAGE - 5), 10)
+    across, token, _ = store.page(route.route_id, str(MAX_PAGE - 5), 10)
     assert across == expected[MAX_PAGE - 5:MAX_PAGE + 5] and token == str(MAX_PAGE + 5)
 
 
@@ -141,9 +141,9 @@ def test_an_empty_route_and_the_end_of_a_route_are_pages_of_nothing(store):
     store.save(empty, columns)
     assert store.page(empty.route_id, "", 10) == ([], "", 0)
     assert list(store.load(empty.route_id).assignments) == []
-    response, columns = made_route(20)
-    store.save(response, columns)
-    assert store.page(response.route_id, "20", 10) == ([], "", 20)
+    route, columns = made_route(20)
+    store.save(route, columns)
+    assert store.page(route.route_id, "20", 10) == ([], "", 20)
 
 
 @pytest.mark.parametrize("route_id", ["", "../../etc/passwd", "0" * 31, "A" * 32, "x'; DROP TABLE routes;--"])
@@ -156,10 +156,10 @@ def test_a_malformed_route_id_is_refused_naming_the_field(store, route_id):
 
 @pytest.mark.parametrize("token", ["x1", "-1", "1.5", " 5", "21", "99999999999999999999"])
 def test_a_token_that_is_no_offset_of_the_route_is_refused_naming_the_field(store, token):
-    response, columns = made_route(20)
-    store.save(response, columns)
+    route, columns = made_route(20)
+    store.save(route, columns)
     with pytest.raises(InvalidArgument) as caught:
-        store.page(response.route_id, token, 10)
+        store.page(route.route_id, token, 10)
     assert caught.value.field == "page_token"
 
 
@@ -171,28 +171,26 @@ def test_an_unknown_route_is_not_found(store):
 
 
 def test_a_save_that_fails_leaves_no_route(store):
-    response, columns = made_route(50)
+    route, columns = made_route(50)
     columns.costs = columns.costs[:-1]  # one column short: refused part-way through
     with pytest.raises(ValueError):
-        store.save(response, columns)
+        store.save(route, columns)
     with pytest.raises(NotFound):
-        store.load(response.route_id)
+        store.load(route.route_id)
 
 
 def test_a_route_persisted_before_parquet_is_paged_from_its_json(tmp_path):
     """Files only: such routes hold their assignments inside their JSON."""
-    response, columns = made_route(25)
-    del response.assignments[:]
-    response.assignments.extend(as_messages(columns))
-    response.next_page_token = ""
-    (tmp_path / "routes").mkdir()
-    (tmp_path / "routes" / f"{response.route_id}.json").write_text(json.dumps(proto_convert.message_to_dict(response)))
+    route, columns = made_route(25)
+    response = proto_convert.route_result_to_proto(route.model_copy(update={"assignments": as_rows(columns)}))
+    (tmp_path / "routes").mkdir()  # as they were written: proto JSON without its default values
+    (tmp_path / "routes" / f"{route.route_id}.json").write_text(json.dumps(proto_convert.message_to_dict(response)))
     store = FileRouteStore(tmp_path)
-    assert all_pages(store, response.route_id, 10) == (as_messages(columns), ["10", "20", ""])
-    loaded = store.load(response.route_id, 7)
-    assert list(loaded.assignments) == as_messages(columns)[:7] and loaded.next_page_token == "7"
+    assert all_pages(store, route.route_id, 10) == (as_rows(columns), ["10", "20", ""])
+    loaded = store.load(route.route_id, 7)
+    assert list(loaded.assignments) == as_rows(columns)[:7] and loaded.next_page_token == "7"
     with pytest.raises(InvalidArgument):
-        store.page(response.route_id, "26", 10)
+        store.page(route.route_id, "26", 10)
 
 
 # Two router processes sharing one database.
@@ -227,7 +225,7 @@ def test_a_route_made_on_one_replica_is_read_page_by_page_on_the_other(services,
     whole = first.with_all_assignments(first.get_route(made.route_id, 100))
 
     fetched = second.get_route(made.route_id, 4)
-    assert without_assignments(fetched) == without_assignments(made)
+    assert message_without_assignments(fetched) == message_without_assignments(made)
     pages = [list(fetched.assignments), *second.assignment_pages(made.route_id, fetched.next_page_token, 9)]
     assert [len(p) for p in pages] == [4, 9, 9, 8]
     assert [a for p in pages for a in p] == list(whole.assignments)

@@ -19,16 +19,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hyper_ppm.store import (
-    CorruptState,
-    ModelRegistry,
-    ModelVersions,
-    PostgresModelRegistry,
-    PostgresRunStore,
-    RunRecords,
-    RunStore,
-)
 
+from harness.local import free_ports, local_settings
+from harness.postgres import PostgresServer, running_postgres
+from harness.replicas import serving_replicas
 from hyper.api import proto_convert, serving
 from hyper.api.clients import PPMClient
 from hyper.core.errors import InvalidArgument, NotFound, PeerUnavailable
@@ -43,9 +37,15 @@ from hyper.infra.database import (
     parse_migrations,
 )
 from hyper.v1 import ppm_pb2
-from tests.conftest import free_ports, local_settings
-from tests.support.postgres import PostgresServer, running_postgres
-from tests.support.replicas import serving_replicas
+from hyper_ppm.store import (
+    CorruptState,
+    ModelRegistry,
+    ModelVersions,
+    PostgresModelRegistry,
+    PostgresRunStore,
+    RunRecords,
+    RunStore,
+)
 
 pytestmark = pytest.mark.service
 

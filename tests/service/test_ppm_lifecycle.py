@@ -32,7 +32,7 @@ def record(ppm: PPMClient, experiment: str, n: int, seed: int) -> None:
 
 
 def hyper(services, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli.main", "ppm", *args],
+    return subprocess.run([sys.executable, "-m", "hyper.cli", "ppm", *args],
                           env={**os.environ, **services.to_env()},
                           capture_output=True, text=True, timeout=120)
 

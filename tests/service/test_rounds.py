@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from harness.local import REPO
 from hyper.method.rounds import budget_per_round, run_rounds, split_batches
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.service
 
@@ -46,7 +46,7 @@ def test_hyper_rounds_over_the_services(services, tmp_path):
     with gzip.open(REPO / "data" / "pandalm-testset.jsonl.gz", "rt") as source:
         data.write_text("".join(itertools.islice(source, 240)))
     out = tmp_path / "rounds.json"
-    done = subprocess.run([sys.executable, "-m", "hyper.cli.main", "rounds", str(data), "--human-source", "annotator1",
+    done = subprocess.run([sys.executable, "-m", "hyper.cli", "rounds", str(data), "--human-source", "annotator1",
                            "--ai-source", "gpt-3.5-turbo", "--judge", "pandalm-7b", "--rounds", "2", "--mixes", "30",
                            "--out", str(out)], env={**os.environ, **services.to_env()}, capture_output=True,
                           text=True, timeout=900)

@@ -15,8 +15,10 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-from hyper_ppm.store import ModelRegistry
 
+from harness.local import REPO, free_ports
+from harness.models import known_ppm
+from harness.polling import server_process
 from hyper.api import proto_convert
 from hyper.api.clients import RouterClient
 from hyper.core.catalogue import FEATURE_NAMES
@@ -25,9 +27,7 @@ from hyper.data.ingest import plain_record
 from hyper.labelling.hybrid_dataset import write_rows
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2
-from tests.conftest import REPO, free_ports
-from tests.support.models import known_ppm
-from tests.support.polling import server_process
+from hyper_ppm.store import ModelRegistry
 
 pytestmark = pytest.mark.service
 
@@ -98,7 +98,7 @@ def chromium_screenshot(url: str, png, tmp_path) -> None:
 
 def test_the_report_and_the_gateway_docs_render_in_a_real_browser_offline(services, routed, tmp_path):
     page = tmp_path / "report.html"
-    made = subprocess.run([sys.executable, "-m", "hyper.cli.main", "report", routed.route_id, "--out", str(page)],
+    made = subprocess.run([sys.executable, "-m", "hyper.cli", "report", routed.route_id, "--out", str(page)],
                           env={**os.environ, **services.to_env()}, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
     chromium_screenshot(page.as_uri(), tmp_path / "report.png", tmp_path)

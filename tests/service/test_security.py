@@ -1,18 +1,16 @@
 """Optional gRPC TLS and ppm's run-recording token, on a real ppm server over loopback."""
 
-import contextlib
 import os
 import subprocess
 import sys
 
 import grpc
 import pytest
-from hyper_ppm.server import build
 
+from harness.local import ppm_server
 from hyper.api import serving
 from hyper.api.clients import PPMClient
 from hyper.v1 import ppm_pb2
-from tests.conftest import local_settings
 
 pytestmark = pytest.mark.service
 
@@ -32,18 +30,6 @@ def secure_ppm(tmp_path_factory):
         yield settings
 
 
-@contextlib.contextmanager
-def ppm_server(directory, **settings_update):
-    """A ppm server in this process with these settings, stopped at the end."""
-    settings = local_settings(directory / "home").model_copy(update={"ppm_metrics_port": 0, **settings_update})
-    server = build(settings)
-    server.start()
-    try:
-        yield settings
-    finally:
-        server.grpc.stop(0)
-
-
 def test_a_tls_server_answers_tls_clients_only(secure_ppm):
     address = f"localhost:{secure_ppm.ppm_port}"
     assert serving.health_status(address, secure_ppm) == "SERVING"
@@ -53,7 +39,7 @@ def test_a_tls_server_answers_tls_clients_only(secure_ppm):
 
 def test_hyper_health_is_the_probe_and_speaks_tls(secure_ppm):
     env = os.environ | {"HYPER_TLS_CA": secure_ppm.tls_ca}
-    probe = [sys.executable, "-m", "hyper.cli.main", "health", f"localhost:{secure_ppm.ppm_port}"]
+    probe = [sys.executable, "-m", "hyper.cli", "health", f"localhost:{secure_ppm.ppm_port}"]
     ok = subprocess.run(probe, env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "SERVING" in ok.stdout
     down = subprocess.run(probe[:-1] + ["localhost:1"], env=env, capture_output=True, text=True)
@@ -102,9 +88,9 @@ def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(mutual_tls_p
 def test_no_secret_reaches_a_log_line(tmp_path, hh_dataset):
     """A full run with every token set (right and wrong ones presented): no log holds a token."""
     from fastapi.testclient import TestClient
-    from hyper_gateway.app import create_app
 
-    from tests.support import faults
+    from harness import faults
+    from hyper_gateway.app import create_app
 
     secrets = {"ppm_record_token": "rec-7f3a9c2e51", "gateway_token": "gw-5b8d1e0a44",
                "judge_api_key": "sk-judge-0c9e2f7a13"}

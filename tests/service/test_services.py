@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from hyper_ppm.store import ModelRegistry
 
+from harness.models import known_ppm as make_ppm
 from hyper.api import proto_convert
 from hyper.api.clients import PPMClient, RouterClient, TaggerClient
 from hyper.core.catalogue import TEXTUAL_DIMENSIONS
 from hyper.data import ingest
 from hyper.method.performance_models import PerformanceModel, QuadraticForm
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2
-from tests.support.models import known_ppm as make_ppm
+from hyper_ppm.store import ModelRegistry
 
 pytestmark = pytest.mark.service
 
@@ -355,10 +355,10 @@ def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_resul
 
 
 def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset):
+    from harness.tiny_llama import make_tiny_llama
     from hyper.infra.training_jobs import run_local
     from hyper.method.run_spec import FullSpec, RunSpec, save_mixes
     from hyper.workflows.training_loop import write_plain_jsonl
-    from tests.support.tiny_llama import make_tiny_llama
 
     pool = [dataclasses.replace(i, labels=dict(i.labels, ai="A")) for i in hh_dataset.instances[:16]]
     write_plain_jsonl(tmp_path / "pool.jsonl", pool)
@@ -381,8 +381,8 @@ def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, t
 
 @pytest.fixture(scope="module")
 def unskilled_ppm(services):
+    from harness.models import UNSKILLED
     from hyper.core.catalogue import FEATURE_NAMES
-    from tests.support.models import UNSKILLED
 
     coef = np.random.default_rng(5).normal(0, 1e-3, len(FEATURE_NAMES))
     ModelRegistry(services.ppm_dir).save("unskilled", make_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, coef),
@@ -417,7 +417,7 @@ def test_route_sends_pairs_without_an_ai_label_to_humans(channels, sample, known
 
 
 def test_diagnose_tells_whether_routing_can_pay_before_anything_is_spent(channels):
-    from tests.conftest import REPO
+    from harness.local import REPO
 
     ref = common_pb2.DatasetRef(path=str(REPO / "data" / "llmbar-mtbench.jsonl.gz"))
     response = RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(

@@ -13,14 +13,14 @@ import sys
 
 import pytest
 
+from harness.local import REPO
 from hyper.api.clients import PPMClient
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.service
 
 
 def hyper(services, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hyper.cli.main", *args], env={**os.environ, **services.to_env()},
+    return subprocess.run([sys.executable, "-m", "hyper.cli", *args], env={**os.environ, **services.to_env()},
                           capture_output=True, text=True, timeout=900)
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness.local import free_ports
+from harness.polling import wait_for
 from hyper.api import proto_convert, serving
 from hyper.core.settings import Settings
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
-from tests.conftest import free_ports
-from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.service
 

@@ -10,17 +10,17 @@ import urllib.request
 
 import numpy as np
 import pytest
-from hyper_ppm.store import ModelRegistry
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
 
-from hyper.api import proto_convert, serving
+from harness.local import local_settings
+from harness.models import known_ppm
+from harness.tiny_llama import make_tiny_llama
+from hyper.api import proto_convert
 from hyper.api.clients import RouterClient, TaggerClient
 from hyper.core.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES, feature_set_version
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2, tagger_pb2
-from tests.conftest import local_settings
-from tests.support.models import known_ppm
-from tests.support.tiny_llama import make_tiny_llama
+from hyper_ppm.store import ModelRegistry
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
 
@@ -50,7 +50,7 @@ def vllm_services(tmp_path_factory, hh_dataset):
 
 @pytest.fixture(scope="module")
 def tagger(vllm_services):
-    return TaggerClient(serving.channel(vllm_services.address("tagger"), vllm_services))
+    return TaggerClient.connect(vllm_services)
 
 
 def columns(prefix: str) -> list[int]:
@@ -93,7 +93,7 @@ def test_route_runs_through_the_llm_tagger(vllm_services, hh_dataset):
     ModelRegistry(vllm_services.ppm_dir).save("vllm-test", ppm.to_json())
     dataset = common_pb2.Dataset(inline=common_pb2.InstanceList(
         instances=[proto_convert.instance_to_proto(i) for i in hh_dataset.instances[20:32]]))
-    router = RouterClient(serving.channel(vllm_services.address("router"), vllm_services))
+    router = RouterClient.connect(vllm_services)
     response = router.route(router_pb2.RouteRequest(dataset=dataset, budget=router_pb2.Budget(count=4),
                                                     strategy="optimize", ppm_model="vllm-test"))
     assert response.n_human == 4 and response.n_instances == 12

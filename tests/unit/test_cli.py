@@ -1,7 +1,8 @@
 import pytest
 
-from hyper.cli.main import parse_budget, parse_columns
+from hyper.cli.routing import parse_budget
 from hyper.core.errors import InvalidArgument
+from hyper.data.dataset_files import parse_columns
 
 
 @pytest.mark.parametrize("text, expected", [("0.25", {"fraction": 0.25}), ("25%", {"fraction": 0.25}),

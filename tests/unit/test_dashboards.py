@@ -3,10 +3,6 @@ as ConfigMaps the Grafana sidecar picks up. Their PromQL is checked by promtool 
 by a real Prometheus in tests/monitoring."""
 
 import json
-import shutil
-import subprocess
-
-import yaml
 
 from hyper.infra.dashboards import CHART_DASHBOARDS, DASHBOARDS, render
 
@@ -30,11 +26,3 @@ def test_every_panel_queries_prometheus_through_the_datasource_variable():
             assert len(refs) == len(set(refs)), panel["title"]
 
 
-def test_the_chart_provisions_each_dashboard_for_the_grafana_sidecar():
-    chart = CHART_DASHBOARDS.parent
-    rendered = subprocess.run([shutil.which("helm"), "template", "hyper", str(chart)],
-                              capture_output=True, text=True, check=True).stdout
-    maps = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap"
-            and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
-    provisioned = {name: json.loads(body) for m in maps for name, body in m["data"].items()}
-    assert provisioned == {f"{uid}.json": json.loads(render(uid)) for uid in DASHBOARDS}

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from hyper_rm_trainer.evaluation import rewardbench_scores
 
 

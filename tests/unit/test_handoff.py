@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from harness.local import HH_DATA, REPO
 from hyper.core.errors import InvalidArgument
 from hyper.data import dataset_files
 from hyper.labelling.annotation_tasks import (
@@ -30,7 +31,6 @@ from hyper.labelling.hybrid_dataset import (
     write_rows,
 )
 from hyper.labelling.routed_pairs import RoutedDataset
-from tests.conftest import HH_DATA, REPO
 
 PANDALM = REPO / "data" / "pandalm-testset.jsonl.gz"
 JUDGE = "gpt-3.5-turbo"

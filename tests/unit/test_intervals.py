@@ -17,10 +17,10 @@ in reverse (on a pool half the batch's size its coverage fell to 0.82: a stated 
 
 import numpy as np
 import pytest
-from hyper_ppm.fitting import fit_ppm
-from hyper_router.selection import RoutingProblem, random_mix, topk
 
 from hyper.method.candidates import count_vectors, first_in_order, knapsack_orders, per_thousand
+from hyper_ppm.fitting import fit_ppm
+from hyper_router.selection import RoutingProblem, random_mix, topk
 
 LEVEL = 0.9
 

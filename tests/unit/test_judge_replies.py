@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
+from harness.local import HH_DATA
 from hyper.core.errors import InvalidArgument
 from hyper.data import dataset_files
 from hyper.judges.openai_endpoint import EndpointConfig, combine, parse_verdict
 from hyper.labelling.judging_journal import JudgedPair, judge_resumably, read_journal
-from tests.conftest import HH_DATA
 
 
 @pytest.mark.parametrize("reply, verdict", [

@@ -3,11 +3,11 @@ import threading
 
 import numpy as np
 import pytest
-from hyper_ppm.fitting import fit_ppm
-from hyper_ppm.store import ModelRegistry, RunStore
 
 from hyper.core.errors import InvalidArgument, NotFound
 from hyper.method.performance_models import PerformanceModel, QuadraticForm, Skill
+from hyper_ppm.fitting import fit_ppm
+from hyper_ppm.store import ModelRegistry, RunStore
 
 
 def synthetic_runs(n_runs=60, n_features=5, seed=0, curvature=0.0):
@@ -138,10 +138,9 @@ def test_a_failure_stands_until_a_retry_records_the_result_which_is_final(tmp_pa
 
 
 def test_a_stored_ppm_changed_after_it_was_saved_is_refused_on_load(tmp_path):
-    from hyper_ppm.store import CorruptState
-
+    from harness.models import known_ppm
     from hyper.core.catalogue import FEATURE_NAMES
-    from tests.support.models import known_ppm
+    from hyper_ppm.store import CorruptState
 
     registry = ModelRegistry(tmp_path)
     version, _ = registry.save("m", known_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, np.zeros(len(FEATURE_NAMES))))

@@ -4,17 +4,17 @@ import itertools
 
 import numpy as np
 import pytest
-from hyper_router import selection
-from hyper_router.optimize import optimize
-from hyper_router.selection import RoutingProblem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.models import known_ppm
 from hyper.api.messages import STRATEGIES
 from hyper.core.errors import InvalidArgument
 from hyper.method.candidates import knapsack_neighbourhoods, neighbourhood_hashes, neighbourhood_mask
 from hyper.method.performance_models import QuadraticForm
-from tests.support.models import known_ppm
+from hyper_router import selection
+from hyper_router.optimize import optimize
+from hyper_router.selection import RoutingProblem
 
 
 def tagger_like_bits(rng, n: int, n_features: int) -> np.ndarray:
@@ -84,9 +84,8 @@ def test_topk_is_exactly_optimal_for_a_linear_ppm(seed, n, n_features, budget_fr
 @given(problem=problems, seed=st.integers(0, 2**32 - 1),
        strategy=st.sampled_from(list(STRATEGIES)))
 def test_every_strategy_is_feasible_and_reproducible_under_a_seed(problem, seed, strategy):
-    from hyper_router.routing import solve
-
     from hyper.api.messages import RouteOptions
+    from hyper_router.routing import solve
 
     options = RouteOptions(strategy=strategy, seed=seed, n_candidates=20)
     first, second = solve(problem, options), solve(problem, options)
@@ -142,9 +141,8 @@ def costly_problem(seed: int, n_sources: int = 1) -> RoutingProblem:
 @pytest.mark.parametrize("n_sources", [1, 3])
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_money_budgets_and_several_sources_stay_feasible(strategy, n_sources):
-    from hyper_router.routing import solve
-
     from hyper.api.messages import RouteOptions
+    from hyper_router.routing import solve
 
     problem = costly_problem(5, n_sources)
     chosen = solve(problem, RouteOptions(strategy=strategy, n_candidates=30))
@@ -154,9 +152,8 @@ def test_money_budgets_and_several_sources_stay_feasible(strategy, n_sources):
 
 @pytest.mark.parametrize("n_sources", [1, 3])
 def test_optimize_beats_the_other_strategies_under_a_money_budget(n_sources):
-    from hyper_router.routing import solve
-
     from hyper.api.messages import RouteOptions
+    from hyper_router.routing import solve
 
     problem = costly_problem(7, n_sources)
     scores = {s: score(problem, solve(problem, RouteOptions(strategy=s, n_candidates=200)))

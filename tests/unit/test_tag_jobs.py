@@ -10,11 +10,11 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from hyper_tagger.shard import INDEX_VARIABLE, index_from_environment
 
 from hyper.core.errors import InvalidArgument
 from hyper.infra.shard_queue import ShardQueue, shard_rows
 from hyper.infra.tagging_jobs import TagJobSettings, TagRun, render_tag_job
+from hyper_tagger.shard import INDEX_VARIABLE, index_from_environment
 
 RUN = TagRun(name="tag-hh-0a1b2c", dataset="/var/lib/hyper/data/hh.jsonl.gz", shards=8, parallelism=3,
              format="hh-rlhf", columns=("prompt=question",))

@@ -2,6 +2,11 @@
 
 import numpy as np
 import pytest
+
+from hyper.core.catalogue import TEXTUAL_DIMENSIONS
+from hyper.core.schema import Instance
+from hyper.core.settings import Settings
+from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.textual import (
     RAW_DIMENSIONS,
     bertscore_f1,
@@ -10,11 +15,6 @@ from hyper_tagger.textual import (
     load_ner,
     raw_textual_values,
 )
-
-from hyper.core.catalogue import TEXTUAL_DIMENSIONS
-from hyper.core.schema import Instance
-from hyper.core.settings import Settings
-from hyper.method.embeddings import SentenceEmbedder
 
 
 @pytest.fixture(scope="module")

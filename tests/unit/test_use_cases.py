@@ -9,17 +9,19 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hyper_ppm.models import PerformanceModels
-from hyper_ppm.store import ModelRegistry, RunStore
-from hyper_router.routing import Router, SkillNotDemonstrated
 
+from harness.models import UNSKILLED, known_ppm
 from hyper.api.clients import Tagged
-from hyper.api.messages import Budget, RouteOptions
+from hyper.api.messages import ROUTE_ID, Budget, RouteOptions
 from hyper.core.errors import InvalidArgument, NotFound
 from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.method.performance_models import PerformanceModel, QuadraticForm
-from tests.support.models import UNSKILLED, known_ppm
+from hyper_ppm.models import PerformanceModels
+from hyper_ppm.store import ModelRegistry, RunStore
+from hyper_router.dataplane import RouterDataPlane
+from hyper_router.routing import Router, SkillNotDemonstrated
+from hyper_router.store import FileRouteStore
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 
@@ -81,21 +83,34 @@ def router_and_fakes():
 def test_route_takes_the_largest_gains_and_predicts_their_sum(router_and_fakes):
     router, tagger, ppm, bits, weights = router_and_fakes
     dataset = Dataset(instances(20))
-    plan = router.route(dataset, Budget(count=5), RouteOptions(strategy="topk"))
+    route = router.route(dataset, Budget(count=5), RouteOptions(strategy="topk"))
+    result = route.result
     per_thousand = 1000 / 20  # count vectors count per 1,000 pairs of the routed dataset
     gains = np.array([bits[f"i{k}"] for k in range(20)]) @ weights * per_thousand
     expected = sorted(range(20), key=lambda k: (-gains[k], k))[:5]
-    assert [k for k, route in enumerate(plan.routes) if route == "human"] == sorted(expected)
-    assert plan.predicted_score == pytest.approx(0.5 + gains[expected].sum())
-    assert plan.ppm_version == "v1-fake" and plan.budget_fraction == 0.25
-    assert plan.interval[0] < plan.predicted_score < plan.interval[1] and plan.warnings == []
+    assert [k for k, to in enumerate(route.assignments.routes) if to == "human"] == sorted(expected)
+    assert result.predicted_score == pytest.approx(0.5 + gains[expected].sum())
+    assert result.ppm_version == "v1-fake" and result.budget_fraction == 0.25
+    assert result.predicted_lower < result.predicted_score < result.predicted_upper and result.warnings == []
+
+
+def test_the_data_plane_persists_a_route_and_reads_it_back_a_page_at_a_time(router_and_fakes, tmp_path):
+    router = router_and_fakes[0]
+    plane = RouterDataPlane(router, FileRouteStore(tmp_path))
+    answered = plane.route(Dataset(instances(20)), Budget(count=5), RouteOptions(), page_size=8)
+    assert ROUTE_ID.fullmatch(answered.route_id) and answered.dataset_ref is None
+    assert len(answered.assignments) == 8 and answered.next_page_token
+    rest, token, total = plane.list_assignments(answered.route_id, answered.next_page_token, 100)
+    assert total == 20 and token == "" and len(answered.assignments + rest) == 20
+    again = plane.get_route(answered.route_id, 100)
+    assert again == answered.model_copy(update={"assignments": answered.assignments + rest, "next_page_token": ""})
 
 
 def test_a_ppm_without_skill_routes_with_a_warning_or_not_at_all(router_and_fakes):
     router, _, ppm, _, _ = router_and_fakes
     ppm.artifact_json["skill"] = UNSKILLED.to_json()
-    plan = router.route(Dataset(instances(20)), Budget(count=5), RouteOptions())
-    [warning] = plan.warnings
+    route = router.route(Dataset(instances(20)), Budget(count=5), RouteOptions())
+    [warning] = route.result.warnings
     assert "no demonstrated skill" in warning and "[-0.20, 0.40]" in warning
     with pytest.raises(SkillNotDemonstrated):
         router.route(Dataset(instances(20)), Budget(count=5), RouteOptions(require_skill=True))
@@ -105,9 +120,9 @@ def test_pairs_without_an_ai_label_go_to_humans_within_the_budget(router_and_fak
     router = router_and_fakes[0]
     labelled = [dataclasses.replace(i, labels={"judge": "A", "judge_swapped": "B" if k % 2 else "A"})
                 if k >= 3 else i for k, i in enumerate(instances(20))]
-    plan = router.route(Dataset(labelled), Budget(count=5), RouteOptions(ai_source="judge"))
-    assert plan.n_forced == 3 and plan.routes[:3] == ["human"] * 3
-    assert plan.routes.count("human") == 5
+    route = router.route(Dataset(labelled), Budget(count=5), RouteOptions(ai_source="judge"))
+    assert route.result.n_forced_human == 3 and route.assignments.routes[:3] == ["human"] * 3
+    assert route.assignments.routes.count("human") == 5
     with pytest.raises(InvalidArgument) as caught:
         router.route(Dataset(labelled), Budget(count=2), RouteOptions(ai_source="judge"))
     assert caught.value.field == "budget"

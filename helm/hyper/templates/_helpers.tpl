@@ -13,7 +13,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
 {{- define "hyper.image" -}}
-{{ .root.Values.image.registry }}/{{ .image }}:{{ .root.Values.image.tag }}
+{{ .root.Values.image.registry }}/{{ .image }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}
 {{- end }}
 
 {{- define "hyper.secretName" -}}
@@ -21,7 +21,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
 {{/* "true" when ppm keeps its state in PostgreSQL (the release's or an external one), else "". */}}
-{{- define "hyper.infra.database" -}}
+{{- define "hyper.database" -}}
 {{- if or .Values.postgresql.enabled .Values.postgresql.externalUrl }}true{{ end }}
 {{- end }}
 

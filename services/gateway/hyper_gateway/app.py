@@ -29,7 +29,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
 
-from hyper.api import proto_convert, serving
+from hyper.api import proto_convert
 from hyper.api.clients import PPMClient, RouterClient
 from hyper.api.messages import DiagnoseRequest, Diagnosis, RouteRequest, RouteResult, field_path
 from hyper.api.serving import health_status
@@ -71,8 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
     # FastAPI's own /docs loads Swagger UI from a CDN, which a cluster without internet cannot reach.
     app = FastAPIOffline(title="HyPER routing", version="1",
                          description="Route preference pairs to human or AI annotation.")
-    router = RouterClient(serving.channel(settings.address("router"), settings))
-    ppm = PPMClient(serving.channel(settings.address("ppm"), settings))
+    router = RouterClient.connect(settings)
+    ppm = PPMClient.connect(settings)
 
     def authorised(authorization: str = Header(default="")) -> None:
         expected = f"Bearer {settings.gateway_token}"
@@ -117,14 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         """A Route result as it was persisted when it was made, with one page of its
         assignments: the first, or the one `page_token` (a previous page's next_page_token)
         starts."""
-        if not page_token:
-            return proto_convert.route_result_from_proto(router.get_route(route_id, page_size))
-        route = router.get_route(route_id, 1)
-        page = router.list_assignments(route_id, page_token, page_size)
-        del route.assignments[:]
-        route.assignments.extend(page.assignments)
-        route.next_page_token = page.next_page_token
-        return proto_convert.route_result_from_proto(route)
+        return proto_convert.route_result_from_proto(router.get_route(route_id, page_size, page_token))
 
     @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], response_class=HTMLResponse)
     def report(route_id: str, sample: int = 10) -> HTMLResponse:

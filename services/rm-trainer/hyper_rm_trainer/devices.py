@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hyper.core.errors import HyperError
 
 EXIT_NO_ACCELERATOR = 3
-# The image whose jaxlib drives each accelerator (services/rm-trainer/Dockerfile's ACCELERATOR).
+# The image whose jaxlib drives each accelerator (docker/images.toml).
 IMAGE_FOR = {"gpu": "hyper-rm-trainer-cuda", "tpu": "hyper-rm-trainer-tpu"}
 
 

@@ -16,6 +16,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from hyper.api.messages import AccuracyCurve, ErrorAuc, EstimateBody, FeatureErrors, SourceAgreement
+from hyper.api.messages import Diagnosis as DiagnosisMessage
 from hyper.core.catalogue import CATALOGUE
 from hyper.core.errors import InvalidArgument
 from hyper.core.features import FeatureMatrix
@@ -172,3 +174,21 @@ def feature_errors(features: FeatureMatrix, errors: np.ndarray, scored: np.ndarr
         if carriers.sum() >= MIN_SUPPORT:
             rows.append((name, int(carriers.sum()), wilson(int(errors[carriers].sum()), int(carriers.sum()))))
     return sorted(rows, key=lambda row: -row[2].ci_low)
+
+
+def _estimate(value: Estimate) -> EstimateBody:
+    return EstimateBody(**value.to_json())
+
+
+def diagnosis_message(diagnosis: Diagnosis) -> DiagnosisMessage:
+    """The diagnosis as the API answers it (the ten worst feature bins)."""
+    return DiagnosisMessage(
+        n_pairs=diagnosis.n_pairs, n_scored=diagnosis.n_scored, n_forced_human=diagnosis.n_forced_human,
+        notes=diagnosis.notes, judge_error_rate=_estimate(diagnosis.judge_error_rate),
+        agreement=[SourceAgreement(source=s, agreement=_estimate(e)) for s, e in diagnosis.agreement.items()],
+        worst_features=[FeatureErrors(feature=name, n=n, error_rate=_estimate(e))
+                        for name, n, e in diagnosis.feature_errors[:10]],
+        error_auc=[ErrorAuc(inputs=name, auc=_estimate(e)) for name, e in diagnosis.error_auc.items()],
+        budgets=diagnosis.budgets, verdict=diagnosis.verdict(),
+        expected_accuracy=[AccuracyCurve(strategy=name, label_accuracy=curve)
+                           for name, curve in diagnosis.expected_accuracy.items()])

@@ -6,21 +6,34 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from hyper.api.clients import FeaturesNotCached, Tagged
-from hyper.api.messages import AI, STRATEGIES, Budget, CurvePoint, RouteOptions, RouteResult, Source
+from hyper.api.messages import (
+    AI,
+    DEFAULT_SOURCE,
+    STRATEGIES,
+    Budget,
+    CountVector,
+    CurvePoint,
+    RouteOptions,
+    RouteResult,
+    Skill,
+    Source,
+)
 from hyper.core.errors import HyperError, InvalidArgument
 from hyper.core.lru_memo import Memo
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.data import dataset_files
 from hyper.data.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
-from hyper.method.performance_models import PerformanceModel, Skill
+from hyper.method.performance_models import PerformanceModel
 from hyper.reports.route_report import RoutedPair, RouteReport, best_budget_verdict, feature_shares
 from hyper_router import selection
 from hyper_router.diagnosis import Diagnosis, diagnose, require_judge_labels
@@ -52,22 +65,29 @@ class PPMPeer(Protocol):
 
 
 @dataclass
-class RoutePlan:
+class AssignmentColumns:
+    """A route's assignments as columns, in dataset order (a route may hold millions)."""
+
     ids: list[str]
     routes: list[str]  # per instance: a paid source's name or "ai"
     gains: np.ndarray  # per instance, of its (first) paid source
     costs: np.ndarray  # per instance, what its route costs
-    predicted_score: float
-    interval: tuple[float, float]
-    ppm_version: str
-    count_vector: np.ndarray
-    feature_names: list[str]
-    budget_fraction: float
-    skill: Skill
-    target: str
-    n_forced: int  # pairs without an AI label, routed to the first paid source
-    warnings: list[str]
-    curve: list[CurvePoint] = field(default_factory=list)
+
+    def table(self) -> pa.Table:
+        return pa.table({"id": self.ids, "route": pa.array(self.routes).dictionary_encode(),
+                         "gain": self.gains, "cost": self.costs})
+
+    def rows(self) -> Iterable[tuple[str, str, float, float]]:
+        return zip(self.ids, self.routes, self.gains.tolist(), self.costs.tolist(), strict=True)
+
+
+@dataclass
+class Route:
+    """A route as the core makes it: the summary (a RouteResult without assignments and, until
+    it is persisted, without an id) and every assignment as columns."""
+
+    result: RouteResult
+    assignments: AssignmentColumns
 
 
 Solver = Callable[[RoutingProblem, RouteOptions, np.random.Generator], np.ndarray]
@@ -284,9 +304,9 @@ class Router:
         largest gains in each group."""
         options = RouteOptions(strategy=route.strategy, ppm_model=route.ppm_model, ppm_version=route.ppm_version,
                                ai_source=route.ai_source, judges=route.judges, budget_curve=True)
-        plan = self.route(dataset, Budget(fraction=route.budget_fraction), options, dataset_key)
-        best = max(plan.curve, key=lambda p: p.predicted)
-        with_curve = route.model_copy(update={"budget_curve": plan.curve,
+        again = self.route(dataset, Budget(fraction=route.budget_fraction), options, dataset_key).result
+        best = max(again.budget_curve, key=lambda p: p.predicted)
+        with_curve = route.model_copy(update={"budget_curve": again.budget_curve,
                                               "optimal_budget_fraction": best.budget_fraction})
         dataset, _, tagged = self.prepare(dataset, options, dataset_key)
         routes = {a.id: a for a in route.assignments}
@@ -302,19 +322,19 @@ class Router:
         ranked = sorted(route.assignments, key=lambda a: -a.gain)
         sample = ([a for a in ranked if a.route != AI][:sample_size]
                   + [a for a in ranked if a.route == AI][:sample_size])
-        notes = [] if abs(plan.predicted_score - route.predicted_score) < 1e-6 else [
-            f"Routed again, the PPM predicts {plan.predicted_score:.4f} at this budget where the route said "
+        notes = [] if abs(again.predicted_score - route.predicted_score) < 1e-6 else [
+            f"Routed again, the PPM predicts {again.predicted_score:.4f} at this budget where the route said "
             f"{route.predicted_score:.4f}: the file, the PPM version's inputs or the route's options have changed "
             "since (a route made before its judges were recorded is explained without them)."]
         return RouteReport(
-            with_curve, best_budget_verdict([p.model_dump() for p in plan.curve], best.budget_fraction),
+            with_curve, best_budget_verdict([p.model_dump() for p in again.budget_curve], best.budget_fraction),
             feature_shares(tagged.features.feature_names, tagged.features.bits, human),
             [c for is_human, c in confidence if is_human], [c for is_human, c in confidence if not is_human],
             [RoutedPair(a.id, a.route, a.gain, texts[a.id].prompt, by_id[a.id].judge_confidence) for a in sample],
             notes)
 
     def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
-              dataset_key: Hashable | None = None) -> RoutePlan:
+              dataset_key: Hashable | None = None) -> Route:
         if not dataset.instances:
             raise InvalidArgument("dataset", "has no instances")
         model, version = self.model(options.ppm_model, options.ppm_version)
@@ -332,13 +352,20 @@ class Router:
         counts = problem.counts(chosen)
         lower, upper = model.predict_interval(counts, options.interval_level, len(dataset))
         spent = chosen.sum() if problem.exact_count else problem.costs[chosen].sum()
-        plan = RoutePlan(tagged.features.instance_ids, routes, gains, costs,
-                         float(model.predict(counts)[0]), (float(lower[0]), float(upper[0])),
-                         version, counts[0], model.feature_names, float(spent / max(total, 1e-12)),
-                         model.skill, model.target, int(forced.sum()), warnings)
-        if options.budget_curve:
-            plan.curve = budget_curve(split, options, total)
+        curve = budget_curve(split, options, total) if options.budget_curve else []
+        n_by_source = dict(Counter(routes))
+        result = RouteResult(
+            warnings=warnings, ppm_skill=Skill(**model.skill.to_json()), ppm_target=model.target,
+            n_forced_human=int(forced.sum()), route_id="", strategy=options.strategy, n_instances=len(routes),
+            n_human=n_by_source.get(DEFAULT_SOURCE, 0), n_skipped_rows=dataset.n_skipped, n_by_source=n_by_source,
+            budget_fraction=float(spent / max(total, 1e-12)), total_cost=float(costs.sum()),
+            predicted_score=float(model.predict(counts)[0]), predicted_lower=float(lower[0]),
+            predicted_upper=float(upper[0]), interval_level=options.interval_level, ppm_version=version,
+            budget_curve=curve, optimal_budget_fraction=max(curve, key=lambda p: p.predicted).budget_fraction
+            if curve else None, assignments=[], ai_source=options.ai_source, ppm_model=options.ppm_model,
+            judges=options.judges, count_vector=CountVector(feature_names=model.feature_names,
+                                                             values=counts[0].tolist()))
         log.info("routed", extra={"strategy": options.strategy, "n_instances": len(dataset),
-                                  "n_paid": int(chosen.sum()), "predicted_score": plan.predicted_score,
+                                  "n_paid": int(chosen.sum()), "predicted_score": result.predicted_score,
                                   "warnings": len(warnings)})
-        return plan
+        return Route(result, AssignmentColumns(tagged.features.instance_ids, routes, gains, costs))

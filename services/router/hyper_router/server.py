@@ -7,6 +7,7 @@ from hyper.api.clients import PPMClient, TaggerClient
 from hyper.core.settings import Settings
 from hyper.infra.database import open_database
 from hyper.v1 import router_pb2, router_pb2_grpc
+from hyper_router.dataplane import RouterDataPlane
 from hyper_router.routing import Router
 from hyper_router.servicer import RouterServicer
 from hyper_router.store import FileRouteStore, PostgresRouteStore, RouteStore
@@ -23,10 +24,9 @@ def route_store(settings: Settings) -> RouteStore:
 
 
 def build(settings: Settings) -> serving.Server:
-    servicer = RouterServicer(Router(
-        TaggerClient(serving.channel(settings.address("tagger"), settings)),
-        PPMClient(serving.channel(settings.address("ppm"), settings)),
-        data_roots=settings.data_root_paths), route_store(settings))
+    router = Router(TaggerClient.connect(settings),
+                    PPMClient.connect(settings), data_roots=settings.data_root_paths)
+    servicer = RouterServicer(RouterDataPlane(router, route_store(settings)))
     return serving.Server(settings, "router", [(
         router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,
         serving.full_name(router_pb2, "RouterService"))])

@@ -1,5 +1,5 @@
 """Route results: what GetRoute and ListAssignments return later, after a restart too, and from
-any replica when they share a database. A route is its summary (the RouteResponse without its
+any replica when they share a database. A route is its summary (the RouteResult without its
 assignments) and its assignments (one per pair, in dataset order, served a page at a time; a
 page token is the offset of the page's first assignment). Two stores keep them, chosen at
 start-up (`services/router/hyper_router/server.py: route_store`):
@@ -18,41 +18,20 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
-from google.protobuf import json_format
 
-from hyper.api import proto_convert
+from hyper.api.messages import ROUTE_ID, Assignment, RouteResult
+from hyper.api.proto_convert import route_result_from_json
 from hyper.core.atomic_files import atomic_open, write_text_atomic
 from hyper.core.errors import InvalidArgument, NotFound
 from hyper.infra.database import Database
-from hyper.labelling.routed_pairs import ROUTE_ID
-from hyper.v1 import router_pb2
+from hyper_router.routing import AssignmentColumns
 
 DEFAULT_PAGE = 10_000
 MAX_PAGE = 100_000
 ALL = 2**62  # a page size for the router's own use (a report reads the whole route)
-
-
-@dataclass
-class AssignmentColumns:
-    """A route's assignments as columns, in dataset order."""
-
-    ids: list[str]
-    routes: list[str]
-    gains: np.ndarray
-    costs: np.ndarray
-
-    def table(self) -> pa.Table:
-        return pa.table({"id": self.ids, "route": pa.array(self.routes).dictionary_encode(),
-                         "gain": self.gains, "cost": self.costs})
-
-    def rows(self) -> Iterable[tuple[str, str, float, float]]:
-        return zip(self.ids, self.routes, self.gains.tolist(), self.costs.tolist(), strict=True)
 
 
 def page_size(requested: int, field: str) -> int:
@@ -74,7 +53,7 @@ def next_token(offset: int, size: int, total: int) -> str:
 
 
 def checked_route_id(route_id: str) -> str:
-    if not ROUTE_ID.match(route_id):
+    if not ROUTE_ID.fullmatch(route_id):
         raise InvalidArgument("route_id", f"{route_id!r} is not a route id (32 hex digits)")
     return route_id
 
@@ -83,42 +62,32 @@ def not_found(route_id: str) -> NotFound:
     return NotFound(f"no route {route_id}")
 
 
-def summary_of(response: router_pb2.RouteResponse) -> str:
-    """The response without its page of assignments, as the JSON text both stores keep."""
-    summary = router_pb2.RouteResponse()
-    summary.CopyFrom(response)
-    del summary.assignments[:]
-    summary.next_page_token = ""
-    return json.dumps(proto_convert.message_to_dict(summary), indent=1, sort_keys=True)
+def summary_of(route: RouteResult) -> str:
+    """The route without its page of assignments, as the JSON text both stores keep."""
+    summary = route.model_dump(mode="json", exclude={"assignments", "next_page_token"})
+    return json.dumps(summary, indent=1, sort_keys=True)
 
 
-def parse_summary(text: str) -> router_pb2.RouteResponse:
-    return json_format.ParseDict(json.loads(text), router_pb2.RouteResponse())
-
-
-def assignment_messages(rows: Iterable[tuple[str, str, float, float]]) -> list[router_pb2.Assignment]:
-    return [router_pb2.Assignment(id=i, route=r, gain=g, cost=c) for i, r, g, c in rows]
+def assignment_rows(rows: Iterable[tuple[str, str, float, float]]) -> list[Assignment]:
+    return [Assignment(id=i, route=r, gain=g, cost=c) for i, r, g, c in rows]
 
 
 class RouteStore(ABC):
     """The contract of both stores; the checks of ids, tokens and page sizes live here once.
     A backend says how to write a route, read its summary and total, and read a slice."""
 
-    def save(self, response: router_pb2.RouteResponse, assignments: AssignmentColumns) -> None:
-        """The summary (the response without its page of assignments) and every assignment."""
-        self._write(checked_route_id(response.route_id), summary_of(response), assignments)
+    def save(self, route: RouteResult, assignments: AssignmentColumns) -> None:
+        """The summary (the route without its page of assignments) and every assignment."""
+        self._write(checked_route_id(route.route_id), summary_of(route), assignments)
 
-    def load(self, route_id: str, size: int = DEFAULT_PAGE) -> router_pb2.RouteResponse:
-        """The route with its first `size` assignments (ALL: every one), and the token of the
+    def load(self, route_id: str, size: int = DEFAULT_PAGE, token: str = "") -> RouteResult:
+        """The route with `size` assignments from `token` (ALL: every one), and the token of the
         next page."""
         route = self._summary(checked_route_id(route_id))
-        assignments, token, _ = self.page(route_id, "", size)
-        del route.assignments[:]
-        route.assignments.extend(assignments)
-        route.next_page_token = token
+        route.assignments, route.next_page_token, _ = self.page(route_id, token, size)
         return route
 
-    def page(self, route_id: str, token: str, size: int) -> tuple[list[router_pb2.Assignment], str, int]:
+    def page(self, route_id: str, token: str, size: int) -> tuple[list[Assignment], str, int]:
         """One page of assignments from `token`, the next page's token, the route's total."""
         total = self._total(checked_route_id(route_id))
         offset = page_offset(token, total)
@@ -129,7 +98,7 @@ class RouteStore(ABC):
     def _write(self, route_id: str, summary: str, assignments: AssignmentColumns) -> None: ...
 
     @abstractmethod
-    def _summary(self, route_id: str) -> router_pb2.RouteResponse:
+    def _summary(self, route_id: str) -> RouteResult:
         """The stored summary; NotFound for an unknown route."""
 
     @abstractmethod
@@ -137,7 +106,7 @@ class RouteStore(ABC):
         """How many assignments the route has; NotFound for an unknown route."""
 
     @abstractmethod
-    def _assignments(self, route_id: str, offset: int, size: int) -> list[router_pb2.Assignment]:
+    def _assignments(self, route_id: str, offset: int, size: int) -> list[Assignment]:
         """Assignments offset..offset+size-1, all of which exist."""
 
 
@@ -153,11 +122,11 @@ class FileRouteStore(RouteStore):
             pq.write_table(assignments.table(), out, row_group_size=MAX_PAGE)
         write_text_atomic(self.root / f"{route_id}.json", summary)
 
-    def _summary(self, route_id: str) -> router_pb2.RouteResponse:
+    def _summary(self, route_id: str) -> RouteResult:
         path = self.root / f"{route_id}.json"
         if not path.is_file():
             raise not_found(route_id)
-        return parse_summary(path.read_text())
+        return route_result_from_json(path.read_text())
 
     def _parquet(self, route_id: str) -> pq.ParquetFile | None:
         """The route's assignments; None for a route persisted before Parquet (its JSON holds them)."""
@@ -168,13 +137,13 @@ class FileRouteStore(RouteStore):
         file = self._parquet(route_id)
         return file.metadata.num_rows if file else len(self._summary(route_id).assignments)
 
-    def _assignments(self, route_id: str, offset: int, size: int) -> list[router_pb2.Assignment]:
+    def _assignments(self, route_id: str, offset: int, size: int) -> list[Assignment]:
         file = self._parquet(route_id)
         if file is None:
-            return list(self._summary(route_id).assignments[offset:offset + size])
+            return self._summary(route_id).assignments[offset:offset + size]
         first, last = offset // MAX_PAGE, (offset + size - 1) // MAX_PAGE
         rows = file.read_row_groups(list(range(first, last + 1))).slice(offset - first * MAX_PAGE, size).to_pydict()
-        return assignment_messages(zip(rows["id"], rows["route"], rows["gain"], rows["cost"], strict=True))
+        return assignment_rows(zip(rows["id"], rows["route"], rows["gain"], rows["cost"], strict=True))
 
 
 _COPY_ASSIGNMENTS = "COPY route_assignments (route_key, position, id, route, gain, cost) FROM STDIN (FORMAT BINARY)"
@@ -210,12 +179,12 @@ class PostgresRouteStore(RouteStore):
             raise not_found(route_id)
         return row
 
-    def _summary(self, route_id: str) -> router_pb2.RouteResponse:
-        return parse_summary(self._route_row("SELECT summary FROM routes WHERE route_id = %s", route_id)[0])
+    def _summary(self, route_id: str) -> RouteResult:
+        return route_result_from_json(self._route_row("SELECT summary FROM routes WHERE route_id = %s", route_id)[0])
 
     def _total(self, route_id: str) -> int:
         return int(self._route_row("SELECT n_assignments FROM routes WHERE route_id = %s", route_id)[0])
 
-    def _assignments(self, route_id: str, offset: int, size: int) -> list[router_pb2.Assignment]:
+    def _assignments(self, route_id: str, offset: int, size: int) -> list[Assignment]:
         with self.database.connection() as connection:
-            return assignment_messages(connection.execute(_READ_PAGE, [route_id, offset, size]).fetchall())
+            return assignment_rows(connection.execute(_READ_PAGE, [route_id, offset, size]).fetchall())

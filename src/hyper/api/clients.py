@@ -9,11 +9,26 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from hyper.api import proto_convert
+from hyper.api import proto_convert, serving
 from hyper.core.errors import HyperError
 from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Instance, judge_confidences
+from hyper.core.settings import Settings
 from hyper.v1 import ppm_pb2, ppm_pb2_grpc, router_pb2, router_pb2_grpc, tagger_pb2, tagger_pb2_grpc
+
+
+class ServiceClient:
+    """A typed client of one service; `connect` is the one way the project makes one."""
+
+    SERVICE = ""
+
+    def __init__(self, channel: grpc.Channel):
+        self.channel = channel
+
+    @classmethod
+    def connect(cls, settings: Settings, **options):
+        """A client of the service at the settings' address (TLS, retries: `serving.channel`)."""
+        return cls(serving.channel(settings.address(cls.SERVICE), settings), **options)
 
 
 @dataclass
@@ -22,8 +37,11 @@ class Tagged:
     raw: dict[str, np.ndarray]  # unbinned textual values per dimension (token counts, ...)
 
 
-class TaggerClient:
-    def __init__(self, channel):
+class TaggerClient(ServiceClient):
+    SERVICE = "tagger"
+
+    def __init__(self, channel: grpc.Channel):
+        super().__init__(channel)
         self.stub = tagger_pb2_grpc.TaggerServiceStub(channel)
 
     def annotate(self, instances: list[Instance], timeout: float = 1800) -> list:
@@ -84,8 +102,11 @@ class FeaturesNotCached(HyperError):
     shared cache): only reading the file again can tag them."""
 
 
-class PPMClient:
-    def __init__(self, channel, record_token: str = ""):
+class PPMClient(ServiceClient):
+    SERVICE = "ppm"
+
+    def __init__(self, channel: grpc.Channel, record_token: str = ""):
+        super().__init__(channel)
         self.stub = ppm_pb2_grpc.PPMServiceStub(channel)
         self.record_token = record_token  # only the training Jobs record runs
 
@@ -116,7 +137,7 @@ class PPMClient:
         return self.stub.GetModel(ppm_pb2.GetModelRequest(model=model, version=version))
 
     def artifact(self, model: str = "", version: str = "") -> dict:
-        """The stored artifact (format hyper_ppm/v3) of a version ("" = the promoted one, else
+        """The stored artifact (format hyper.ppm/v3) of a version ("" = the promoted one, else
         the latest)."""
         response = self.stub.GetArtifact(ppm_pb2.GetModelRequest(model=model, version=version))
         return json.loads(response.json)
@@ -128,15 +149,19 @@ class PPMClient:
 PAGE_SIZE = 100_000  # the largest page the router serves
 
 
-class RouterClient:
-    def __init__(self, channel):
+class RouterClient(ServiceClient):
+    SERVICE = "router"
+
+    def __init__(self, channel: grpc.Channel):
+        super().__init__(channel)
         self.stub = router_pb2_grpc.RouterServiceStub(channel)
 
     def route(self, request: router_pb2.RouteRequest, timeout: float = 1800) -> router_pb2.RouteResponse:
         return self.stub.Route(request, timeout=timeout)
 
-    def get_route(self, route_id: str, page_size: int = 0) -> router_pb2.RouteResponse:
-        return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id, page_size=page_size))
+    def get_route(self, route_id: str, page_size: int = 0, page_token: str = "") -> router_pb2.RouteResponse:
+        return self.stub.GetRoute(router_pb2.GetRouteRequest(route_id=route_id, page_size=page_size,
+                                                             page_token=page_token))
 
     def list_assignments(self, route_id: str, page_token: str, page_size: int = 0
                          ) -> router_pb2.ListAssignmentsResponse:

@@ -9,6 +9,7 @@ too: the solver, the CLI help and the proto's documentation all follow `STRATEGI
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +18,7 @@ from hyper.core.errors import InvalidArgument
 from hyper.core.schema import NAME_PATTERN, DatasetRef
 
 OPTIONAL_NAME = f"^(?:{NAME_PATTERN[1:-1]})?$"  # a stored thing's name, or empty for the default
+ROUTE_ID = re.compile(r"[0-9a-f]{32}")  # what the router mints for every route (fullmatch)
 
 StrategyName = Literal["topk", "simulated", "optimal_pos", "optimal_grad", "random",
                        "uncertainty", "optimize"]
@@ -185,8 +187,17 @@ class Skill(BaseModel):
     n_runs: int
 
 
+class CountVector(BaseModel):
+    """A mix's count vector: per feature, how many of the paid pairs (per 1,000) carry it."""
+
+    feature_names: list[str] = Field(default_factory=list)
+    values: list[float] = Field(default_factory=list)
+
+
 class RouteResult(BaseModel):
-    """What Route answers (and GetRoute returns later, by route_id)."""
+    """What Route answers (and GetRoute returns later, by route_id): the one shape of a route,
+    which the router persists, the gRPC and REST APIs answer and `hyper route --out` writes.
+    `assignments` is one page of the route (every assignment in a file `--out` wrote)."""
 
     warnings: list[str] = Field(description="what a user must know before trusting the result")
     ppm_skill: Skill
@@ -216,6 +227,8 @@ class RouteResult(BaseModel):
     judges: list[str] = Field(default_factory=list, description="the request's other judges")
     next_page_token: str = Field("", description="set when `assignments` is one page of the route: "
                                                  "the next page is GET /v1/routes/{route_id}?page_token=...")
+    count_vector: CountVector = Field(default_factory=CountVector,
+                                      description="the routed mix's count vector in the PPM's features")
 
 
 class DiagnoseRequest(BaseModel):

@@ -6,11 +6,21 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from hyper.api.messages import Budget, DiagnoseRequest, Diagnosis, RouteOptions, RouteRequest, RouteResult, validated
+from hyper.api.messages import (
+    Assignment,
+    Budget,
+    DiagnoseRequest,
+    Diagnosis,
+    RouteOptions,
+    RouteRequest,
+    RouteResult,
+    validated,
+)
 from hyper.core.errors import InvalidArgument
 from hyper.core.features import FeatureMatrix
-from hyper.core.schema import DatasetRef, Instance
+from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.data import ingest
+from hyper.data.label_sources import LabelRoles
 from hyper.v1 import common_pb2, router_pb2
 
 
@@ -53,6 +63,22 @@ def dataset_ref_from_proto(ref: common_pb2.DatasetRef) -> DatasetRef:
                       ref.skip_bad_rows)
 
 
+def dataset_source_from_proto(message: common_pb2.Dataset) -> DatasetRef | Dataset:
+    """A file the server reads itself, or the inline instances, validated."""
+    if message.WhichOneof("source") == "ref":
+        return dataset_ref_from_proto(message.ref)
+    if message.WhichOneof("source") == "inline":
+        return Dataset(instances_from_proto(message.inline.instances, "dataset.inline"), source="inline")
+    raise InvalidArgument("dataset", "give inline instances or a ref to a file")
+
+
+def label_roles_from_proto(request: router_pb2.DiagnoseRequest) -> LabelRoles:
+    if not request.ai_source:
+        raise InvalidArgument("ai_source", "is required: the label source of the AI judge")
+    return LabelRoles(request.human_source or "human", request.ai_source, tuple(request.reference),
+                      tuple(request.judges))
+
+
 def budget_from_proto(message: router_pb2.Budget) -> Budget:
     return validated(Budget, message_to_dict(message), "budget")
 
@@ -71,7 +97,30 @@ def route_request_to_proto(request: RouteRequest) -> router_pb2.RouteRequest:
 
 
 def route_result_from_proto(response: router_pb2.RouteResponse) -> RouteResult:
-    return RouteResult.model_validate(message_to_dict(response, with_defaults=True))
+    """The route, its page of assignments built directly (a page holds up to 100,000)."""
+    summary = router_pb2.RouteResponse()
+    summary.CopyFrom(response)
+    del summary.assignments[:]
+    result = RouteResult.model_validate(message_to_dict(summary, with_defaults=True))
+    result.assignments = [Assignment(id=a.id, route=a.route, gain=a.gain, cost=a.cost) for a in response.assignments]
+    return result
+
+
+def route_result_to_proto(result: RouteResult) -> router_pb2.RouteResponse:
+    response = json_format.ParseDict(result.model_dump(mode="json", exclude={"assignments"}, exclude_none=True),
+                                     router_pb2.RouteResponse())
+    response.assignments.extend(assignments_to_proto(result.assignments))
+    return response
+
+
+def assignments_to_proto(assignments: list[Assignment]) -> list[router_pb2.Assignment]:
+    return [router_pb2.Assignment(id=a.id, route=a.route, gain=a.gain, cost=a.cost) for a in assignments]
+
+
+def route_result_from_json(text: str) -> RouteResult:
+    """A RouteResult's JSON, read through the proto so that a summary persisted by an earlier
+    version (proto JSON without its default values) still reads."""
+    return route_result_from_proto(json_format.Parse(text, router_pb2.RouteResponse(), ignore_unknown_fields=True))
 
 
 def diagnose_request_to_proto(request: DiagnoseRequest) -> router_pb2.DiagnoseRequest:
@@ -81,6 +130,10 @@ def diagnose_request_to_proto(request: DiagnoseRequest) -> router_pb2.DiagnoseRe
 
 def diagnosis_from_proto(response: router_pb2.DiagnoseResponse) -> Diagnosis:
     return Diagnosis.model_validate(message_to_dict(response, with_defaults=True))
+
+
+def diagnosis_to_proto(diagnosis: Diagnosis) -> router_pb2.DiagnoseResponse:
+    return json_format.ParseDict(diagnosis.model_dump(mode="json"), router_pb2.DiagnoseResponse())
 
 
 def feature_matrix_to_proto(matrix: FeatureMatrix) -> common_pb2.FeatureMatrix:

@@ -11,11 +11,15 @@ import json
 import sys
 from pathlib import Path
 
-from hyper.api.messages import RouteResult
+from hyper.api import proto_convert
+from hyper.api.clients import RouterClient, TaggerClient
+from hyper.api.messages import ROUTE_ID, RouteResult
+from hyper.cli.common import add_data_arguments, read_data
 from hyper.core.atomic_files import atomic_open
 from hyper.core.errors import InvalidArgument
 from hyper.core.settings import Settings
 from hyper.data import dataset_files
+from hyper.data.ingest import plain_record
 from hyper.labelling.annotation_tasks import (
     TOOLS,
     check_against_route,
@@ -33,14 +37,11 @@ from hyper.labelling.hybrid_dataset import (
     write_rows,
 )
 from hyper.labelling.judging_journal import JudgedPair, Totals, judge_resumably
-from hyper.labelling.routed_pairs import ROUTE_ID, RoutedDataset, dataset_of, load_route_file, routed_dataset
+from hyper.labelling.routed_pairs import RoutedDataset, dataset_of, load_route_file, routed_dataset
 
 
 def judge_chunk_over_grpc(settings: Settings):
-    from hyper.api import serving
-    from hyper.api.clients import TaggerClient
-
-    client = TaggerClient(serving.channel(settings.address("tagger"), settings))
+    client = TaggerClient.connect(settings)
 
     def judge(instances):
         response = client.annotate_with_usage(instances)
@@ -65,9 +66,6 @@ def print_usage(totals: Totals, n_pairs: int) -> None:
 def cmd_annotate(args, settings: Settings) -> None:
     """AI labels for a file from the tagger's judge, written as a plain-format file with
     label_<source> (absent where the judge's replies did not parse) and judge_confidence."""
-    from hyper.cli.main import read_data
-    from hyper.data.ingest import plain_record
-
     dataset = read_data(args)
     out = Path(args.out)
     journal = out.with_name(f".{out.name}.journal")
@@ -100,10 +98,7 @@ def cmd_annotate(args, settings: Settings) -> None:
 def fetch_route(route: str, settings: Settings) -> RouteResult:
     """A route id (fetched from the router, which persists every result) or a route file."""
     if ROUTE_ID.fullmatch(route):
-        from hyper.api import proto_convert, serving
-        from hyper.api.clients import RouterClient
-
-        client = RouterClient(serving.channel(settings.address("router"), settings))
+        client = RouterClient.connect(settings)
         return proto_convert.route_result_from_proto(client.with_all_assignments(client.get_route(route)))
     path = Path(route)
     if not path.is_file():
@@ -177,12 +172,14 @@ def _route_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ai-source", default="", help="the judge's label_<source> (default: the route's)")
 
 
-def add_commands(commands, data_command) -> None:
-    """The subcommands; `data_command` adds one that reads a dataset file (cli's flags)."""
-    data_command(commands, "annotate", "AI labels for a file from the tagger's judge (resumable)", cmd_annotate,
-                 _annotate_arguments)
-    tasks = commands.add_parser("tasks", help="hand human-routed pairs to an annotation tool and take "
-                                              "the labels back").add_subparsers(dest="tasks_command", required=True)
+def annotate_parser(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
+    _annotate_arguments(parser)
+    parser.set_defaults(run=cmd_annotate)
+
+
+def tasks_parser(parser: argparse.ArgumentParser) -> None:
+    tasks = parser.add_subparsers(dest="tasks_command", required=True)
     export = tasks.add_parser("export", help="write the human-routed pairs as tasks for an annotation tool")
     _route_arguments(export)
     export.add_argument("--format", choices=TOOLS, default="label-studio")
@@ -195,7 +192,9 @@ def add_commands(commands, data_command) -> None:
     imported.add_argument("--human-source", default="human", help="label_<source> to write (default %(default)s)")
     imported.add_argument("--out", required=True, help="the labelled items, plain-format JSONL")
     imported.set_defaults(run=cmd_tasks_import)
-    final = commands.add_parser("export", help="the final hybrid dataset for reward-model / DPO trainers")
+
+
+def export_parser(final: argparse.ArgumentParser) -> None:
     final.add_argument("data", help="the labelled dataset (the routed file, with the judge's labels)")
     final.add_argument("--data-format", default="auto")
     final.add_argument("--route", default="", help="route id or file: pairs take the label of their route")
@@ -212,3 +211,6 @@ def add_commands(commands, data_command) -> None:
                        help="leave out human-routed pairs without a label instead of refusing")
     final.add_argument("--out", required=True, help="file (trl, jsonl, parquet) or directory (hf)")
     final.set_defaults(run=cmd_export)
+
+
+PARSERS = {"annotate": annotate_parser, "tasks": tasks_parser, "export": export_parser}

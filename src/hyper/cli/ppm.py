@@ -4,21 +4,16 @@ PPM between deployments as a file, and pinning the version Route uses."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 
+from hyper.api.clients import PPMClient
 from hyper.core.atomic_files import write_json_atomic
 from hyper.core.errors import InvalidArgument
 from hyper.core.settings import Settings
 from hyper.method.performance_models import KINDS, PerformanceModel, artifact_digest
-
-
-def client(settings: Settings):
-    from hyper.api import serving
-    from hyper.api.clients import PPMClient
-
-    return PPMClient(serving.channel(settings.address("ppm"), settings))
 
 
 def skill_cell(info) -> str:
@@ -27,7 +22,7 @@ def skill_cell(info) -> str:
 
 
 def cmd_list(args, settings: Settings) -> None:
-    versions = client(settings).list_models()
+    versions = PPMClient.connect(settings).list_models()
     print(f"  {'model':<16s} {'version':<14s} {'kind':<10s} {'target':<15s} {'runs':>5s}  {'skill (CV Spearman)':<22s} "
           "created               experiments")
     for info in versions:
@@ -49,7 +44,7 @@ def feature_gains(artifact: dict, top: int) -> list[tuple[str, float]]:
 
 
 def cmd_show(args, settings: Settings) -> None:
-    ppm = client(settings)
+    ppm = PPMClient.connect(settings)
     info = ppm.info(args.model, args.version)
     artifact = ppm.artifact(args.model, info.version)
     print(f"model          {info.model} {info.version}{'  (promoted)' if info.promoted else ''}")
@@ -68,14 +63,14 @@ def cmd_show(args, settings: Settings) -> None:
 
 
 def cmd_fit(args, settings: Settings) -> None:
-    info = client(settings).fit(args.model, args.kind, args.experiment, args.seed, args.cv_folds)
+    info = PPMClient.connect(settings).fit(args.model, args.kind, args.experiment, args.seed, args.cv_folds)
     print(f"fitted         {info.model} {info.version} ({info.kind}, {info.target}) on {info.n_runs} runs of "
           f"{', '.join(info.experiments) or 'every experiment'}")
     print(f"skill          cross-validated Spearman {skill_cell(info)}")
 
 
 def cmd_export(args, settings: Settings) -> None:
-    ppm = client(settings)
+    ppm = PPMClient.connect(settings)
     artifact = ppm.artifact(args.model, args.version)
     write_json_atomic(args.out, {"artifact": artifact, "sha256": artifact_digest(artifact)})
     print(f"exported       {artifact['model']} {artifact['version']} -> {args.out}")
@@ -86,20 +81,19 @@ def cmd_import(args, settings: Settings) -> None:
         text = Path(args.file).read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidArgument("file", f"{args.file}: {error}") from None
-    info = client(settings).import_model(args.model, text)
+    info = PPMClient.connect(settings).import_model(args.model, text)
     print(f"imported       {info.imported_from} as {info.model} {info.version}; skill {skill_cell(info)}")
     print(f"               `hyper ppm promote {info.model} {info.version}` makes Route use it")
 
 
 def cmd_promote(args, settings: Settings) -> None:
-    info = client(settings).promote(args.model, "" if args.unpin else args.version)
+    info = PPMClient.connect(settings).promote(args.model, "" if args.unpin else args.version)
     state = "promoted" if info.promoted else "no version pinned: the latest"
     print(f"{info.model}: Route uses {info.version} ({state})")
 
 
-def add_commands(commands) -> None:
-    ppm = commands.add_parser("ppm", help="performance prediction models: list, show, fit, export, "
-                                          "import, promote").add_subparsers(dest="ppm_command", required=True)
+def ppm_parser(parser: argparse.ArgumentParser) -> None:
+    ppm = parser.add_subparsers(dest="ppm_command", required=True)
     ppm.add_parser("list", help="every version of every PPM with its skill").set_defaults(run=cmd_list)
     show = ppm.add_parser("show", help="one version: skill, runs, the features whose human labels gain most")
     show.add_argument("model", nargs="?", default="default")
@@ -127,3 +121,6 @@ def add_commands(commands) -> None:
     promote.add_argument("version", nargs="?", default="")
     promote.add_argument("--unpin", action="store_true", help="follow the latest version again")
     promote.set_defaults(run=cmd_promote)
+
+
+PARSERS = {"ppm": ppm_parser}

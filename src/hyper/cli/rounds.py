@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hyper.api import proto_convert
+from hyper.api.clients import PPMClient, RouterClient, TaggerClient
+from hyper.api.messages import RouteRequest, validated
+from hyper.cli.common import add_data_arguments, add_label_arguments, add_mixes_arguments, read_data
 from hyper.core.atomic_files import write_json_atomic
 from hyper.core.schema import Dataset, Instance
 from hyper.core.settings import Settings
@@ -33,13 +37,10 @@ class ServiceRounds:
     """The round steps over the services: fit = the training loop, route = Route over gRPC."""
 
     def __init__(self, args, settings: Settings, roles: LabelRoles, directory: Path):
-        from hyper.api import serving
-        from hyper.api.clients import PPMClient, RouterClient, TaggerClient
-
         self.args, self.settings, self.roles, self.directory = args, settings, roles, directory
-        self.tagger = TaggerClient(serving.channel(settings.address("tagger"), settings))
-        self.ppm = PPMClient(serving.channel(settings.address("ppm"), settings))
-        self.router = RouterClient(serving.channel(settings.address("router"), settings))
+        self.tagger = TaggerClient.connect(settings)
+        self.ppm = PPMClient.connect(settings)
+        self.router = RouterClient.connect(settings)
         self.n_fits = 0
 
     def fit(self, training: list[Instance]) -> str:
@@ -53,13 +54,9 @@ class ServiceRounds:
         return result.ppm_version
 
     def route(self, version: str, batch: list[Instance], budget: int) -> np.ndarray:
-        from hyper.api import proto_convert
-        from hyper.api.messages import RouteRequest as Body
-        from hyper.api.messages import validated
-
         path = self.directory / f"batch-{self.n_fits}-{len(batch)}.jsonl"
         write_plain_jsonl(path, batch)
-        body = validated(Body, {"dataset": {"ref": {"path": str(path.resolve()), "format": "plain"}},
+        body = validated(RouteRequest, {"dataset": {"ref": {"path": str(path.resolve()), "format": "plain"}},
                                 "budget": {"count": budget}, "strategy": self.args.strategy,
                                 "ppm_model": self.args.ppm_model or "rounds", "ppm_version": version,
                                 "ai_source": self.roles.ai, "judges": list(self.roles.judges)})
@@ -77,8 +74,6 @@ def label_accuracy(instances: list[Instance], to_human: np.ndarray, roles: Label
 
 
 def cmd_rounds(args, settings: Settings) -> None:
-    from hyper.cli.main import read_data
-
     roles = LabelRoles(args.human_source, args.ai_source, tuple(args.reference), tuple(args.judge))
     dataset = read_data(args)
     order = np.random.default_rng(args.seed).permutation(len(dataset))
@@ -115,10 +110,17 @@ def cmd_rounds(args, settings: Settings) -> None:
     print(f"wrote {args.out}")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def rounds_parser(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
+    add_mixes_arguments(parser)
+    add_label_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", default=0.25, type=float, help="share of the new pairs labelled by humans")
     parser.add_argument("--history-fraction", type=float, default=0.3,
                         help="share of the data already labelled when the first round starts")
     parser.add_argument("--strategy", default="topk")
     parser.add_argument("--out", default="out/rounds.json")
+    parser.set_defaults(run=cmd_rounds)
+
+
+PARSERS = {"rounds": rounds_parser}

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import yaml
 
+from hyper.cli.common import add_data_arguments
 from hyper.core.settings import Settings
 from hyper.data import dataset_files
 from hyper.data.dataset_files import parse_columns
 from hyper.infra.shard_queue import ShardQueue
 from hyper.infra.tagging_jobs import RUNS_DIR, TagJobSettings, TagRun, render_tag_job, run_local, run_name, wait_for_job
-from hyper.infra.training_jobs import JobFailed
+from hyper.infra.training_jobs import JobFailed, submit_kubernetes
 
 
 def _tag_run(args) -> TagRun:
@@ -43,8 +44,6 @@ def cmd_tag(args, settings: Settings) -> None:
 
 
 def tag_on_kubernetes(run: TagRun, job_settings: TagJobSettings, timeout: float) -> None:
-    from hyper.infra.training_jobs import submit_kubernetes
-
     [name] = submit_kubernetes([render_tag_job(run, job_settings)], job_settings.namespace)
     print(f"created job {name} in {job_settings.namespace}: {run.shards} shards of {run.dataset}, "
           f"{min(run.parallelism, run.shards)} pods at a time", flush=True)
@@ -88,7 +87,10 @@ def _tag_arguments(parser) -> None:
                         help="seconds to wait for the Job (it goes on in the cluster after)")
 
 
-def add_commands(commands, data_command) -> None:
-    """`hyper tag`; `data_command` adds a subcommand that reads a dataset file (cli's flags)."""
-    data_command(commands, "tag", "compute a dataset's features into the feature cache, in shards "
-                 "(local processes or a Kubernetes Job)", cmd_tag, _tag_arguments)
+def tag_parser(parser) -> None:
+    add_data_arguments(parser)
+    _tag_arguments(parser)
+    parser.set_defaults(run=cmd_tag)
+
+
+PARSERS = {"tag": tag_parser}

@@ -23,6 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.core.errors import HyperError, InvalidArgument
+from hyper.infra.images import image
 from hyper.infra.training_jobs import JobFailed
 
 # In a source checkout the chart's own file; in an installed wheel (the images) its copy.
@@ -38,7 +39,7 @@ class TagJobSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HYPER_TAG_JOB_")
 
-    image: str = "ghcr.io/example/hyper-tagger:0.1.0"
+    image: str = image("tagger")
     namespace: str = "default"
     # The Helm release whose ConfigMap (models, backend), Secret (redis-url) and state claim
     # (<release>-config|-secrets|-state) the pods use.

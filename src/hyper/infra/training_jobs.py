@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.core.errors import HyperError, InvalidArgument
+from hyper.infra import images
 from hyper.method.run_spec import RunSpec
 
 # In a source checkout the chart's own file; in an installed wheel (the images) its copy.
@@ -42,12 +43,13 @@ class JobSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HYPER_JOB_")
 
-    # The trainer image: empty takes the accelerator's (services/rm-trainer/Dockerfile's
-    # ACCELERATOR), whose jaxlib drives that device; the chart's trainer.image/.gpu/.tpu.image.
+    # The trainer image: empty takes the accelerator's (docker/images.toml's rm-trainer,
+    # rm-trainer-cuda, rm-trainer-tpu), whose jaxlib drives that device; the chart's
+    # trainer.image/.gpu/.tpu.image.
     image: str = ""
-    cpu_image: str = "ghcr.io/example/hyper-rm-trainer:0.1.0"
-    gpu_image: str = "ghcr.io/example/hyper-rm-trainer-cuda:0.1.0"
-    tpu_image: str = "ghcr.io/example/hyper-rm-trainer-tpu:0.1.0"
+    cpu_image: str = images.image("rm-trainer")
+    gpu_image: str = images.image("rm-trainer-cuda")
+    tpu_image: str = images.image("rm-trainer-tpu")
     namespace: str = "default"
     accelerator: Literal["cpu", "gpu", "tpu"] = "cpu"
     gpu_count: int = Field(1, ge=1)

@@ -4,17 +4,15 @@ export start from. A route comes from the router (GetRoute, by id) or from the J
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyper.api.messages import AI, RouteResult, validated
+from pydantic import ValidationError
+
+from hyper.api.messages import AI, RouteResult, field_path
 from hyper.core.errors import InvalidArgument
 from hyper.core.schema import Dataset, Instance
 from hyper.data import dataset_files
-
-ROUTE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
@@ -55,16 +53,14 @@ def routed_dataset(result: RouteResult, dataset: Dataset, ai_source: str = "") -
 
 
 def load_route_file(path: Path) -> RouteResult:
-    """The JSON that `hyper route --out` writes (its summary keys are RouteResult's)."""
+    """The RouteResult JSON that `hyper route --out` writes."""
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
         raise InvalidArgument("route", f"{path}: not a readable route file ({error})") from None
-    fields = {"ppm_skill", "ppm_target", "n_forced_human", "route_id", "strategy", "n_instances",
-              "n_human", "n_skipped_rows", "n_by_source", "total_cost", "predicted_score", "interval_level",
-              "ppm_version", "assignments", "warnings", "dataset_ref", "ai_source"}
-    body = {k: v for k, v in summary.items() if k in fields}
-    lower, upper = summary.get("predicted_interval", [0.0, 0.0])
-    body.update(budget_fraction=summary.get("budget", 0.0), predicted_lower=lower, predicted_upper=upper,
-                budget_curve=[])
-    return validated(RouteResult, body, "route")
+    try:
+        return RouteResult.model_validate_json(text)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InvalidArgument("route", f"{path}: not a route file: {field_path(first['loc']) or 'the file'}: "
+                                       f"{first['msg']}") from None

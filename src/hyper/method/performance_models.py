@@ -31,7 +31,7 @@ import numpy as np
 
 from hyper.core.errors import InvalidArgument
 
-ARTIFACT_FORMAT = "hyper_ppm/v3"
+ARTIFACT_FORMAT = "hyper.ppm/v3"
 
 
 def artifact_digest(artifact: dict) -> str:

@@ -22,6 +22,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_flax_forward_matches_pytorch_on_the_same_weights(tiny_checkpoint):
     import torch
+
     from hyper_rm_trainer.llama import LlamaModel, LlamaSpec, params_from_safetensors
 
     directory, torch_model = tiny_checkpoint
@@ -40,11 +41,11 @@ def test_flax_forward_matches_pytorch_on_the_same_weights(tiny_checkpoint):
 
 
 def test_full_mode_fine_tunes_a_reward_model_and_checkpoints_it(tmp_path, hh_dataset):
-    from hyper_rm_trainer.full_finetune import reward_margins, train
     from transformers import AutoTokenizer
 
+    from harness.tiny_llama import make_tiny_llama
     from hyper.method.run_spec import FullSpec
-    from tests.support.tiny_llama import make_tiny_llama
+    from hyper_rm_trainer.full_finetune import reward_margins, train
 
     instances = hh_dataset.instances[:48]
     model_dir = make_tiny_llama(tmp_path / "model", [i.prompt[:300] for i in hh_dataset.instances[:200]])
@@ -70,11 +71,11 @@ class Killed(Exception):
 def test_a_killed_full_mode_run_resumes_from_its_last_checkpoint(tmp_path, hh_dataset):
     """Killed after step 5 with a checkpoint every 2 steps: the rerun of the run starts at
     step 5 from step 4's state and ends where an uninterrupted run ends."""
-    from hyper_rm_trainer.full_finetune import train
     from transformers import AutoTokenizer
 
+    from harness.tiny_llama import make_tiny_llama
     from hyper.method.run_spec import FullSpec
-    from tests.support.tiny_llama import make_tiny_llama
+    from hyper_rm_trainer.full_finetune import train
 
     instances = hh_dataset.instances[:32]
     model_dir = make_tiny_llama(tmp_path / "model", [i.prompt[:300] for i in hh_dataset.instances[:200]])
@@ -119,8 +120,8 @@ def test_full_mode_shards_params_and_batches_over_a_device_mesh(tmp_path, hh_dat
     import subprocess
     import sys
 
-    from tests.conftest import HH_DATA
-    from tests.support.tiny_llama import make_tiny_llama
+    from harness.local import HH_DATA
+    from harness.tiny_llama import make_tiny_llama
 
     model = make_tiny_llama(tmp_path / "model", [i.prompt[:300] for i in hh_dataset.instances[:100]])
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")

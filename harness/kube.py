@@ -2,7 +2,7 @@
 kube-controller-manager (v1.20.2, built from Debian's source by scripts/build_kube.sh).
 
 There is no kubelet, no scheduler and no container runtime: pods stay Pending until
-tests.support.node_agent plays the node's part.
+harness.node_agent plays the node's part.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import free_ports
-from tests.support.polling import wait_for
+from harness.local import free_ports
+from harness.polling import wait_for
 
 KUBE_BIN = Path(os.environ.get("HYPER_KUBE_BIN", Path.home() / ".cache" / "hyper" / "kube-v1.20.2"))
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")

@@ -19,8 +19,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import redis
-from hyper_ppm.store import ModelRegistry
 
+from harness.local import free_ports
+from harness.models import known_ppm
 from hyper.api import proto_convert, serving
 from hyper.api.clients import PPMClient, RouterClient
 from hyper.core.catalogue import FEATURE_NAMES
@@ -29,8 +30,7 @@ from hyper.core.settings import Settings
 from hyper.infra.local_processes import LocalProcesses
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, ppm_pb2, router_pb2, tagger_pb2, tagger_pb2_grpc
-from tests.conftest import free_ports
-from tests.support.models import known_ppm
+from hyper_ppm.store import ModelRegistry
 
 PPM_NAME = "faults"
 

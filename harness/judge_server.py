@@ -10,8 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.polling import server_process
-from tests.support.tiny_llama import make_tiny_llama
+from harness.polling import server_process
+from harness.tiny_llama import make_tiny_llama
 
 MODEL_NAME = "tiny-judge"
 VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from hyper_ppm.store import ModelRegistry
 
+from harness.local import free_ports
+from harness.models import known_ppm
 from hyper.api import proto_convert, serving
 from hyper.api.clients import PPMClient, RouterClient
 from hyper.core.catalogue import FEATURE_NAMES
@@ -25,10 +26,9 @@ from hyper.method.performance_models import QuadraticForm
 from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
 from hyper.v1 import common_pb2, router_pb2
 from hyper.workflows.training_loop import write_plain_jsonl
+from hyper_ppm.store import ModelRegistry
 from scripts import images
 from scripts.dependencies import PROJECT, SERVICE_EXTRAS, canonical, closure
-from tests.conftest import free_ports
-from tests.support.models import known_ppm
 
 STATE = "/var/lib/hyper"
 # A module per heavy dependency: which images may import it follows from their extras.

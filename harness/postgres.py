@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import free_ports
-from tests.support.polling import wait_for
+from harness.local import free_ports
+from harness.polling import wait_for
 
 USER = "hyper"
 

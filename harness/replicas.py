@@ -9,9 +9,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from harness.polling import wait_for
 from hyper.api import serving
 from hyper.core.settings import Settings
-from tests.support.polling import wait_for
 
 
 @contextlib.contextmanager

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from harness.local import HH_DATA
+from harness.tiny_llama import make_tiny_llama
 from hyper.data import dataset_files
 from hyper.labelling.hybrid_dataset import preference_rows, single_source_pairs, write_rows
-from tests.conftest import HH_DATA
-from tests.support.tiny_llama import make_tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,8 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
 @pytest.fixture(scope="module")
 def full_rm(exported, tmp_path_factory):
     """A full-mode final RM of a tiny local Llama, and how it was trained."""
-    from hyper_rm_trainer.final_model import FinalSpec, train_final, training_pairs
-
     from hyper.method.run_spec import FullSpec
+    from hyper_rm_trainer.final_model import FinalSpec, train_final, training_pairs
 
     directory = tmp_path_factory.mktemp("full")
     pairs, _ = training_pairs(str(exported / "train.jsonl"))
@@ -70,8 +69,9 @@ def full_rm(exported, tmp_path_factory):
 
 def test_full_final_rm_is_a_checkpoint_transformers_loads(full_rm):
     import torch
-    from hyper_rm_trainer.full_finetune import reward_margins, train
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hyper_rm_trainer.full_finetune import reward_margins, train
 
     checkpoint, full, pairs, result = full_rm
     assert result["steps"] == 300 // 8 and np.isfinite(result["final_train_loss"])

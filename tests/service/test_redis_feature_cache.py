@@ -1,0 +1,54 @@
+"""The tagger's feature cache in a real redis-server: vectors round-trip under their feature-set
+version, and a second tagging of the same pairs does no model work."""
+
+import numpy as np
+import pytest
+
+from hyper.core.settings import Settings
+from hyper.method.embeddings import SentenceEmbedder
+from hyper_tagger.cache import RedisFeatureCache
+from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger
+from hyper_tagger.textual import load_ner
+
+pytestmark = [pytest.mark.service, pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
+
+
+def test_redis_cache_round_trips_vectors_and_reports_missing_keys(redis_url):
+    cache = RedisFeatureCache(redis_url, "test-v1", dim=3)
+    cache.put_many(["a", "b"], np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32))
+    vectors, missing = cache.get_many(["b", "zzz", "a"])
+    assert missing == [1]
+    assert vectors[0].tolist() == [4, 5, 6] and vectors[2].tolist() == [1, 2, 3]
+    other_version = RedisFeatureCache(redis_url, "test-v2", dim=3)
+    assert other_version.get_many(["a"])[1] == [0]  # the feature-set version is part of the key
+
+
+def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, monkeypatch):
+    from hyper.core.catalogue import feature_set_version
+    from hyper_tagger import tagging
+
+    instances = hh_dataset.instances[:25]
+    ner = load_ner(Settings().ner_model)
+    descriptive = ZeroShotEmbeddingTagger(embedder)
+
+    def cache():
+        return RedisFeatureCache(redis_url, feature_set_version(descriptive.name), CACHED_WIDTH)
+
+    tagger = Tagger(embedder, ner, descriptive, cache())
+    first = tagger.tag(instances)
+    assert first.cache_misses == 25
+
+    def no_model_work(*args, **kwargs):
+        raise AssertionError("the model ran although every instance was cached")
+
+    monkeypatch.setattr(tagging, "raw_textual_values", no_model_work)
+    monkeypatch.setattr(descriptive, "tag", no_model_work)
+    second = Tagger(embedder, ner, descriptive, cache()).tag(instances)
+    assert second.cache_hits == 25 and second.cache_misses == 0
+    assert (second.features.bits == first.features.bits).all()

@@ -1,0 +1,58 @@
+"""One shape of a route: the RouteResult model is what the router persists, the gRPC and REST
+APIs answer and `hyper route --out` writes. The proto messages and the gateway's OpenAPI are
+checked against it here, field by field."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from hyper.api import messages, proto_convert
+from hyper.core.settings import Settings
+from hyper.v1 import common_pb2, router_pb2
+from hyper_gateway.app import create_app
+
+PAIRS = [(router_pb2.RouteResponse, messages.RouteResult), (router_pb2.Assignment, messages.Assignment),
+         (router_pb2.CurvePoint, messages.CurvePoint), (common_pb2.Skill, messages.Skill),
+         (common_pb2.CountVectors, messages.CountVector), (common_pb2.DatasetRef, messages.DatasetRefBody),
+         (router_pb2.RouteRequest, messages.RouteRequest), (router_pb2.Budget, messages.Budget),
+         (router_pb2.Source, messages.Source), (router_pb2.CostModel, messages.CostModel),
+         (router_pb2.DiagnoseRequest, messages.DiagnoseRequest), (router_pb2.DiagnoseResponse, messages.Diagnosis),
+         (router_pb2.Estimate, messages.EstimateBody), (router_pb2.SourceAgreement, messages.SourceAgreement),
+         (router_pb2.FeatureErrors, messages.FeatureErrors), (router_pb2.ErrorAuc, messages.ErrorAuc),
+         (router_pb2.AccuracyCurve, messages.AccuracyCurve)]
+
+
+@pytest.mark.parametrize(("message", "model"), PAIRS, ids=[m.__name__ for _, m in PAIRS])
+def test_each_proto_message_has_exactly_the_fields_of_its_model(message, model: type[BaseModel]):
+    assert {f.name for f in message.DESCRIPTOR.fields} == set(model.model_fields)
+
+
+def a_full_route() -> messages.RouteResult:
+    """Every field set to something other than its default."""
+    return messages.RouteResult(
+        warnings=["w"], ppm_skill=messages.Skill(spearman=0.4, ci_low=0.1, ci_high=0.6, n_runs=30),
+        ppm_target="label_accuracy", n_forced_human=2, route_id="ab" * 16, strategy="optimize", n_instances=4,
+        n_human=2, n_skipped_rows=1, n_by_source={"human": 2, "ai": 2}, budget_fraction=0.5, total_cost=2.0,
+        predicted_score=0.8, predicted_lower=0.7, predicted_upper=0.9, interval_level=0.9, ppm_version="v1-x",
+        budget_curve=[messages.CurvePoint(budget_fraction=0.0, predicted=0.7, lower=0.6, upper=0.8, n_paid=0,
+                                          cost=0.0)],
+        optimal_budget_fraction=0.0, assignments=[messages.Assignment(id="a", route="human", gain=0.1, cost=1.0)],
+        dataset_ref=messages.DatasetRefBody(path="/d.jsonl", format="plain", columns={"prompt": "q"}),
+        ai_source="gpt-4", ppm_model="m", judges=["j"], next_page_token="1",
+        count_vector=messages.CountVector(feature_names=["f"], values=[3.0]))
+
+
+def test_a_route_survives_the_proto_and_its_json_unchanged():
+    route = a_full_route()
+    assert proto_convert.route_result_from_proto(proto_convert.route_result_to_proto(route)) == route
+    stored = route.model_copy(update={"assignments": [], "next_page_token": ""})
+    assert proto_convert.route_result_from_json(stored.model_dump_json()) == stored
+
+
+def test_the_gateway_answers_route_and_get_route_with_the_route_model():
+    schema = create_app(Settings()).openapi()
+    for path, method in (("/v1/route", "post"), ("/v1/routes/{route_id}", "get")):
+        answer = schema["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer == {"$ref": "#/components/schemas/RouteResult"}
+    assert set(schema["components"]["schemas"]["RouteResult"]["properties"]) == set(messages.RouteResult.model_fields)
