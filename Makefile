@@ -132,4 +132,4 @@ down:
 	$(BIN)/hyper down
 
 clean:
-	rm -rf $(VENV) .hyper out .typecheck src/hyper/v1/*_pb2*.py src/hyper/v1/*_pb2*.pyi $(STAMP_PROTO)
+	rm -rf $(VENV) .hyper out src/hyper/v1/*_pb2*.py src/hyper/v1/*_pb2*.pyi $(STAMP_PROTO)

@@ -94,3 +94,18 @@ def test_one_strategy_registry_for_the_solver_the_cli_and_the_proto():
     proto = (import_graph.REPO / "proto" / "hyper" / "v1" / "router.proto").read_text()
     documented = re.search(r"// Strategies: (.*?)\(what", proto, re.DOTALL).group(1)
     assert re.findall(r'"(\w+)"', documented) == list(STRATEGIES)
+
+
+def test_the_settings_page_lists_every_setting_as_the_code_defines_it():
+    from scripts import settings_doc
+
+    assert settings_doc.DOC.read_text() == settings_doc.render(), "regenerate: python scripts/settings_doc.py"
+
+
+def test_a_layer_may_import_its_own_and_lower_layers_only():
+    assert import_graph.allowed("cli", "core") and import_graph.allowed("api", "api")
+    assert not import_graph.allowed("core", "api") and not import_graph.allowed("method", "workflows")
+    assert import_graph.allowed("hyper_router", "reports") and not import_graph.allowed("reports", "hyper_router")
+    assert not import_graph.allowed("hyper_router", "hyper_ppm")
+    assert import_graph.layer("hyper.core.schema") == "core" and import_graph.layer("hyper.v1.router_pb2") == "api"
+    assert import_graph.layer("hyper_router.routing") == "hyper_router"

