@@ -53,7 +53,7 @@ from hyper.method.run_spec import ProxySpec
 from hyper_ppm.fitting import fit_ppm
 from hyper_router.diagnosis import error_inputs, error_model
 from hyper_router.problem import ForcedSplit
-from hyper_router.routing import solve
+from hyper_router.route_plan import solve
 from hyper_router.selection import RoutingProblem
 from hyper_tagger.cache import DiskFeatureCache
 from hyper_tagger.descriptive import ZeroShotEmbeddingTagger

@@ -85,9 +85,9 @@ def test_the_tagger_process_loads_no_jax_and_the_router_and_ppm_load_no_torch():
 
 def test_one_strategy_registry_for_the_solver_the_cli_and_the_proto():
     from hyper.cli.main import build_parser
-    from hyper_router.routing import SOLVERS
+    from hyper_router.route_plan import SOLVERS
 
-    assert list(SOLVERS) == list(STRATEGIES)
+    assert set(SOLVERS) - {"cold_start"} == set(STRATEGIES) - {"auto"}  # auto takes one of them
     route = build_parser(["route"])._subparsers._group_actions[0].choices["route"]
     [strategy] = [a for a in route._actions if a.dest == "strategy"]
     assert list(strategy.choices) == list(STRATEGIES)

@@ -18,7 +18,8 @@ PAIRS = [(router_pb2.RouteResponse, messages.RouteResult), (router_pb2.Assignmen
          (router_pb2.RouteRequest, messages.RouteRequest), (router_pb2.Budget, messages.Budget),
          (router_pb2.Source, messages.Source), (router_pb2.CostModel, messages.CostModel),
          (router_pb2.DiagnoseRequest, messages.DiagnoseRequest), (router_pb2.DiagnoseResponse, messages.Diagnosis),
-         (router_pb2.Estimate, messages.EstimateBody), (router_pb2.SourceAgreement, messages.SourceAgreement),
+         (common_pb2.Estimate, messages.EstimateBody), (common_pb2.ErrorModelSkill, messages.ErrorModelSkillBody),
+         (router_pb2.Guarantee, messages.GuaranteeBody), (router_pb2.SourceAgreement, messages.SourceAgreement),
          (router_pb2.FeatureErrors, messages.FeatureErrors), (router_pb2.ErrorAuc, messages.ErrorAuc),
          (router_pb2.AccuracyCurve, messages.AccuracyCurve)]
 

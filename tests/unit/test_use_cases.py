@@ -54,14 +54,20 @@ class FakeTagger:
 
 
 class FakePPM:
-    def __init__(self, model: PerformanceModel):
-        self.artifact_json = model.to_json()
+    """ppm holding one model, "default" (a PPM unless said), at version v1-fake."""
+
+    def __init__(self, model: PerformanceModel | None = None, name: str = "default", artifact: dict | None = None):
+        self.name = name
+        self.artifact_json = artifact if artifact is not None else model.to_json()
         self.fetched = 0
 
     def current_version(self, model: str = "") -> str:
+        if (model or "default") != self.name:
+            raise NotFound(f"no model named {model!r}")
         return "v1-fake"
 
     def artifact(self, model: str = "", version: str = "") -> dict:
+        self.current_version(model)
         self.fetched += 1
         return self.artifact_json
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from hyper.core.errors import InvalidArgument
+from hyper.core.features import FeatureMatrix
+from hyper.method import label_quality
+from hyper.method.error_models import KIND as ERROR_MODEL
+from hyper.method.error_models import ErrorModel, History
 from hyper.method.performance_models import PerformanceModel, artifact_digest
 from hyper_ppm.fitting import DEFAULT_CV_FOLDS, fit_ppm
 from hyper_ppm.store import DEFAULT_MODEL, ModelVersions, RunRecords, check_name
@@ -52,6 +56,17 @@ class PerformanceModels:
         _, stored = self.registry.save(name, artifact)
         return stored
 
+    def fit_error_model(self, model: str, features: FeatureMatrix, history: History, ai_source: str,
+                        judges: list[str], seed: int = 0, experiment: str = "") -> dict:
+        """Fits an error model on labelled pairs and stores it as the next version of `model`
+        (default "default.errors")."""
+        name = check_name("model", model or f"{DEFAULT_MODEL}.errors")
+        fitted = label_quality.fit(history, features.feature_names, ai_source, judges, seed)
+        artifact = dict(fitted.to_json(), experiment=experiment, experiments=[experiment] if experiment else [],
+                        feature_set_version=features.feature_set_version)
+        _, stored = self.registry.save(name, artifact)
+        return stored
+
     def import_artifact(self, model: str, exported: dict) -> dict:
         """Stores a PPM exported elsewhere as the next version of `model`, once its checksum
         and content check out (a file that does not is refused, nothing stored)."""
@@ -62,9 +77,9 @@ class PerformanceModels:
         if artifact_digest(artifact) != digest:
             raise InvalidArgument("json", "the artifact does not match its sha256: the file was changed or cut")
         try:
-            PerformanceModel.from_json(artifact)
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidArgument("json", f"not a PPM this version can use: {error}") from None
+            (ErrorModel if artifact.get("kind") == ERROR_MODEL else PerformanceModel).from_json(artifact)
+        except (KeyError, TypeError, ValueError, InvalidArgument) as error:
+            raise InvalidArgument("json", f"not a model this version can use: {error}") from None
         origin = f"{artifact.get('model', '?')}/{artifact.get('version', '?')}"
         _, stored = self.registry.save(check_name("model", model or artifact.get("model") or DEFAULT_MODEL),
                                        artifact | {"imported_from": origin})

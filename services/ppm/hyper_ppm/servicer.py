@@ -13,6 +13,7 @@ from hyper.api import proto_convert
 from hyper.core.errors import InvalidArgument, Unauthenticated
 from hyper.v1 import common_pb2, ppm_pb2, ppm_pb2_grpc
 from hyper_ppm.fitting import DEFAULT_CV_FOLDS
+from hyper_ppm.histories import history_from_proto
 from hyper_ppm.models import PerformanceModels
 from hyper_ppm.store import DEFAULT_MODEL
 
@@ -23,12 +24,17 @@ MODEL_VERSION = Gauge("hyper_ppm_model_version", "Number of the latest fitted PP
 
 def model_info(artifact: dict, promoted: str) -> ppm_pb2.ModelInfo:
     experiments = artifact.get("experiments") or [e for e in [artifact.get("experiment", "")] if e]
-    return ppm_pb2.ModelInfo(
+    info = ppm_pb2.ModelInfo(
         model=artifact["model"], version=artifact["version"], kind=artifact["kind"],
         feature_names=artifact["feature_names"], n_runs=len(artifact.get("training_runs", [])),
-        metrics=artifact.get("metrics", {}), created_at=artifact["created_at"],
-        skill=common_pb2.Skill(**artifact["skill"]), target=artifact["target"], experiments=experiments,
-        promoted=artifact["version"] == promoted, imported_from=artifact.get("imported_from", ""))
+        metrics=artifact.get("metrics", {}), created_at=artifact["created_at"], target=artifact["target"],
+        experiments=experiments, promoted=artifact["version"] == promoted,
+        imported_from=artifact.get("imported_from", ""))
+    if "skill" in artifact:  # a PPM's
+        info.skill.CopyFrom(common_pb2.Skill(**artifact["skill"]))
+    if "error_skill" in artifact:  # an error model's
+        info.error_skill.CopyFrom(json_format.ParseDict(artifact["error_skill"], common_pb2.ErrorModelSkill()))
+    return info
 
 
 class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
@@ -89,6 +95,11 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
         if created:
             RUNS_RECORDED.labels(run.state).inc()
         return ppm_pb2.RecordRunResponse(created=created)
+
+    def FitErrorModel(self, request, context):
+        features, history = history_from_proto(request)
+        return self._stored(self.models.fit_error_model(request.model, features, history, request.ai_source,
+                                                        list(request.judges), request.seed, request.experiment))
 
     def ListRuns(self, request, context):
         runs = [json_format.ParseDict(r, ppm_pb2.Run(), ignore_unknown_fields=True)

@@ -30,7 +30,8 @@ class RouterDataPlane:
         """The dataset and its memo key (None for inline instances: the router fingerprints them)."""
         return self.router.load_dataset(source) if isinstance(source, DatasetRef) else (source, None)
 
-    def route(self, source: DatasetSource, budget: Budget, options: RouteOptions, page_size: int) -> RouteResult:
+    def route(self, source: DatasetSource, budget: Budget | None, options: RouteOptions, page_size: int
+              ) -> RouteResult:
         dataset, key = self._load(source)
         route = self.router.route(dataset, budget, options, key)
         ref = DatasetRefBody(path=source.path, format=source.format, columns=dict(source.columns),

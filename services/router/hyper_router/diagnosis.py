@@ -4,8 +4,10 @@ From a dataset with human, AI and reference labels and the tagger's features: ho
 source agrees with the reference, where the judge errs (error rate per feature bin), whether
 its errors can be predicted (a cross-validated AUC from the features, from the judge's
 confidence, and from both), and the label accuracy to expect at each budget when routing at
-random, by judge confidence (uncertainty), by a cross-fitted model of judge errors, and by an
-oracle that knows the errors (the ceiling).
+random, by judge confidence (uncertainty), by the calibrated error model (cross-fitted, the
+same code and folds `hyper train` measures an error model with, so a diagnosis of a history
+and the error model fitted on it say the same), and by an oracle that routes exactly the
+pairs the judge gets wrong and the human right (the ceiling).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Dataset
 from hyper.core.stats import Estimate, auc_interval, wilson
 from hyper.data.label_sources import LabelRoles, ResolvedLabels, resolve
+from hyper.method import label_quality
+from hyper.method.error_models import History, Inputs
 
 MIN_SUPPORT = 20  # scored pairs a feature bin needs before its error rate is reported
 BUDGETS = np.round(np.linspace(0.0, 1.0, 21), 2)
 FOLDS = 5
 MEANINGFUL_GAIN = 0.01  # a point of label accuracy at 25% budget: below it, "pays little"
+VERDICT_BUDGET = 0.25
 
 
 @dataclass
@@ -42,20 +47,22 @@ class Diagnosis:
     feature_errors: list[tuple[str, int, Estimate]]  # worst first
     error_auc: dict[str, Estimate]  # "features", "confidence", "both"
     expected_accuracy: dict[str, list[float]]  # strategy -> label accuracy at each of BUDGETS
+    gains: dict[str, Estimate]  # strategy -> cross-fitted gain over random at VERDICT_BUDGET
     budgets: list[float] = field(default_factory=lambda: BUDGETS.tolist())
 
     def verdict(self) -> str:
-        inputs, best = max(self.error_auc.items(), key=lambda item: item[1].mean)
-        auc = f"AUC {best.mean:.2f} [{best.ci_low:.2f}, {best.ci_high:.2f}] from {inputs}"
-        if best.ci_low <= 0.5:
-            return f"routing is not shown to pay here: the judge's errors are not predictable ({auc})"
-        at = int(np.argmin(np.abs(BUDGETS - 0.25)))
-        gains = {name: self.expected_accuracy[name][at] - self.expected_accuracy["random"][at]
-                 for name in ("uncertainty", "error_model")}
-        opening = "routing can pay" if max(gains.values()) >= MEANINGFUL_GAIN else "routing pays little here"
-        return (f"{opening}: judge errors are predictable ({auc}); at 25% budget the expected label "
-                f"accuracy over random is {gains['uncertainty']:+.3f} by judge confidence and "
-                f"{gains['error_model']:+.3f} by the error model")
+        """The same test Route's skill gate makes: a cross-fitted gain over random whose
+        interval excludes zero."""
+        name, best = max(self.gains.items(), key=lambda item: item[1].mean)
+        gain = f"{best.mean:+.3f} [{best.ci_low:+.3f}, {best.ci_high:+.3f}]"
+        others = ", ".join(f"{s} {g.mean:+.3f} [{g.ci_low:+.3f}, {g.ci_high:+.3f}]" for s, g in self.gains.items()
+                           if s != name)
+        if best.ci_low <= 0:
+            return (f"routing is not shown to pay here: at {VERDICT_BUDGET:.0%} budget the best strategy, {name}, "
+                    f"gains {gain} in label accuracy over random (cross-fitted), an interval including zero")
+        opening = "routing can pay" if best.mean >= MEANINGFUL_GAIN else "routing pays little here"
+        return (f"{opening}: at {VERDICT_BUDGET:.0%} budget {name} gains {gain} in label accuracy over random "
+                f"(cross-fitted; {others})")
 
 
 def confidence_inputs(confidence: np.ndarray) -> np.ndarray:
@@ -139,19 +146,26 @@ def diagnose(dataset: Dataset, features: FeatureMatrix, roles: LabelRoles, seed:
     inputs = error_inputs(features, resolved.confidence)
     probability = {name: cross_fitted_error_probability(x[scored], errors[scored], seed)
                    for name, x in inputs.items()}
-    error_model = np.zeros(len(dataset))
-    error_model[scored] = probability["both"]
-    oracle_first = np.argsort(~errors, kind="stable")
+    history = History(Inputs(features.bits, resolved.confidence), resolved.correct(resolved.ai),
+                      resolved.correct(resolved.human), resolved.scored(), resolved.forced(),
+                      resolved.reference_sources == (roles.human,))
+    parts = label_quality.held_out_gains(history, seed)
+    held_out = np.zeros(len(dataset))
+    for part in parts[:label_quality.FOLDS]:  # the first repeat: every pair held out once
+        held_out[part.rows] = part.gains
+    gains = label_quality.cross_fitted_gains(history, parts, seed, (VERDICT_BUDGET,))
+    right_only_by_human = resolved.scored() & errors & resolved.correct(resolved.human)
     curves = {"random": random_accuracy(resolved),
               "uncertainty": accuracy_by_budget(resolved, np.argsort(np.nan_to_num(resolved.confidence, nan=1.0),
                                                                      kind="stable")),
-              "error_model": accuracy_by_budget(resolved, np.argsort(-error_model, kind="stable")),
-              "oracle": accuracy_by_budget(resolved, oracle_first)}
+              "error_model": accuracy_by_budget(resolved, np.argsort(-held_out, kind="stable")),
+              "oracle": accuracy_by_budget(resolved, np.argsort(~right_only_by_human, kind="stable"))}
     return Diagnosis(
         len(dataset), int(resolved.scored().sum()), int(resolved.forced().sum()), resolved.notes,
         agreement_by_source(dataset, resolved, roles), wilson(int(errors[scored].sum()), int(scored.sum())),
         feature_errors(features, errors, scored),
-        {name: auc_interval(p, errors[scored], seed) for name, p in probability.items()}, curves)
+        {name: auc_interval(p, errors[scored], seed) for name, p in probability.items()}, curves,
+        {name: Estimate(table["mean"][0], table["ci_low"][0], table["ci_high"][0]) for name, table in gains.items()})
 
 
 def agreement_by_source(dataset: Dataset, resolved: ResolvedLabels, roles: LabelRoles) -> dict[str, Estimate]:

@@ -174,7 +174,7 @@ def _black_box_greedy(problem: RoutingProblem) -> np.ndarray:
         candidates = np.flatnonzero(_fits(problem, state))
         if len(candidates) == 0:
             return chosen
-        gains = problem.model.predict(base + problem.items[candidates]) - problem.score(chosen)[0]
+        gains = problem.ppm.predict(base + problem.items[candidates]) - problem.score(chosen)[0]
         if not problem.exact_count:
             candidates, gains = candidates[gains > 0], gains[gains > 0]
         order = candidates[np.argsort(-gains / problem.costs[candidates], kind="stable")[:block]]
@@ -193,7 +193,7 @@ def optimize(problem: RoutingProblem, n_candidates: int, rng: np.random.Generato
     starts = [topk(problem)]
     if n_candidates:
         starts.append(best_candidate(problem, sample_candidates(problem, n_candidates, rng)))
-    form = problem.model.quadratic_form
+    form = problem.ppm.quadratic_form
     if form is None:
         starts.append(_black_box_greedy(problem))
         return max(starts, key=lambda chosen: float(problem.score(chosen)[0]))

@@ -97,23 +97,28 @@ class PaidItems:
     uniform: bool  # one paid source, every cost 1: a budget is a count
 
 
-def paid_problem(dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel) -> PaidItems:
-    """Item rows are per-1,000 counts of this dataset, the units the PPM was fitted in."""
+def paid_problem(dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel | None
+                 ) -> PaidItems:
+    """Item rows are per-1,000 counts of this dataset, the units the PPM was fitted in (none
+    without a PPM: the label-quality strategies rank pairs, not mixes)."""
     n = len(dataset)
-    items = paid_items(tagged.features, model, options.sources)
-    items *= np.float32(COUNT_SCALE / n)
+    if model is None:
+        items = np.zeros((n * len(options.sources), 0), dtype=np.float32)
+    else:
+        items = paid_items(tagged.features, model, options.sources)
+        items *= np.float32(COUNT_SCALE / n)
     costs = item_costs(dataset, options, tagged.features, tagged.raw)
     uniform = len(options.sources) == 1 and bool(np.all(costs == 1.0))
     return PaidItems(RoutingProblem(items, np.tile(np.arange(n), len(options.sources)), np.ones_like(costs), 0.0,
                                     n, model), costs, uniform)
 
 
-def build_problem(paid: PaidItems, budget: Budget, confidence: np.ndarray | None = None
-                  ) -> tuple[RoutingProblem, float]:
+def build_problem(paid: PaidItems, budget: Budget, confidence: np.ndarray | None = None,
+                  label_gains: np.ndarray | None = None) -> tuple[RoutingProblem, float]:
     """The routing problem and the budget's 100% in its units (instances or cost)."""
     n = paid.problem.n_instances
     amount, costed = budget_in_cost_units(budget, paid.costs, n, paid.uniform)
-    problem = dataclasses.replace(paid.problem, budget=amount, confidence=confidence,
+    problem = dataclasses.replace(paid.problem, budget=amount, confidence=confidence, label_gains=label_gains,
                                   costs=paid.costs if costed else paid.problem.costs)
     return problem, float(paid.costs[:n].sum()) if costed else float(n)
 
@@ -126,6 +131,7 @@ class ForcedSplit:
 
     def __init__(self, problem: RoutingProblem, forced: np.ndarray):
         self.problem = problem
+        self.forced = forced  # per instance
         self.forced_items = np.flatnonzero(forced)  # block 0: the first paid source
         self.kept_items = ~forced[problem.instance]
         self.forced_cost = float(problem.costs[self.forced_items].sum())
@@ -137,7 +143,8 @@ class ForcedSplit:
             problem.items[self.kept_items], renumbered[problem.instance[self.kept_items]],
             problem.costs[self.kept_items], problem.budget - self.forced_cost, int((~forced).sum()),
             problem.model, None if problem.confidence is None else problem.confidence[~forced],
-            offset=problem.items[self.forced_items].sum(axis=0, dtype=np.float64))
+            offset=problem.items[self.forced_items].sum(axis=0, dtype=np.float64),
+            label_gains=None if problem.label_gains is None else problem.label_gains[~forced])
 
     def at_budget(self, budget: float) -> RoutingProblem:
         """What is left to choose when the whole problem's budget is `budget`."""

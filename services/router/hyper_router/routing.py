@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,26 +19,36 @@ from hyper.api.clients import FeaturesNotCached, Tagged
 from hyper.api.messages import (
     AI,
     DEFAULT_SOURCE,
-    STRATEGIES,
+    PPM_STRATEGIES,
     Budget,
     CountVector,
-    CurvePoint,
+    EstimateBody,
+    GuaranteeBody,
     RouteOptions,
     RouteResult,
     Skill,
-    Source,
 )
-from hyper.core.errors import HyperError, InvalidArgument
+from hyper.core.errors import InvalidArgument, NotFound
 from hyper.core.lru_memo import Memo
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.data import dataset_files
 from hyper.data.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
+from hyper.method.error_models import ErrorModel, Inputs
 from hyper.method.performance_models import PerformanceModel
 from hyper.reports.route_report import RoutedPair, RouteReport, best_budget_verdict, feature_shares
-from hyper_router import selection
+from hyper_router import label_routing
 from hyper_router.diagnosis import Diagnosis, diagnose, require_judge_labels
-from hyper_router.optimize import optimize
+from hyper_router.label_routing import Evidence, Plan, RouteModels, SkillNotDemonstrated
 from hyper_router.problem import ForcedSplit, PaidItems, build_problem, paid_problem, split_forced
+from hyper_router.route_plan import (
+    LabelAccuracy,
+    PPMScore,
+    Predictor,
+    budget_curve,
+    choose,
+    item_gains,
+    per_instance,
+)
 from hyper_router.selection import RoutingProblem
 
 log = logging.getLogger(__name__)
@@ -90,58 +100,6 @@ class Route:
     assignments: AssignmentColumns
 
 
-Solver = Callable[[RoutingProblem, RouteOptions, np.random.Generator], np.ndarray]
-
-# One solver per name of the registry in hyper.api.messages (a test checks they match).
-SOLVERS: dict[str, Solver] = {
-    "topk": lambda problem, options, rng: selection.topk(problem),
-    "simulated": lambda problem, options, rng: selection.simulated(problem, options.n_candidates, rng),
-    "optimal_pos": lambda problem, options, rng: selection.optimal_pos(problem),
-    "optimal_grad": lambda problem, options, rng: selection.optimal_grad(problem, options.epsilon),
-    "random": lambda problem, options, rng: selection.random_mix(problem, rng),
-    "uncertainty": lambda problem, options, rng: selection.uncertainty(problem),
-    "optimize": lambda problem, options, rng: optimize(problem, options.n_candidates, rng),
-}
-assert SOLVERS.keys() == STRATEGIES.keys()
-
-
-def solve(problem: RoutingProblem, options: RouteOptions) -> np.ndarray:
-    return SOLVERS[options.strategy](problem, options, np.random.default_rng(options.seed))
-
-
-def _per_instance(problem: RoutingProblem, chosen: np.ndarray, gains: np.ndarray,
-                  sources: list[Source]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Each instance's route, the gain of its paid item (first source if AI), its cost."""
-    n = problem.n_instances
-    items = np.flatnonzero(chosen)
-    item_of = np.arange(n)  # the first source's item by default
-    item_of[problem.instance[items]] = items
-    route_of = np.zeros(n, dtype=np.int64)  # 0: AI, k: the k-th paid source
-    route_of[problem.instance[items]] = items // n + 1
-    names = np.array([AI, *(source.name for source in sources)], dtype=object)
-    return names[route_of].tolist(), gains[item_of], np.where(route_of > 0, problem.costs[item_of], 0.0)
-
-
-def choose(split: ForcedSplit, options: RouteOptions, budget: float) -> np.ndarray:
-    """The strategy's choice under `budget`, the forced pairs included, over the whole problem."""
-    return split.whole(solve(split.at_budget(budget), options))
-
-
-def budget_curve(split: ForcedSplit, options: RouteOptions, total: float) -> list[CurvePoint]:
-    problem = split.problem
-    points = []
-    for fraction in np.linspace(0.0, 1.0, options.curve_points):
-        budget = round(fraction * total) if problem.exact_count else fraction * total
-        chosen = choose(split, options, float(budget))
-        counts = problem.counts(chosen)
-        lower, upper = problem.model.predict_interval(counts, options.interval_level, problem.n_instances)
-        points.append(CurvePoint(budget_fraction=float(fraction),
-                                 predicted=float(problem.model.predict(counts)[0]),
-                                 lower=float(lower[0]), upper=float(upper[0]),
-                                 n_paid=int(chosen.sum()), cost=float(problem.costs[chosen].sum())))
-    return points
-
-
 def skill_warnings(model: PerformanceModel, version: str) -> list[str]:
     skill = model.skill
     if skill.demonstrated:
@@ -151,10 +109,6 @@ def skill_warnings(model: PerformanceModel, version: str) -> list[str]:
             f"interval [{skill.ci_low:.2f}, {skill.ci_high:.2f}], which includes zero. Its "
             "predicted score, and the routing of the strategies that follow it, may be no better "
             "than chance."]
-
-
-class SkillNotDemonstrated(HyperError):
-    """A Route that asked for a skilled PPM (require_skill) and met one without skill."""
 
 
 def confidence_key(dataset: Dataset) -> bytes:
@@ -209,6 +163,7 @@ class Router:
         self.datasets: Memo[Dataset] = Memo(memo_size)
         self.tags: Memo[Tagged] = Memo(memo_size)
         self.models: Memo[tuple[PerformanceModel, str]] = Memo(16)
+        self.error_models: Memo[tuple[ErrorModel, str]] = Memo(16)
         self.paid: Memo[PaidItems] = Memo(memo_size)
 
     def load_dataset(self, ref: DatasetRef) -> tuple[Dataset, Hashable]:
@@ -305,9 +260,9 @@ class Router:
         options = RouteOptions(strategy=route.strategy, ppm_model=route.ppm_model, ppm_version=route.ppm_version,
                                ai_source=route.ai_source, judges=route.judges, budget_curve=True)
         again = self.route(dataset, Budget(fraction=route.budget_fraction), options, dataset_key).result
-        best = max(again.budget_curve, key=lambda p: p.predicted)
+        best = max(again.budget_curve, key=lambda p: p.predicted, default=None)
         with_curve = route.model_copy(update={"budget_curve": again.budget_curve,
-                                              "optimal_budget_fraction": best.budget_fraction})
+                                              "optimal_budget_fraction": best.budget_fraction if best else None})
         dataset, _, tagged = self.prepare(dataset, options, dataset_key)
         routes = {a.id: a for a in route.assignments}
         if set(routes) != set(tagged.features.instance_ids):
@@ -322,50 +277,126 @@ class Router:
         ranked = sorted(route.assignments, key=lambda a: -a.gain)
         sample = ([a for a in ranked if a.route != AI][:sample_size]
                   + [a for a in ranked if a.route == AI][:sample_size])
-        notes = [] if abs(again.predicted_score - route.predicted_score) < 1e-6 else [
+        notes = [] if again.predicted_score is None or route.predicted_score is None or \
+            abs(again.predicted_score - route.predicted_score) < 1e-6 else [
             f"Routed again, the PPM predicts {again.predicted_score:.4f} at this budget where the route said "
             f"{route.predicted_score:.4f}: the file, the PPM version's inputs or the route's options have changed "
             "since (a route made before its judges were recorded is explained without them)."]
         return RouteReport(
-            with_curve, best_budget_verdict([p.model_dump() for p in again.budget_curve], best.budget_fraction),
+            with_curve, best_budget_verdict([p.model_dump() for p in again.budget_curve], best.budget_fraction)
+            if best else "no budget curve: no model predicts this route's score",
             feature_shares(tagged.features.feature_names, tagged.features.bits, human),
             [c for is_human, c in confidence if is_human], [c for is_human, c in confidence if not is_human],
             [RoutedPair(a.id, a.route, a.gain, texts[a.id].prompt, by_id[a.id].judge_confidence) for a in sample],
             notes)
 
-    def route(self, dataset: Dataset, budget: Budget, options: RouteOptions,
+    def route_models(self, options: RouteOptions) -> RouteModels:
+        """The PPM (needed by the PPM strategies) and the error model (by the label-quality
+        strategies and the guaranteed mode); what a strategy needs and lacks is NOT_FOUND."""
+        needs_ppm = options.strategy in PPM_STRATEGIES and options.target_accuracy is None
+        models = RouteModels()
+        name = options.ppm_model or "default"
+        if needs_ppm or options.ppm_version:
+            models.ppm, models.ppm_version = self.model(name, options.ppm_version)
+        models.errors_name = options.error_model or f"{name}.errors"
+        try:
+            models.errors, models.errors_version = self.error_model(models.errors_name, options.error_model_version)
+        except NotFound:
+            if options.strategy == "error_model" or options.target_accuracy is not None:
+                raise NotFound(f"no error model named {models.errors_name!r} has been fitted yet: `hyper train` "
+                               "fits one on pairs with human and judge labels (route with --strategy auto to begin "
+                               "without one: a random sample for humans, the rest by the judge's confidence)") from None
+            models.errors_name = ""
+        return models
+
+    def error_model(self, name: str, version: str) -> tuple[ErrorModel, str]:
+        resolved = version or self.ppm.current_version(name)
+        return self.error_models.get_or_compute(
+            (name, resolved), lambda: (ErrorModel.from_json(self.ppm.artifact(name, resolved)), resolved))
+
+    def route(self, dataset: Dataset, budget: Budget | None, options: RouteOptions,
               dataset_key: Hashable | None = None) -> Route:
         if not dataset.instances:
             raise InvalidArgument("dataset", "has no instances")
-        model, version = self.model(options.ppm_model, options.ppm_version)
-        warnings = skill_warnings(model, version)
-        if warnings and options.require_skill:
-            raise SkillNotDemonstrated(warnings[0] + " (require_skill is set)")
+        models = self.route_models(options)
         dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
-        confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else None
-        paid = self.paid_problem(dataset, options, tagged, model, version, dataset_key)
-        problem, total = build_problem(paid, budget, confidence)
+        inputs = models.errors.inputs(tagged.features.bits, tagged.features.feature_names,
+                                      dataset.judge_confidences) if models.errors else None
+        uses_confidence = options.strategy == "uncertainty" or (options.strategy == "auto" and models.errors is None)
+        confidence = self.judge_confidence(dataset, forced) if uses_confidence else dataset.judge_confidences
+        paid = self.paid_problem(dataset, options, tagged, models.ppm, models.ppm_version, dataset_key)
+        label_gains = models.errors.calibrated.gains(inputs) if models.errors and inputs else None
+        problem, total = build_problem(paid, budget or Budget(fraction=1.0), confidence, label_gains)
         split = split_forced(problem, forced, options.ai_source)
-        chosen = choose(split, options, problem.budget)
-        routes, gains, costs = _per_instance(problem, chosen, selection.item_gains(problem),
-                                             options.sources)
-        counts = problem.counts(chosen)
-        lower, upper = model.predict_interval(counts, options.interval_level, len(dataset))
+        plan = label_routing.plan(options, models, problem.budget / max(total, 1e-12))
+        return self.assemble(dataset, tagged.features.instance_ids, options, models, inputs, split, total, plan)
+
+    def assemble(self, dataset: Dataset, ids: list[str], options: RouteOptions, models: RouteModels,
+                 inputs: Inputs | None, split: ForcedSplit, total: float, plan: Plan) -> Route:
+        """The chosen pairs, their prediction and curve, and the route's summary."""
+        problem = split.problem
+        warnings = list(plan.warnings)
+        if models.ppm is not None and plan.strategy in PPM_STRATEGIES:
+            warnings = skill_warnings(models.ppm, models.ppm_version) + warnings
+            if models.ppm.target == "label_accuracy":  # its Spearman over its own mixes says little
+                warnings += label_routing.unmeasured_warning(plan.strategy)
+            if options.require_skill and not models.ppm.skill.demonstrated:
+                raise SkillNotDemonstrated(warnings[0] + " (require_skill is set)")
+        evidence = Evidence([], 0.0)
+        if models.errors is not None and inputs is not None:
+            evidence = label_routing.check_evidence(models.errors, inputs, options, 1 - problem.budget / max(total, 1))
+        guarantee = None
+        if options.target_accuracy is not None:
+            assert models.errors is not None and inputs is not None
+            guarantee = label_routing.guaranteed(models.errors, inputs, split.forced, options)
+            chosen = np.zeros(len(problem.costs), dtype=bool)
+            chosen[: problem.n_instances] = guarantee.to_human  # the first paid source's items
+            warnings += label_routing.guarantee_warnings(guarantee)
+        else:
+            chosen = choose(split, plan.strategy, options, problem.budget)
+        predictor = self.predictor(models, problem, inputs, evidence)
+        prediction = predictor.predict(chosen, options.interval_level) if predictor else None
+        curve = budget_curve(split, plan.strategy, options, total, predictor) \
+            if options.budget_curve and predictor and guarantee is None else []
+        routes, gains, costs = per_instance(problem, chosen, item_gains(problem), options.sources)
         spent = chosen.sum() if problem.exact_count else problem.costs[chosen].sum()
-        curve = budget_curve(split, options, total) if options.budget_curve else []
         n_by_source = dict(Counter(routes))
+        errors = models.errors
         result = RouteResult(
-            warnings=warnings, ppm_skill=Skill(**model.skill.to_json()), ppm_target=model.target,
-            n_forced_human=int(forced.sum()), route_id="", strategy=options.strategy, n_instances=len(routes),
+            warnings=evidence.warnings + warnings,
+            ppm_skill=Skill(**models.ppm.skill.to_json()) if models.ppm else None,
+            ppm_target=prediction.target if prediction else "", n_forced_human=int(split.forced.sum()),
+            route_id="", strategy=options.strategy, n_instances=len(routes),
             n_human=n_by_source.get(DEFAULT_SOURCE, 0), n_skipped_rows=dataset.n_skipped, n_by_source=n_by_source,
             budget_fraction=float(spent / max(total, 1e-12)), total_cost=float(costs.sum()),
-            predicted_score=float(model.predict(counts)[0]), predicted_lower=float(lower[0]),
-            predicted_upper=float(upper[0]), interval_level=options.interval_level, ppm_version=version,
-            budget_curve=curve, optimal_budget_fraction=max(curve, key=lambda p: p.predicted).budget_fraction
-            if curve else None, assignments=[], ai_source=options.ai_source, ppm_model=options.ppm_model,
-            judges=options.judges, count_vector=CountVector(feature_names=model.feature_names,
-                                                             values=counts[0].tolist()))
-        log.info("routed", extra={"strategy": options.strategy, "n_instances": len(dataset),
+            predicted_score=prediction.mean if prediction else None,
+            predicted_lower=prediction.low if prediction else None,
+            predicted_upper=prediction.high if prediction else None, interval_level=options.interval_level,
+            ppm_version=models.ppm_version, budget_curve=curve,
+            optimal_budget_fraction=max(curve, key=lambda p: p.predicted).budget_fraction if curve else None,
+            assignments=[], ai_source=options.ai_source, ppm_model=options.ppm_model, judges=options.judges,
+            count_vector=CountVector(feature_names=models.ppm.feature_names, values=problem.counts(chosen)[0].tolist())
+            if models.ppm else CountVector(), strategy_chosen=plan.strategy, strategy_reason=plan.reason,
+            routing_gain=EstimateBody(**plan.gain.to_json()) if plan.gain else None,
+            required_budget_fraction=guarantee.budget_fraction if guarantee else None,
+            guarantee=GuaranteeBody(target=guarantee.target, risk=guarantee.risk, reachable=guarantee.reachable,
+                                    bound=guarantee.bound if guarantee.reachable else 0.0,
+                                    assumption=label_routing.ASSUMPTION) if guarantee else None,
+            error_model=models.errors_name, error_model_version=models.errors_version,
+            error_model_skill=errors.skill.to_json() if errors else None)
+        log.info("routed", extra={"strategy": plan.strategy, "n_instances": len(dataset),
                                   "n_paid": int(chosen.sum()), "predicted_score": result.predicted_score,
-                                  "warnings": len(warnings)})
-        return Route(result, AssignmentColumns(tagged.features.instance_ids, routes, gains, costs))
+                                  "warnings": len(result.warnings)})
+        return Route(result, AssignmentColumns(ids, routes, gains, costs))
+
+    @staticmethod
+    def predictor(models: RouteModels, problem: RoutingProblem, inputs: Inputs | None,
+                  evidence: Evidence) -> Predictor | None:
+        """What predicts a route's score: the error model's label accuracy, unless the PPM
+        predicts another target (the paper's rm_accuracy); nothing at a cold start."""
+        if models.errors is not None and inputs is not None and (models.ppm is None or
+                                                                 models.ppm.target == "label_accuracy"):
+            return LabelAccuracy(models.errors, problem, inputs, evidence)
+        if models.ppm is not None:
+            return PPMScore(models.ppm, problem)
+        return None

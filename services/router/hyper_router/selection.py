@@ -10,6 +10,7 @@ setting: items are instances and the budget is a count.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,11 +42,13 @@ class RoutingProblem:
     costs: np.ndarray  # (M,) cost of each item, > 0
     budget: float  # in cost units
     n_instances: int
-    model: PerformanceModel
+    model: PerformanceModel | None  # None: no PPM (the label-quality strategies need none)
     confidence: np.ndarray | None = None  # (n_instances,) AI judge confidence
     # Counts of what is routed to a paid source before any choice (pairs that can only go to
     # humans): part of every count vector, outside the items and the budget.
     offset: np.ndarray | None = None
+    # Per instance, the error model's expected gain in label accuracy from a human label.
+    label_gains: np.ndarray | None = None
     # What depends on the items and the model alone (the gains), computed once and shared by
     # the copies of the problem at other budgets (dataclasses.replace keeps the dict).
     derived: dict = field(default_factory=dict, repr=False, compare=False)
@@ -70,7 +73,13 @@ class RoutingProblem:
         return counts if self.offset is None else counts + self.offset
 
     def score(self, chosen: np.ndarray) -> np.ndarray:
-        return self.model.predict(self.counts(chosen))
+        return self.ppm.predict(self.counts(chosen))
+
+    @property
+    def ppm(self) -> PerformanceModel:
+        if self.model is None:
+            raise InvalidArgument("strategy", "this strategy follows a PPM, and none is given")
+        return self.model
 
     def feasible(self, chosen: np.ndarray) -> bool:
         picked = self.instance[chosen]
@@ -84,7 +93,7 @@ class RoutingProblem:
 def item_gains(problem: RoutingProblem) -> np.ndarray:
     """Per-item gain: PPM(the item's row) - PPM(zero vector), as in the paper's top-k."""
     if "gains" not in problem.derived:
-        problem.derived["gains"] = problem.model.gains(problem.items)
+        problem.derived["gains"] = problem.ppm.gains(problem.items)
     return problem.derived["gains"]
 
 
@@ -142,7 +151,7 @@ def optimal_grad(problem: RoutingProblem, epsilon: float = 0.0) -> np.ndarray:
     order = order[_fill_capped(problem, order)[order]]  # the feasible ones, still in gain order
     prefix_counts = np.cumsum(problem.items[order], axis=0, dtype=np.float64)
     start = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
-    scores = problem.model.predict(np.vstack([np.zeros(problem.items.shape[1]), prefix_counts]) + start)
+    scores = problem.ppm.predict(np.vstack([np.zeros(problem.items.shape[1]), prefix_counts]) + start)
     rises = np.diff(scores) > epsilon
     stop = len(order) if rises.all() else int(np.argmin(rises))
     chosen = np.zeros(len(problem.costs), dtype=bool)
@@ -162,6 +171,24 @@ def uncertainty(problem: RoutingProblem) -> np.ndarray:
                               "the uncertainty strategy needs a judge confidence on every instance")
     item_confidence = problem.confidence[problem.instance]
     return fill_in_order(problem, np.lexsort((problem.costs, item_confidence)))
+
+
+def error_model(problem: RoutingProblem) -> np.ndarray:
+    """The largest expected gains in label accuracy (per unit cost) that fit the budget."""
+    if problem.label_gains is None:
+        raise InvalidArgument("strategy", "the error_model strategy needs an error model")
+    return fill_in_order(problem, _by_ratio(problem.label_gains[problem.instance], problem.costs))
+
+
+def cold_start(problem: RoutingProblem, exploration: float, rng: np.random.Generator) -> np.ndarray:
+    """A first round without a model: a share of the budget on a uniformly random sample (the
+    labels a first error model learns from, unbiased), the rest where the judge is least
+    confident (at random where no confidence is known)."""
+    sample = fill_in_order(dataclasses.replace(problem, budget=exploration * problem.budget),
+                           rng.permutation(len(problem.costs)))
+    if problem.confidence is None or np.isnan(problem.confidence).any():
+        return fill_in_order(problem, rng.permutation(len(problem.costs)), sample)
+    return fill_in_order(problem, np.lexsort((problem.costs, problem.confidence[problem.instance])), sample)
 
 
 # ---------------------------------------------------------------- the paper's knapsack sampler
@@ -251,7 +278,7 @@ class NeighbourScorer:
         self.problem = problem
         self.hoods = hoods
         offset = np.zeros(problem.items.shape[1]) if problem.offset is None else problem.offset
-        self.form = problem.model.quadratic_form
+        self.form = problem.ppm.quadratic_form
         self.quadratic = None if self.form is None else self.form.quadratic
         self.walk_counts = walk_sums(hoods, problem.items) + offset.astype(np.float32)
         if self.form is not None and self.quadratic is not None:
@@ -262,7 +289,7 @@ class NeighbourScorer:
         """(walks, steps + 1) predicted scores of the candidates of `walks`."""
         counts = neighbourhood_counts(self.hoods, self.problem.items, walks, self.walk_counts)
         if self.form is None:
-            return self.problem.model.predict(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:2])
+            return self.problem.ppm.predict(counts.reshape(-1, counts.shape[-1])).reshape(counts.shape[:2])
         if self.quadratic is None:
             return self.form.intercept + counts @ self.form.linear
         slopes = neighbourhood_counts(self.hoods, self.row_slopes, walks, self.walk_slopes)

@@ -15,7 +15,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
     def Route(self, request, context):
         route = self.dataplane.route(proto_convert.dataset_source_from_proto(request.dataset),
-                                     proto_convert.budget_from_proto(request.budget),
+                                     proto_convert.budget_from_proto(request),
                                      proto_convert.route_options_from_proto(request),
                                      page_size(request.page_size, "page_size"))
         return proto_convert.route_result_to_proto(route)

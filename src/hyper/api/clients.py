@@ -121,6 +121,9 @@ class PPMClient(ServiceClient):
         return self.stub.Fit(ppm_pb2.FitRequest(model=model, kind=kind, experiments=names,
                                                 seed=seed, cv_folds=cv_folds))
 
+    def fit_error_model(self, request: ppm_pb2.FitErrorModelRequest) -> ppm_pb2.ModelInfo:
+        return self.stub.FitErrorModel(request, timeout=1800)
+
     def list_models(self) -> list[ppm_pb2.ModelInfo]:
         return list(self.stub.ListModels(ppm_pb2.ListModelsRequest()).versions)
 

@@ -21,7 +21,7 @@ OPTIONAL_NAME = f"^(?:{NAME_PATTERN[1:-1]})?$"  # a stored thing's name, or empt
 ROUTE_ID = re.compile(r"[0-9a-f]{32}")  # what the router mints for every route (fullmatch)
 
 StrategyName = Literal["topk", "simulated", "optimal_pos", "optimal_grad", "random",
-                       "uncertainty", "optimize"]
+                       "uncertainty", "optimize", "error_model", "auto"]
 STRATEGIES: dict[str, str] = {
     "topk": "the largest per-instance PPM gains (per unit cost) that fit the budget",
     "simulated": "the best of n_candidates knapsack mixes by predicted score (the paper's N=500; above "
@@ -31,7 +31,14 @@ STRATEGIES: dict[str, str] = {
     "random": "uniformly random instances: the baseline every strategy must beat",
     "uncertainty": "humans where the AI judge is least confident (needs judge confidences)",
     "optimize": "local search on the PPM's prediction under the budget, never below simulated",
+    "error_model": "the largest expected gains in label accuracy (P(judge wrong) - P(human wrong)) of the "
+                   "calibrated error model",
+    "auto": "the label-quality strategy (error_model or uncertainty) that gained most over random in "
+            "cross-fitting on the error model's history; with no error model yet, a cold start: a random "
+            "sample for humans, the rest by the judge's confidence",
 }
+# Strategies that need a PPM (the others need an error model, or nothing).
+PPM_STRATEGIES = ("topk", "simulated", "optimal_pos", "optimal_grad", "optimize")
 assert tuple(STRATEGIES) == get_args(StrategyName)
 
 DEFAULT_SOURCE = "human"  # the paid source whose PPM columns carry plain feature names
@@ -96,8 +103,20 @@ class RouteOptions(BaseModel):
     judges: list[str] = Field(default_factory=list,
                               description="other judges' label sources: their agreement with the "
                                           "AI label (and the _swapped twins') is its confidence")
-    require_skill: bool = Field(False, description="refuse (FAILED_PRECONDITION) to route with a "
-                                                   "PPM whose skill interval includes zero")
+    require_skill: bool = Field(False, description="refuse (FAILED_PRECONDITION) to route when the strategy's "
+                                                   "skill is not demonstrated: its cross-fitted gain over random, "
+                                                   "or a PPM strategy's PPM skill, has an interval including zero")
+    target_accuracy: float | None = Field(None, gt=0.0, le=1.0, description="the guaranteed mode instead of a "
+                                          "budget: the smallest human budget whose label accuracy reaches this "
+                                          "with probability at least 1 - risk")
+    risk: float = Field(0.1, gt=0.0, lt=1.0, description="the guaranteed mode's risk of missing its target")
+    error_model: str = Field("", pattern=OPTIONAL_NAME, description="the error model's name; empty = "
+                                                                     "<ppm_model or default>.errors")
+    error_model_version: str = Field("", pattern=OPTIONAL_NAME,
+                                     description="the error model's version; empty = the promoted, else the latest")
+    exploration_fraction: float | None = Field(None, ge=0.0, le=1.0, description="auto without an error model "
+                                               "(a cold start): the budget's share spent on a random sample for "
+                                               "humans (default 0.3)")
 
     @field_validator("sources")
     @classmethod
@@ -151,12 +170,47 @@ class DatasetBody(BaseModel):
 
 
 class RouteRequest(RouteOptions):
-    """Route(dataset, budget) with its options."""
+    """Route(dataset, budget) with its options; or, in the guaranteed mode, Route(dataset,
+    target_accuracy, risk) without a budget."""
 
     dataset: DatasetBody
-    budget: Budget
+    budget: Budget | None = None
     page_size: int = Field(0, ge=0, le=100_000, description="assignments in the answer (default 10,000); "
                                                              "the rest from GET /v1/routes/{route_id}?page_token=")
+
+    @model_validator(mode="after")
+    def _budget_or_target(self) -> RouteRequest:
+        if (self.budget is None) == (self.target_accuracy is None):
+            raise ValueError("give a budget, or a target_accuracy (the guaranteed mode), not both")
+        return self
+
+
+class EstimateBody(BaseModel):
+    """A quantity and its interval (95% unless said)."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+
+
+class ErrorModelSkillBody(BaseModel):
+    """An error model's skill, cross-validated on its history: AUC of its judge-error ranking and
+    the expected calibration error of its probabilities, with 95% intervals."""
+
+    auc: EstimateBody
+    calibration_error: EstimateBody
+    n_pairs: int
+    n_errors: int
+
+
+class GuaranteeBody(BaseModel):
+    """What the guaranteed mode promised, and under which assumption."""
+
+    target: float
+    risk: float
+    reachable: bool = Field(description="false: no budget up to 100% reaches the target with that risk")
+    bound: float = Field(description="the label accuracy guaranteed at the budget taken")
+    assumption: str
 
 
 class Assignment(BaseModel):
@@ -200,8 +254,10 @@ class RouteResult(BaseModel):
     `assignments` is one page of the route (every assignment in a file `--out` wrote)."""
 
     warnings: list[str] = Field(description="what a user must know before trusting the result")
-    ppm_skill: Skill
-    ppm_target: str = Field(description='what the PPM predicts: "rm_accuracy" or "label_accuracy"')
+    ppm_skill: Skill | None = Field(None, description="the PPM's skill; absent when the route used no PPM")
+    ppm_target: str = Field(description='what predicted_score predicts: "label_accuracy" (the error model, or a '
+                                        'label-accuracy PPM) or "rm_accuracy" (a PPM of the paper\'s target); '
+                                        '"" when nothing predicts')
     n_forced_human: int = Field(description="pairs without an AI label, routed to humans")
     route_id: str
     strategy: str
@@ -211,9 +267,9 @@ class RouteResult(BaseModel):
     n_by_source: dict[str, int]
     budget_fraction: float
     total_cost: float
-    predicted_score: float
-    predicted_lower: float
-    predicted_upper: float
+    predicted_score: float | None = Field(None, description="absent when no model can predict (a cold start)")
+    predicted_lower: float | None = None
+    predicted_upper: float | None = None
     interval_level: float
     ppm_version: str
     budget_curve: list[CurvePoint]
@@ -229,6 +285,16 @@ class RouteResult(BaseModel):
                                                  "the next page is GET /v1/routes/{route_id}?page_token=...")
     count_vector: CountVector = Field(default_factory=CountVector,
                                       description="the routed mix's count vector in the PPM's features")
+    strategy_chosen: str = Field("", description="the strategy that routed (auto takes one)")
+    strategy_reason: str = Field("", description="why that strategy")
+    routing_gain: EstimateBody | None = Field(None, description="its gain in label accuracy over random routing "
+                                              "at this budget, cross-fitted on the error model's history")
+    required_budget_fraction: float | None = Field(None, description="the guaranteed mode: the budget it needed")
+    guarantee: GuaranteeBody | None = None
+    error_model: str = Field("", description="the error model behind the prediction and the label-quality "
+                                             "strategies (its version is error_model_version)")
+    error_model_version: str = ""
+    error_model_skill: ErrorModelSkillBody | None = None
 
 
 class DiagnoseRequest(BaseModel):
@@ -245,12 +311,6 @@ class DiagnoseRequest(BaseModel):
     judges: list[str] = Field(default_factory=list, description="other judges: their agreement "
                                                                 "with the AI label is its confidence")
     seed: int = Field(0, ge=0)
-
-
-class EstimateBody(BaseModel):
-    mean: float
-    ci_low: float
-    ci_high: float
 
 
 class SourceAgreement(BaseModel):

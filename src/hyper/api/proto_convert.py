@@ -79,8 +79,11 @@ def label_roles_from_proto(request: router_pb2.DiagnoseRequest) -> LabelRoles:
                       tuple(request.judges))
 
 
-def budget_from_proto(message: router_pb2.Budget) -> Budget:
-    return validated(Budget, message_to_dict(message), "budget")
+def budget_from_proto(request: router_pb2.RouteRequest) -> Budget | None:
+    """The request's budget; none in the guaranteed mode (a target accuracy instead), never both."""
+    if request.HasField("budget") == request.HasField("target_accuracy"):
+        raise InvalidArgument("budget", "give a budget, or a target_accuracy (the guaranteed mode), not both")
+    return validated(Budget, message_to_dict(request.budget), "budget") if request.HasField("budget") else None
 
 
 def route_options_from_proto(request: router_pb2.RouteRequest) -> RouteOptions:
@@ -174,3 +177,4 @@ def count_vectors_from_proto(message: common_pb2.CountVectors, field: str = "cou
     if rows is not None and values.size != rows * len(names):
         raise InvalidArgument(field, f"must hold exactly {rows} vector(s)")
     return names, values.reshape(-1, len(names))
+

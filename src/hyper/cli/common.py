@@ -67,8 +67,15 @@ def _option(name: str) -> dict:
 
 
 def add_route_arguments(parser: argparse.ArgumentParser, budget_required: bool = True, labels: bool = True) -> None:
-    parser.add_argument("--budget", required=budget_required, default="1.0",
-                        help="fraction (0.25, 25%%), count (500) or money ($1200)")
+    budget = parser.add_mutually_exclusive_group(required=budget_required)
+    budget.add_argument("--budget", help="fraction (0.25, 25%%), count (500) or money ($1200)")
+    budget.add_argument("--target-accuracy", type=float, help="the guaranteed mode instead of a budget: the "
+                        "smallest budget whose label accuracy reaches this with probability 1 - risk")
+    parser.set_defaults(budget="1.0")
+    parser.add_argument("--risk", type=float, **_option("risk"))
+    parser.add_argument("--error-model", default="", help=RouteOptions.model_fields["error_model"].description)
+    parser.add_argument("--exploration", type=float, default=None,
+                        help=RouteOptions.model_fields["exploration_fraction"].description)
     parser.add_argument("--strategy", choices=STRATEGIES, default=_option("strategy")["default"],
                         help="; ".join(f"{name}: {what}" for name, what in STRATEGIES.items()))
     parser.add_argument("--candidates", type=int, **_option("n_candidates"))
@@ -119,3 +126,11 @@ def skill_text(skill) -> str:
     verdict = "" if skill.ci_low > 0 else "  (no demonstrated skill: the interval includes 0)"
     return (f"cross-validated Spearman {skill.spearman:.2f} [{skill.ci_low:.2f}, "
             f"{skill.ci_high:.2f}] over {skill.n_runs} runs{verdict}")
+
+
+def error_skill_text(skill) -> str:
+    """An error model's skill (an ErrorModelSkillBody or its message) in words."""
+    auc, ece = skill.auc, skill.calibration_error
+    verdict = "" if auc.ci_low > 0.5 else "  (no demonstrated skill: the AUC's interval includes 0.5)"
+    return (f"cross-validated AUC {auc.mean:.2f} [{auc.ci_low:.2f}, {auc.ci_high:.2f}], calibration error "
+            f"{ece.mean:.3f} [{ece.ci_low:.3f}, {ece.ci_high:.3f}] over {skill.n_pairs} pairs{verdict}")

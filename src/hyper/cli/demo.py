@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -61,14 +62,17 @@ def check_route(args: argparse.Namespace, router: RouterClient, batch: Path, rou
         request = route_request(args, data=str(batch), strategy=strategy, seed=seed)
         return [a.route for a in route_whole(router, request).assignments]
 
-    # The judge's confidence from the labels (other judges); without any, the tagger's judge's.
-    uncertainty = routes_of("uncertainty", args.seed) if args.judge else None
+    data = read_data(args, str(batch))
+    # The judge's confidence from the labels: its swapped order, other judges.
+    sources = sources_in(data.instances)
+    confident = bool(args.judge) or f"{args.ai_source}_swapped" in sources
+    uncertainty = routes_of("uncertainty", args.seed) if confident else None
     randoms = [routes_of("random", k) for k in range(RANDOM_SEEDS)]
-    check = check_batch(read_data(args, str(batch)), label_roles(args), [a.route for a in route.assignments],
-                        uncertainty, randoms)
-    print(f"\n== checked on the batch's reference labels ({check.n_scored} scored pairs, unseen by the PPM)")
-    print(f"label accuracy   {args.strategy:<12s} {check.routed:.4f}   (the PPM predicted {route.predicted_score:.4f} "
-          f"[{route.predicted_lower:.4f}, {route.predicted_upper:.4f}])")
+    check = check_batch(data, label_roles(args), [a.route for a in route.assignments], uncertainty, randoms)
+    print(f"\n== checked on the batch's reference labels ({check.n_scored} scored pairs, unseen by the models)")
+    predicted = ("nothing was predicted" if route.predicted_score is None else
+                 f"predicted {route.predicted_score:.4f} [{route.predicted_lower:.4f}, {route.predicted_upper:.4f}]")
+    print(f"label accuracy   {route.strategy_chosen:<12s} {check.routed:.4f}   ({predicted})")
     if check.uncertainty is not None:
         print(f"                 uncertainty  {check.uncertainty:.4f}")
     print(f"                 random       {check.random.mean:.4f}   (mean of {RANDOM_SEEDS} seeds)")
@@ -80,21 +84,30 @@ def check_route(args: argparse.Namespace, router: RouterClient, batch: Path, rou
             "random": check.random.to_json(), "routed_minus_random": diff.to_json()}
 
 
+def with_user_roots(settings: Settings, *paths: Path) -> Settings:
+    """The settings of the processes the demo starts for its user: they may read the files the
+    user named (a shared server keeps its own data roots)."""
+    roots = [settings.data_roots, *(str(p.resolve()) for p in paths)]
+    return settings.model_copy(update={"data_roots": os.pathsep.join(dict.fromkeys(roots))})
+
+
 def demo(args: argparse.Namespace, settings: Settings) -> None:
     start, out = time.monotonic(), Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     print("== starting tagger, ppm and router", flush=True)
-    up(settings)
+    up(with_user_roots(settings, Path(args.data).parent, out.parent))
     router = RouterClient.connect(settings)
     dataset = read_data(args)
-    print(f"\n== can routing pay on {Path(args.data).name}? (hyper diagnose)", flush=True)
     judged = args.ai_source in sources_in(dataset.instances)
+    history, batch = split(dataset, args, out.parent)
+    print("\n== can routing pay here? (hyper diagnose of the history: what a team knows before routing)",
+          flush=True)
     verdict = "not diagnosed: the data has no AI labels (the training loop cross-fits a judge)"
     if judged:
-        verdict = run_diagnose(router, diagnose_request(args), out.with_name("diagnose.png"),
-                               Path(args.data).name).verdict
+        verdict = run_diagnose(router, diagnose_request(args, str(history)), out.with_name("diagnose.png"),
+                               history.name).verdict
     else:
         print(verdict)
-    history, batch = split(dataset, args, out.parent)
     print(f"\n== training a PPM on the history ({history.name}: pairs with human and AI labels)", flush=True)
     training = train(read_data(args, str(history)), loop_config(args), settings)
     print(f"\n== routing the new batch ({batch.name}) at budget {args.budget}", flush=True)
@@ -128,7 +141,7 @@ def demo_parser(parser: argparse.ArgumentParser) -> None:
     add_label_arguments(parser)
     parser.add_argument("--batch-fraction", type=float, default=0.3,
                         help="share of the data held out as the new batch to route (default %(default)s)")
-    parser.set_defaults(run=cmd_demo, out="out/demo/routing.json", paid_source=[])
+    parser.set_defaults(run=cmd_demo, out="out/demo/routing.json", paid_source=[], strategy="auto")
 
 
 PARSERS = {"demo": demo_parser}

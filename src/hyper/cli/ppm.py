@@ -10,25 +10,31 @@ from pathlib import Path
 import numpy as np
 
 from hyper.api.clients import PPMClient
+from hyper.cli.common import error_skill_text
 from hyper.core.atomic_files import write_json_atomic
 from hyper.core.errors import InvalidArgument
 from hyper.core.settings import Settings
+from hyper.method.error_models import KIND as ERROR_MODEL
 from hyper.method.performance_models import KINDS, PerformanceModel, artifact_digest
 
 
 def skill_cell(info) -> str:
+    """A PPM's cross-validated Spearman, or an error model's cross-validated AUC."""
+    if info.kind == ERROR_MODEL:
+        auc = info.error_skill.auc
+        return f"AUC {auc.mean:.2f} [{auc.ci_low:.2f}, {auc.ci_high:.2f}]"
     skill = info.skill
     return f"{skill.spearman:+.2f} [{skill.ci_low:+.2f}, {skill.ci_high:+.2f}]"
 
 
 def cmd_list(args, settings: Settings) -> None:
     versions = PPMClient.connect(settings).list_models()
-    print(f"  {'model':<16s} {'version':<14s} {'kind':<10s} {'target':<15s} {'runs':>5s}  {'skill (CV Spearman)':<22s} "
+    print(f"  {'model':<16s} {'version':<14s} {'kind':<11s} {'target':<15s} {'runs':>5s}  {'skill (CV)':<22s} "
           "created               experiments")
     for info in versions:
         mark = "*" if info.promoted else " "
         origin = f" (imported from {info.imported_from})" if info.imported_from else ""
-        print(f"{mark} {info.model:<16s} {info.version:<14s} {info.kind:<10s} {info.target:<15s} {info.n_runs:>5d}  "
+        print(f"{mark} {info.model:<16s} {info.version:<14s} {info.kind:<11s} {info.target:<15s} {info.n_runs:>5d}  "
               f"{skill_cell(info):<22s} {info.created_at}  {','.join(info.experiments)}{origin}")
     print(f"{len(versions)} versions; * = promoted (what Route uses unless it names a version; "
           "without one, the latest)")
@@ -43,10 +49,29 @@ def feature_gains(artifact: dict, top: int) -> list[tuple[str, float]]:
     return [(model.feature_names[k], float(gains[k])) for k in order]
 
 
+def show_error_model(info, artifact: dict) -> None:
+    """An error model: its skill, and what it gains over random at a few budgets (cross-fitted)."""
+    print(f"model          {info.model} {info.version}{'  (promoted)' if info.promoted else ''}")
+    print(f"kind           error model of label_{artifact['ai_source']}'s errors, {len(info.feature_names)} features "
+          f"and the judge's confidence")
+    print(f"skill          {error_skill_text(info.error_skill)}")
+    for name, value in sorted(info.metrics.items()):
+        print(f"metric         {name} = {value:.4g}")
+    print("gain vs random (label accuracy, cross-fitted on its history)")
+    for strategy, table in artifact["gains"].items():
+        shown = [k for k, b in enumerate(table["budgets"]) if round(b * 100) in (10, 25, 50)]
+        cells = [f"{table['budgets'][k]:.0%}: {table['mean'][k]:+.3f} [{table['ci_low'][k]:+.3f}, "
+                 f"{table['ci_high'][k]:+.3f}]" for k in shown]
+        print(f"               {strategy:<12s} " + "  ".join(cells))
+
+
 def cmd_show(args, settings: Settings) -> None:
     ppm = PPMClient.connect(settings)
     info = ppm.info(args.model, args.version)
     artifact = ppm.artifact(args.model, info.version)
+    if info.kind == ERROR_MODEL:
+        show_error_model(info, artifact)
+        return
     print(f"model          {info.model} {info.version}{'  (promoted)' if info.promoted else ''}")
     print(f"kind           {info.kind}, predicts {info.target}, {len(info.feature_names)} features")
     print(f"skill          cross-validated Spearman {skill_cell(info)} over {info.n_runs} runs"

@@ -16,11 +16,12 @@ from hyper.cli.common import (
     add_data_arguments,
     add_label_arguments,
     add_route_arguments,
+    error_skill_text,
     print_warnings,
     skill_text,
 )
 from hyper.core.atomic_files import atomic_open, write_json_atomic, write_text_atomic
-from hyper.core.errors import InvalidArgument
+from hyper.core.errors import HyperError, InvalidArgument
 from hyper.core.settings import Settings
 from hyper.data.dataset_files import parse_columns
 from hyper.reports.plots import plot_budget_curve, plot_expected_accuracy
@@ -62,12 +63,17 @@ def route_request(args: argparse.Namespace, *, data: str = "", strategy: str = "
                   budget_curve: bool = False) -> RouteRequest:
     """The typed request the flags describe (with the data, strategy or seed given instead);
     its checks name the field, as over gRPC."""
-    request = {"dataset": dataset_body(args, data or args.data), "budget": parse_budget(args.budget),
-               "strategy": strategy or args.strategy, "seed": args.seed if seed is None else seed,
+    request = {"dataset": dataset_body(args, data or args.data), "strategy": strategy or args.strategy,
+               "seed": args.seed if seed is None else seed,
                "n_candidates": args.candidates, "ppm_model": args.ppm_model, "ppm_version": args.ppm_version,
                "epsilon": args.epsilon, "interval_level": args.interval, "budget_curve": budget_curve,
                "curve_points": args.points, "ai_source": args.ai_source, "judges": args.judge,
-               "require_skill": args.require_skill, "page_size": args.page_size}
+               "require_skill": args.require_skill, "page_size": args.page_size, "risk": args.risk,
+               "error_model": args.error_model, "exploration_fraction": args.exploration}
+    if args.target_accuracy is None:
+        request["budget"] = parse_budget(args.budget)
+    else:
+        request["target_accuracy"] = args.target_accuracy
     if args.source:
         request["sources"] = parse_sources(args.source)
     if args.human_cost_base or args.human_cost_per_1k_tokens:
@@ -106,20 +112,50 @@ def write_route_file(path: Path, route: RouteResult, assignments: Iterable[Assig
         out.write("\n ]\n}\n")
 
 
+def estimate_text(estimate) -> str:
+    return f"{estimate.mean:+.3f} [{estimate.ci_low:+.3f}, {estimate.ci_high:+.3f}]"
+
+
 def print_route(route: RouteResult, largest: list[Assignment]) -> None:
     print_warnings(route.warnings)
     n = route.n_instances
-    print(f"strategy         {route.strategy}")
+    chosen = f" -> {route.strategy_chosen}" if route.strategy_chosen != route.strategy else ""
+    print(f"strategy         {route.strategy}{chosen}: {route.strategy_reason}")
+    if route.routing_gain is not None:
+        print(f"gain vs random   {estimate_text(route.routing_gain)} label accuracy at this budget (cross-fitted "
+              "on the error model's history)")
+    if route.guarantee is not None:
+        print_guarantee(route)
     print(f"instances        {n}" + (f" ({route.n_skipped_rows} bad rows skipped)" if route.n_skipped_rows else ""))
     for source, count in sorted(route.n_by_source.items()):
         print(f"routed to {source:<6s} {count} ({count / max(n, 1):.1%})")
     if route.n_forced_human:
         print(f"                 ({route.n_forced_human} of them have no AI label: humans only)")
-    print(f"predicted        {route.ppm_target} {route.predicted_score:.4f}  "
-          f"[{route.predicted_lower:.4f}, {route.predicted_upper:.4f}] at {route.interval_level:.0%}")
-    print(f"PPM              {route.ppm_version}: {skill_text(route.ppm_skill)}")
+    if route.predicted_score is None:
+        print("predicted        nothing: no model has learnt this judge's errors yet (`hyper train`)")
+    else:
+        print(f"predicted        {route.ppm_target} {route.predicted_score:.4f}  "
+              f"[{route.predicted_lower:.4f}, {route.predicted_upper:.4f}] at {route.interval_level:.0%}")
+    if route.error_model_skill is not None:
+        print(f"error model      {route.error_model}/{route.error_model_version}: "
+              f"{error_skill_text(route.error_model_skill)}")
+    if route.ppm_skill is not None:
+        print(f"PPM              {route.ppm_version}: {skill_text(route.ppm_skill)}")
     print(f"cost             {route.total_cost:g}")
     print("largest gains    " + ", ".join(f"{a.id} ({a.gain:+.2g})" for a in largest))
+
+
+def print_guarantee(route: RouteResult) -> None:
+    guarantee = route.guarantee
+    assert guarantee is not None
+    if guarantee.reachable:
+        print(f"guarantee        label accuracy >= {guarantee.target:.3f} with probability >= {1 - guarantee.risk:.0%} "
+              f"needs {route.required_budget_fraction:.1%} of the pairs to humans (the bound at that budget: "
+              f"{guarantee.bound:.3f})")
+    else:
+        print(f"guarantee        no budget up to 100% reaches label accuracy {guarantee.target:.3f} with probability "
+              f">= {1 - guarantee.risk:.0%}")
+    print(f"                 assuming {guarantee.assumption}")
 
 
 def run_route(router: RouterClient, request: RouteRequest, out: str = "", as_json: bool = False) -> RouteResult:
@@ -150,6 +186,8 @@ def run_curve(router: RouterClient, request: RouteRequest, png: Path, title: str
     assignments, with the curve's verdict (JSON beside the PNG)."""
     route = route_whole(router, request).model_copy(update={"assignments": []})
     print_warnings(route.warnings)
+    if not route.budget_curve:
+        raise HyperError("no budget curve: no model predicts this route's score (fit one with `hyper train`)")
     points = [point.model_dump() for point in route.budget_curve]
     best = max(points, key=lambda p: p["predicted"])["budget_fraction"]
     verdict = best_budget_verdict(points, best)

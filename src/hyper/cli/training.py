@@ -8,12 +8,13 @@ import json
 from dataclasses import asdict
 
 from hyper.api.clients import PPMClient, TaggerClient
-from hyper.api.messages import Skill
+from hyper.api.messages import ErrorModelSkillBody, Skill
 from hyper.cli.common import (
     add_data_arguments,
     add_label_arguments,
     add_mixes_arguments,
     add_paid_source_argument,
+    error_skill_text,
     label_roles,
     read_data,
     skill_text,
@@ -42,6 +43,9 @@ def print_training(result: LoopResult) -> None:
     print(f"{'mixes':<11s} {result.n_runs} scored by {result.target}: 100% human "
           f"{result.all_human_score:.4f}, 100% AI {result.all_ai_score:.4f}")
     print(f"{'PPM':<11s} {result.ppm_version}: {skill_text(Skill(**result.ppm_skill))}")
+    if result.error_model:
+        skill = ErrorModelSkillBody.model_validate(result.error_model_skill)
+        print(f"{'error model':<11s} {result.error_model}: {error_skill_text(skill)}")
 
 
 def train(dataset: Dataset, config: LoopConfig, settings: Settings, as_json: bool = False) -> LoopResult:

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hyper.api import proto_convert
 from hyper.api.clients import PPMClient, TaggerClient
 from hyper.api.messages import DEFAULT_SOURCE
 from hyper.core.atomic_files import atomic_open, write_text_atomic
 from hyper.core.errors import InvalidArgument
-from hyper.core.schema import Dataset, Instance
+from hyper.core.features import FeatureMatrix
+from hyper.core.schema import Dataset, Instance, judge_confidences
 from hyper.core.settings import Settings
 from hyper.data import ingest
 from hyper.data.label_sources import LabelRoles, ResolvedLabels, check_present, resolve, sources_in
@@ -44,9 +46,11 @@ from hyper.method.candidates import (
     per_thousand,
 )
 from hyper.method.embeddings import SentenceEmbedder
+from hyper.method.error_models import History, Inputs
 from hyper.method.performance_models import TARGETS
 from hyper.method.reward_pairs import encode_pairs
 from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes, source_role
+from hyper.v1 import ppm_pb2
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,8 @@ class LoopResult:
     ppm_version: str
     ppm_skill: dict
     ppm_metrics: dict
+    error_model: str = ""  # name/version of the error model fitted on the same pool
+    error_model_skill: dict = field(default_factory=dict)
 
 
 def split_pool_eval(instances: list[Instance], eval_fraction: float, seed: int
@@ -224,9 +230,33 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
     if exit_code != 0:
         raise JobFailed(f"rm-trainer exited with {exit_code} for {workdir / 'spec.json'}")
     info = ppm.fit(config.model, config.kind, experiment, config.seed, config.cv_folds)
+    errors = ppm.fit_error_model(error_model_request(config, features, pool, resolved, experiment))
     runs = {r.run_id: r for r in ppm.list_runs(experiment)}
     skill = {"spearman": info.skill.spearman, "ci_low": info.skill.ci_low,
              "ci_high": info.skill.ci_high, "n_runs": info.skill.n_runs}
     return LoopResult(experiment, config.target, ai_labels, resolved.notes, len(pool), len(eval_set),
                       len(runs), judge_agreement(pool), runs[f"{experiment}-{ALL_HUMAN}"].eval_score,
-                      runs[f"{experiment}-{ALL_AI}"].eval_score, info.version, skill, dict(info.metrics))
+                      runs[f"{experiment}-{ALL_AI}"].eval_score, info.version, skill, dict(info.metrics),
+                      f"{errors.model}/{errors.version}", proto_convert.message_to_dict(errors.error_skill))
+
+
+def history_of(pool: list[Instance], features: FeatureMatrix, resolved: ResolvedLabels) -> History:
+    """The pool as an error model learns from it (labels in their roles, see `in_roles`)."""
+    def matches(instance: Instance, role: str) -> bool:
+        return instance.labels.get(role) is not None and instance.labels.get(role) == instance.labels.get("reference")
+
+    return History(Inputs(features.bits, judge_confidences(pool)),
+                   np.array([matches(i, "ai") for i in pool]), np.array([matches(i, "human") for i in pool]),
+                   np.array(["reference" in i.labels for i in pool]), np.array(["ai" not in i.labels for i in pool]),
+                   resolved.reference_sources == (resolved.roles.human,))
+
+
+def error_model_request(config: LoopConfig, features: FeatureMatrix, pool: list[Instance], resolved: ResolvedLabels,
+                        experiment: str) -> ppm_pb2.FitErrorModelRequest:
+    history = history_of(pool, features, resolved)
+    return ppm_pb2.FitErrorModelRequest(
+        model=f"{config.model}.errors", features=proto_convert.feature_matrix_to_proto(features),
+        judge_confidence=history.inputs.confidence.tolist(), judge_correct=history.judge_correct.tolist(),
+        human_correct=history.human_correct.tolist(), scored=history.scored.tolist(), forced=history.forced.tolist(),
+        human_is_reference=history.human_is_reference, ai_source=config.roles.ai, judges=list(config.roles.judges),
+        seed=config.seed, experiment=experiment)
