@@ -14,141 +14,61 @@ evaluation fold e = j+1; fold j is routed at each budget, and
 Each strategy is compared with random routing of the same fold at the same budget with the same
 seeds: the paired difference, with a 95% interval from a bootstrap over pairs and seeds.
 
-Strategies: the PPM's (topk, simulated, optimize) with a PPM fitted on the label accuracy of
-candidate mixes (the kind of best cross-validated skill on the training folds), topk with the
-paper's target (a PPM fitted on proxy-RM accuracy of candidate mixes), uncertainty (the judge's
-confidence from the data), error_model (a logistic model of the judge's errors on features and
-confidence), random, oracle (routes exactly the pairs whose AI label is wrong: the ceiling),
+Strategies, each through the router's own code: the PPM's (topk, simulated, optimize) with a PPM
+fitted on the label accuracy of candidate mixes (the kind of best cross-validated skill on the
+training folds), topk with the paper's target (a PPM fitted on proxy-RM accuracy of candidate
+mixes), uncertainty (the judge's confidence from the data), error_model (the calibrated error
+model `hyper train` fits, fitted on the training folds), auto (what Route's auto takes: the
+label-quality strategy that gained most in cross-fitting on the training folds), random, oracle
+(routes exactly the scored pairs the judge gets wrong and the human right: the ceiling),
 all-human and all-AI.
 
+Then, over many random history/batch splits (bench/quality_splits.py): the coverage of the
+predicted label accuracy's interval for every strategy, and the guaranteed mode's validity and
+budget; and on MT-Bench, judges in cascade (bench/quality_cascade.py).
+
     python -m bench.quality                         # out/bench/quality.json, one PNG per dataset
-    python -m bench.quality --datasets pandalm --seeds 3
+    python -m bench.quality --datasets pandalm --seeds 3 --splits 20 --guarantee-splits 40
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hyper.api.messages import RouteOptions
-from hyper.core.schema import Instance
+from bench import quality_cascade, quality_splits
+from bench.quality_data import (
+    DATASETS,
+    FOLDS,
+    PROXY,
+    REPO,
+    Prepared,
+    fit_error_model,
+    history_of,
+    label_accuracy_ppm,
+    mixes,
+    oracle_pairs,
+    prepare,
+    progress,
+    route_pairs,
+    subset,
+)
 from hyper.core.settings import Settings
 from hyper.core.stats import mean_interval, paired_difference
-from hyper.data.dataset_files import read_dataset
-from hyper.data.label_sources import LabelRoles, ResolvedLabels, resolve
-from hyper.judges.training import cross_fitted_labels
-from hyper.method.candidates import count_vectors, first_in_order, knapsack_orders, per_thousand
-from hyper.method.embeddings import SentenceEmbedder
-from hyper.method.performance_models import KINDS, PerformanceModel
+from hyper.method import label_quality
+from hyper.method.candidates import count_vectors, per_thousand
+from hyper.method.performance_models import PerformanceModel
 from hyper.method.proxy_rm import predict_margins, train_heads
-from hyper.method.reward_pairs import encode_pairs, targets_and_weights
-from hyper.method.run_spec import ProxySpec
+from hyper.method.reward_pairs import targets_and_weights
 from hyper_ppm.fitting import fit_ppm
-from hyper_router.diagnosis import error_inputs, error_model
-from hyper_router.problem import ForcedSplit
-from hyper_router.route_plan import solve
-from hyper_router.selection import RoutingProblem
-from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
-from hyper_tagger.tagging import CACHED_WIDTH, Tagger
-from hyper_tagger.textual import load_ner
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-DATASETS = {
-    "pandalm": (DATA / "pandalm-testset.jsonl.gz", LabelRoles("annotator1", "gpt-3.5-turbo", (), ("pandalm-7b",))),
-    "mt-bench": (DATA / "llmbar-mtbench.jsonl.gz", LabelRoles("human", "gpt-4", (), ("chatgpt", "llama-2", "palm-2"))),
-    "hh-rlhf": (DATA / "hh-rlhf-harmless-base-test.jsonl.gz", LabelRoles("human", "ai")),
-}
-BUDGETS = (0.1, 0.25, 0.5, 0.75)
+BUDGETS = (0.1, 0.25, 0.5)
 PPM_STRATEGIES = ("topk", "simulated", "optimize")
-STRATEGIES = (*PPM_STRATEGIES, "topk_rm_target", "uncertainty", "error_model", "random", "oracle")
-FOLDS = 5
-PROXY = ProxySpec()
-_START = time.perf_counter()
-
-
-def progress(message: str) -> None:
-    print(f"[{time.perf_counter() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Prepared:
-    """One dataset, ready to route: labels in their roles, features, pair embeddings."""
-
-    name: str
-    roles: LabelRoles
-    resolved: ResolvedLabels
-    bits: np.ndarray
-    inputs: np.ndarray  # error-model inputs: features and confidence
-    phi: tuple[np.ndarray, np.ndarray]
-    folds: np.ndarray  # fold of each pair
-
-
-def with_cross_fitted_ai(instances: list[Instance], phi, folds: np.ndarray) -> list[Instance]:
-    """AI labels for a dataset without any: each fold labelled by a judge trained on the others."""
-    labels = [i.labels["human"] for i in instances]
-    out = list(instances)
-    for fold in np.unique(folds):
-        train, test = folds != fold, folds == fold
-        judge = cross_fitted_labels(phi[0], phi[1], [lab if t else "tie" for lab, t in zip(labels, train, strict=True)],
-                                    PROXY, n_folds=2)
-        for k in np.flatnonzero(test):
-            out[k] = dataclasses.replace(out[k], labels=dict(out[k].labels, ai=judge.labels[k]),
-                                         judge_confidence=float(judge.confidence[k]))
-    return out
-
-
-def prepare(name: str, settings: Settings, seed: int) -> Prepared:
-    path, roles = DATASETS[name]
-    instances = read_dataset(path).instances
-    folds = np.random.default_rng(seed).permutation(len(instances)) % FOLDS
-    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
-    progress(f"{name}: encoding {len(instances)} pairs")
-    phi = encode_pairs(instances, embedder)
-    if roles.ai not in {s for i in instances for s in i.labels}:
-        instances = with_cross_fitted_ai(instances, phi, folds)
-    resolved = resolve(instances, roles)
-    confidence = np.where(np.isfinite(resolved.confidence), resolved.confidence,
-                          [np.nan if i.judge_confidence is None else i.judge_confidence for i in instances])
-    resolved.confidence = confidence
-    instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
-                 for i, c in zip(instances, confidence, strict=True)]
-    progress(f"{name}: tagging")
-    tagger = Tagger(embedder, load_ner(settings.ner_model), ZeroShotEmbeddingTagger(embedder),
-                    DiskFeatureCache(settings.cache_dir / "features" / "bench", CACHED_WIDTH))
-    features = tagger.tag(instances).features
-    return Prepared(name, roles, resolved, features.bits, error_inputs(features, confidence)["both"], phi, folds)
-
-
-def subset(resolved: ResolvedLabels, rows: np.ndarray) -> ResolvedLabels:
-    return dataclasses.replace(resolved, human=[resolved.human[k] for k in rows], ai=[resolved.ai[k] for k in rows],
-                               reference=[resolved.reference[k] for k in rows],
-                               confidence=resolved.confidence[rows])
-
-
-def mixes(bits: np.ndarray, forced: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Knapsack candidate mixes at random budgets, the pairs without an AI label always human."""
-    rng = np.random.default_rng(seed)
-    return first_in_order(knapsack_orders(bits, n, rng), rng.integers(1, len(bits), n)) | forced
-
-
-def label_accuracy_ppm(data: Prepared, rows: np.ndarray, n_mixes: int, seed: int) -> dict[str, PerformanceModel]:
-    """PPMs of every kind, fitted on the label accuracy of candidate mixes of the training pairs."""
-    labels = subset(data.resolved, rows)
-    masks = mixes(data.bits[rows], labels.forced(), n_mixes, seed)
-    scores = labels.hybrid_correct(masks).mean(axis=1)
-    counts = count_vectors(masks, per_thousand(data.bits[rows]))
-    names = [str(k) for k in range(data.bits.shape[1])]
-    return {kind: fit_ppm(names, counts, scores, kind, "label_accuracy", seed, pool_size=len(rows))
-            for kind in KINDS}
+STRATEGIES = (*PPM_STRATEGIES, "topk_rm_target", "uncertainty", "error_model", "auto", "random", "oracle")
 
 
 def proxy_rm_correct(data: Prepared, train: np.ndarray, label_sets: list[list[str | None]], evaluate: np.ndarray,
@@ -177,19 +97,6 @@ def rm_target_ppm(data: Prepared, rows: np.ndarray, n_mixes: int, seed: int) -> 
                    "rm_accuracy", seed)
 
 
-def route(strategy: str, problem: RoutingProblem, forced: np.ndarray, seed: int, priority: np.ndarray) -> np.ndarray:
-    """Which pairs of the fold go to humans. The PPM strategies and random run the router's own
-    code; the others take the first pairs of their priority order (forced pairs always first)."""
-    if strategy in (*PPM_STRATEGIES, "random", "topk_rm_target"):
-        split = ForcedSplit(problem, forced)
-        name = "topk" if strategy == "topk_rm_target" else strategy
-        return split.whole(solve(split.at_budget(problem.budget), RouteOptions(strategy=name, seed=seed)))
-    order = np.concatenate([np.flatnonzero(forced), priority[~forced[priority]]])
-    chosen = np.zeros(len(forced), dtype=bool)
-    chosen[order[: max(int(problem.budget), int(forced.sum()))]] = True
-    return chosen
-
-
 @dataclass
 class FoldResult:
     label_correct: dict[tuple[str, float], np.ndarray]  # (strategy, budget) -> (seeds, scored pairs)
@@ -205,20 +112,19 @@ def run_fold(data: Prepared, fold: int, budgets: tuple[float, ...], seeds: list[
     ppms = label_accuracy_ppm(data, train, n_mixes, seed=fold)
     best = max(ppms, key=lambda kind: ppms[kind].skill.spearman)  # chosen on training folds only
     paper_ppm = rm_target_ppm(data, train, n_rm_mixes, seed=fold)
-    errors = ~data.resolved.correct(data.resolved.ai)
-    trained = train[data.resolved.scored()[train] & ~data.resolved.forced()[train]]
-    error_probability = error_model(data.inputs[trained], errors[trained], data.inputs[test])
+    errors = fit_error_model(data, train, seed=fold)
     labels = subset(data.resolved, test)
     forced = labels.forced()
-    priority = {"uncertainty": np.argsort(np.nan_to_num(labels.confidence, nan=1.0), kind="stable"),
-                "error_model": np.argsort(-error_probability, kind="stable"),
-                "oracle": np.argsort(labels.correct(labels.ai), kind="stable")}
+    gains = errors.calibrated.gains(history_of(data, test).inputs)
     label_correct, rm_correct, label_sets = {}, {}, []
     for budget in budgets:
+        k = round(budget * len(test))
         for strategy in STRATEGIES:
             model = paper_ppm if strategy == "topk_rm_target" else ppms[best]
-            problem = RoutingProblem.single_source(data.bits[test], model, round(budget * len(test)))
-            chosen = [route(strategy, problem, forced, s, priority.get(strategy, np.arange(len(test)))) for s in seeds]
+            name = {"topk_rm_target": "topk", "auto": label_quality.best_strategy(errors, budget)[0]}.get(strategy,
+                                                                                                       strategy)
+            chosen = [oracle_pairs(labels, k) if strategy == "oracle" else
+                      route_pairs(name, data.bits[test], model, gains, labels.confidence, forced, k, s) for s in seeds]
             label_correct[(strategy, budget)] = np.stack([labels.hybrid_correct(c) for c in chosen])
             label_sets.append(((strategy, budget), [labels.hybrid_labels(c) for c in chosen]))
     for key, mask in ((("all_human", 1.0), np.ones(len(test), bool)), (("all_ai", 0.0), forced)):
@@ -266,11 +172,10 @@ def ppm_summary(folds: list[FoldResult]) -> dict:
                    "per_fold": [f.skills[kind]["spearman"] for f in folds]} for kind in kinds}
 
 
-def benchmark(name: str, settings: Settings, seeds: list[int], n_mixes: int, n_rm_mixes: int) -> dict:
-    data = prepare(name, settings, seed=0)
+def benchmark(data: Prepared, seeds: list[int], n_mixes: int, n_rm_mixes: int) -> dict:
     folds = []
     for fold in range(FOLDS):
-        progress(f"{name}: fold {fold + 1} of {FOLDS}")
+        progress(f"{data.name}: fold {fold + 1} of {FOLDS}")
         folds.append(run_fold(data, fold, BUDGETS, seeds, n_mixes, n_rm_mixes))
     roles = data.roles
     return {"n_pairs": len(data.folds), "n_scored": int(data.resolved.scored().sum()),
@@ -281,10 +186,9 @@ def benchmark(name: str, settings: Settings, seeds: list[int], n_mixes: int, n_r
             "results": summarise(folds, BUDGETS)}
 
 
-# The strategies whose claim is tested, named before any result: Route's best (optimize, on the
-# label-accuracy PPM) and the diagnosis's error model. Picking the best row after the fact would
-# make its interval optimistic.
-CLAIMED = ("optimize", "error_model")
+# The strategy whose claim is tested, named before any result: Route's auto (what the demo
+# routes with). Picking the best row after the fact would make its interval optimistic.
+CLAIMED = ("auto",)
 
 
 def verdict(report: dict, strategy: str, budget: float = 0.25) -> str:
@@ -294,14 +198,14 @@ def verdict(report: dict, strategy: str, budget: float = 0.25) -> str:
     label, rm = rows[best]["label_accuracy"], rows[best]["rm_accuracy"]
     beats_random = label["ci_low"] > 0
     beats_uncertainty = label["vs_uncertainty_ci"][0] > 0
-    no_rm_loss = rm["ci_high"] >= 0
+    no_rm_loss = rm["vs_uncertainty_ci"][1] >= 0
     parts = [f"{best} at {budget:.0%}",
              f"label accuracy {label['diff_vs_random']:+.3f} vs random [{label['ci_low']:+.3f}, "
              f"{label['ci_high']:+.3f}]" + ("" if beats_random else " (not shown)"),
              f"{label['diff_vs_uncertainty']:+.3f} vs uncertainty [{label['vs_uncertainty_ci'][0]:+.3f}, "
              f"{label['vs_uncertainty_ci'][1]:+.3f}]" + ("" if beats_uncertainty else " (not shown)"),
-             f"RM accuracy {rm['diff_vs_random']:+.3f} vs random [{rm['ci_low']:+.3f}, {rm['ci_high']:+.3f}]"
-             + ("" if no_rm_loss else " (loses)")]
+             f"RM accuracy {rm['diff_vs_uncertainty']:+.3f} vs uncertainty [{rm['vs_uncertainty_ci'][0]:+.3f}, "
+             f"{rm['vs_uncertainty_ci'][1]:+.3f}]" + ("" if no_rm_loss else " (loses)")]
     return "; ".join(parts)
 
 
@@ -365,20 +269,30 @@ def main() -> None:
                         help="candidate mixes per label-accuracy PPM fit (cheap: no training)")
     parser.add_argument("--rm-mixes", type=int, default=200,
                         help="candidate mixes per proxy-RM-target PPM fit (the paper trained ~200)")
+    parser.add_argument("--splits", type=int, default=100, help="random history/batch splits for coverage")
+    parser.add_argument("--guarantee-splits", type=int, default=200, help="random splits for the guaranteed mode")
     parser.add_argument("--out", default=str(REPO / "out" / "bench" / "quality.json"))
     args = parser.parse_args()
     settings = Settings()
     seeds = list(range(args.seeds))
     report = {"folds": FOLDS, "seeds": seeds, "budgets": list(BUDGETS), "mixes": args.mixes,
-              "rm_mixes": args.rm_mixes, "datasets": {}}
+              "rm_mixes": args.rm_mixes, "splits": args.splits, "guarantee_splits": args.guarantee_splits,
+              "datasets": {}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
-        result = benchmark(name, settings, seeds, args.mixes, args.rm_mixes)
+        data = prepare(name, settings, seed=0)
+        result = benchmark(data, seeds, args.mixes, args.rm_mixes)
         result["verdict"] = [verdict(result, strategy) for strategy in CLAIMED]
+        result |= quality_splits.run(data, args.splits, args.guarantee_splits, args.mixes)
+        if name == "mt-bench":
+            result["cascade"] = quality_cascade.run(data, args.splits)
         report["datasets"][name] = result
         plot(name, result, out.with_name(f"quality-{name}.png"))
         print_table(name, result)
+        quality_splits.print_rows(name, result)
+        if "cascade" in result:
+            quality_cascade.print_rows(result["cascade"])
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwritten to {out} and {out.parent}/quality-<dataset>.png")
 

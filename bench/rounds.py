@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.quality import REPO, Prepared, mixes, prepare, progress, route, subset
+from bench.quality_data import REPO, Prepared, mixes, prepare, progress, route_pairs, subset
 from hyper.core.settings import Settings
 from hyper.core.stats import mean_interval
 from hyper.method.candidates import count_vectors, per_thousand
 from hyper.method.performance_models import PerformanceModel
 from hyper.method.rounds import run_rounds, split_batches
 from hyper_ppm.fitting import fit_ppm
-from hyper_router.selection import RoutingProblem
 
 HISTORY = 0.3
 
@@ -44,8 +43,7 @@ def fit_on_team_labels(data: Prepared, rows: list[int], n_mixes: int, seed: int)
 
 def route_rows(data: Prepared, model: PerformanceModel, rows: list[int], budget: int, seed: int) -> np.ndarray:
     labels = subset(data.resolved, np.array(rows))
-    problem = RoutingProblem.single_source(data.bits[rows], model, budget)
-    return route("topk", problem, labels.forced(), seed, np.arange(len(rows)))
+    return route_pairs("topk", data.bits[rows], model, None, labels.confidence, labels.forced(), budget, seed)
 
 
 def one_split(data: Prepared, seed: int, n_rounds: int, budget: float, n_mixes: int) -> dict[str, np.ndarray]:

@@ -21,11 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.quality import DATASETS, FOLDS, REPO, Prepared, label_accuracy_ppm, prepare, progress, route, subset
+from bench.quality_data import (
+    DATASETS,
+    FOLDS,
+    REPO,
+    Prepared,
+    label_accuracy_ppm,
+    prepare,
+    progress,
+    route_pairs,
+    subset,
+)
 from hyper.core.settings import Settings
 from hyper.core.stats import paired_difference
 from hyper.method.performance_models import PerformanceModel
-from hyper_router.selection import RoutingProblem
 
 BUDGETS = (0.25, 0.5)
 STRATEGY = "topk"  # with a linear PPM, topk and optimize pick the same pairs
@@ -35,10 +44,9 @@ def routed_correct(data: Prepared, rows: np.ndarray, model: PerformanceModel | N
                    strategy: str, seeds: list[int]) -> np.ndarray:
     """(seeds, scored pairs of `rows`): whether each hybrid label matches the reference."""
     labels = subset(data.resolved, rows)
-    forced = labels.forced()
-    priority = np.argsort(np.nan_to_num(labels.confidence, nan=1.0), kind="stable")
-    problem = RoutingProblem.single_source(data.bits[rows], model, round(budget * len(rows)))
-    return np.stack([labels.hybrid_correct(route(strategy, problem, forced, seed, priority)) for seed in seeds])
+    k = round(budget * len(rows))
+    return np.stack([labels.hybrid_correct(route_pairs(strategy, data.bits[rows], model, None, labels.confidence,
+                                                       labels.forced(), k, seed)) for seed in seeds])
 
 
 def in_domain(data: Prepared, budget: float, seeds: list[int], n_mixes: int) -> np.ndarray:

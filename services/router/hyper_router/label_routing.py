@@ -70,8 +70,8 @@ def plan(options: RouteOptions, models: RouteModels, budget_fraction: float) -> 
                       options)
     if options.strategy in errors_strategies(errors):
         assert errors is not None
-        gain = gain_at(errors, options.strategy, budget_fraction)
-        return _gated(Plan(options.strategy, "as requested", gain), options)
+        return _gated(Plan(options.strategy, "as requested", gain_at(errors, options.strategy, budget_fraction)),
+                      options)
     return Plan(options.strategy, "as requested")
 
 

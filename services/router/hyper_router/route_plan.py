@@ -87,7 +87,8 @@ class Prediction:
 
 
 class Predictor(Protocol):
-    target: str
+    @property
+    def target(self) -> str: ...
 
     def predict(self, chosen: np.ndarray, level: float) -> Prediction: ...
 

@@ -192,7 +192,7 @@ class Router:
         # (The key also covers the judge confidences, which the judge features are bins of.)
         return dataset_key or dataset_fingerprint(dataset), confidence_key(dataset)
 
-    def paid_problem(self, dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel,
+    def paid_problem(self, dataset: Dataset, options: RouteOptions, tagged: Tagged, model: PerformanceModel | None,
                      version: str, dataset_key: Hashable | None) -> PaidItems:
         """Memoised for a file (its identity covers the instances' own costs; an inline
         dataset's fingerprint does not)."""

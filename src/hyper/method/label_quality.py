@@ -147,7 +147,7 @@ def gain_at(model: ErrorModel, strategy: str, budget_fraction: float) -> Estimat
 
 def best_strategy(model: ErrorModel, budget_fraction: float) -> tuple[str, Estimate]:
     """What `auto` takes: the strategy with the larger cross-fitted gain at this budget."""
-    measured = {s: gain_at(model, s, budget_fraction) for s in model.gains}
+    measured = {s: estimate for s in model.gains if (estimate := gain_at(model, s, budget_fraction)) is not None}
     name = max(measured, key=lambda s: measured[s].mean)
     return name, measured[name]
 

@@ -91,18 +91,42 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}.warn{background:#fff3c
 .small{color:#666;font-size:.85em}"""
 
 
+def _models(route: RouteResult) -> list[list[str]]:
+    """What predicted the route and routed it, with its skill."""
+    rows = []
+    errors, skill = route.error_model_skill, route.ppm_skill
+    if errors is not None:
+        rows.append(["error model", f"{html.escape(route.error_model)}/{html.escape(route.error_model_version)}: "
+                                    f"cross-validated AUC {errors.auc.mean:.2f} [{errors.auc.ci_low:.2f}, "
+                                    f"{errors.auc.ci_high:.2f}], calibration error {errors.calibration_error.mean:.3f}"
+                                    f" over {errors.n_pairs} pairs"])
+    if skill is not None:
+        rows.append(["PPM", f"{html.escape(route.ppm_version)}: cross-validated Spearman {skill.spearman:.2f} "
+                            f"[{skill.ci_low:.2f}, {skill.ci_high:.2f}] over {skill.n_runs} runs"
+                            + ("" if skill.ci_low > 0 else " <b>(no demonstrated skill: the interval includes 0)</b>")])
+    if route.routing_gain is not None:
+        gain = route.routing_gain
+        rows.append(["gain vs random", f"{gain.mean:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}] label accuracy "
+                                       "(cross-fitted on the error model's history)"])
+    return rows
+
+
+def _predicted(route: RouteResult) -> str:
+    if route.predicted_score is None or route.predicted_lower is None or route.predicted_upper is None:
+        return "nothing: no model has learnt this judge's errors yet"
+    return (f"{html.escape(route.ppm_target)} {route.predicted_score:.4f} [{route.predicted_lower:.4f}, "
+            f"{route.predicted_upper:.4f}] at {route.interval_level:.0%}")
+
+
 def _summary(route: RouteResult, verdict: str, notes: list[str]) -> str:
-    skill = route.ppm_skill
     warnings = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in route.warnings + notes)
-    rows = [["route", html.escape(route.route_id)], ["strategy", route.strategy],
-            ["pairs", f"{route.n_instances} ({', '.join(f'{k}: {v}' for k, v in sorted(route.n_by_source.items()))})"],
+    routed = ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(route.n_by_source.items()))
+    rows = [["route", html.escape(route.route_id)],
+            ["strategy", f"{html.escape(route.strategy)} -> {html.escape(route.strategy_chosen)}: "
+                         f"{html.escape(route.strategy_reason)}"],
+            ["pairs", f"{route.n_instances} ({routed})"],
             ["budget", f"{route.budget_fraction:.1%} of the dataset (cost {route.total_cost:g})"],
-            ["predicted", f"{route.ppm_target} {route.predicted_score:.4f} [{route.predicted_lower:.4f}, "
-                          f"{route.predicted_upper:.4f}] at {route.interval_level:.0%}"],
-            ["PPM", f"{html.escape(route.ppm_version)}: cross-validated Spearman {skill.spearman:.2f} "
-                    f"[{skill.ci_low:.2f}, {skill.ci_high:.2f}] over {skill.n_runs} runs"
-                    + ("" if skill.ci_low > 0 else " <b>(no demonstrated skill: the interval includes 0)</b>")],
-            ["budget curve", html.escape(verdict)]]
+            ["predicted", _predicted(route)], *_models(route), ["budget curve", html.escape(verdict)]]
     return warnings + _table([], rows)
 
 
@@ -111,9 +135,10 @@ def render_html(report: RouteReport, top: int = 15) -> str:
 
     route = report.route
     points = [p.model_dump() for p in route.budget_curve]
-    curve = _svg(lambda out: plot_budget_curve(points, route.optimal_budget_fraction or 0.0, out,
-                                               f"route {route.route_id[:8]}: {route.strategy}", route.ppm_target,
-                                               report.best_budget_verdict.startswith("best"), image_format="svg"))
+    curve = "<p>No model predicts this route's score: no curve.</p>" if not points else _svg(
+        lambda out: plot_budget_curve(points, route.optimal_budget_fraction or 0.0, out,
+                                      f"route {route.route_id[:8]}: {route.strategy}", route.ppm_target,
+                                      report.best_budget_verdict.startswith("best"), image_format="svg"))
     by_lift = sorted(report.shares, key=lambda s: s.human - s.dataset)
     confidence = ("<p>No judge confidence in the data for these pairs.</p>"
                   if not (report.confidence_human or report.confidence_ai) else

@@ -1,0 +1,181 @@
+"""Over many random history/batch splits of a dataset (70% history with every label, 30% new
+batch), through the product's own code:
+
+- coverage: every strategy a user can pick routes the batch at 10%, 25% and 50%; the error model
+  fitted on the history predicts the routed batch's label accuracy with a 90% interval (the
+  router's predictor, its checks of new data included); how often the batch's measured accuracy
+  on its reference labels falls inside;
+- guarantee: the guaranteed mode (target accuracy 0.85, 0.90, 0.95, risk 0.10) picks the budget;
+  how often the batch's measured accuracy reaches the target, and the budget spent against the
+  oracle's minimum and against thresholding the judge's own confidence under the same guarantee.
+
+Nothing is tuned on a batch: each split fits its models on its history only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.quality_data import (
+    Prepared,
+    fit_error_model,
+    history_of,
+    label_accuracy_ppm,
+    progress,
+    route_pairs,
+    subset,
+)
+from hyper.api.messages import STRATEGIES, RouteOptions
+from hyper.core.stats import wilson
+from hyper.data.label_sources import ResolvedLabels
+from hyper.method.error_models import ErrorModel
+from hyper.method.label_quality import guaranteed_routing
+from hyper_router import label_routing
+from hyper_router.label_routing import RouteModels
+
+COVERAGE_BUDGETS = (0.1, 0.25, 0.5)
+TARGETS = (0.85, 0.90, 0.95)
+RISK = 0.10
+NOMINAL = 0.9
+BATCH_FRACTION = 0.3
+USER_STRATEGIES = tuple(STRATEGIES)  # every strategy Route offers
+
+
+def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(10_000 + seed).permutation(n)
+    n_batch = int(round(BATCH_FRACTION * n))
+    return np.sort(order[n_batch:]), np.sort(order[:n_batch])
+
+
+def resolved_accuracy(labels: ResolvedLabels, to_human: np.ndarray) -> float:
+    return float(labels.hybrid_correct(to_human).mean())
+
+
+@dataclass
+class SplitModels:
+    errors: ErrorModel
+    ppm: object  # the label-accuracy PPM the PPM strategies follow (None: not fitted for this split)
+
+
+def strategy_of(name: str, errors: ErrorModel, budget: float) -> str:
+    """What Route runs for `name` (auto takes a label-quality strategy, by the history's gains)."""
+    if name != "auto":
+        return name
+    return label_routing.plan(RouteOptions(strategy="auto"), RouteModels(errors=errors), budget).strategy
+
+
+def covered(data: Prepared, batch: np.ndarray, models: SplitModels, seed: int) -> dict[tuple[str, float], bool]:
+    """Per (strategy, budget): whether the router's 90% interval covered the batch's accuracy."""
+    labels = subset(data.resolved, batch)
+    inputs = history_of(data, batch).inputs
+    gains = models.errors.calibrated.gains(inputs)
+    forced = labels.forced()
+    out = {}
+    for budget in COVERAGE_BUDGETS:
+        k = int(round(budget * len(batch)))
+        evidence = label_routing.check_evidence(models.errors, inputs, RouteOptions(ai_source=data.roles.ai),
+                                                1 - budget)
+        for name in USER_STRATEGIES:
+            chosen = route_pairs(strategy_of(name, models.errors, budget), data.bits[batch], models.ppm, gains,
+                                 labels.confidence, forced, k, seed)
+            predicted = label_routing.predict(models.errors, inputs, chosen, NOMINAL, evidence)
+            out[(name, budget)] = predicted.low <= resolved_accuracy(labels, chosen) <= predicted.high
+    return out
+
+
+def oracle_budget(labels: ResolvedLabels, target: float) -> float | None:
+    """The fewest pairs to humans (as a share) that reach `target` on the batch: the forced
+    pairs, then the pairs the judge gets wrong and the human right; None when none does."""
+    scored = labels.scored()
+    correct_ai = labels.hybrid_correct(labels.forced())
+    flips = scored & ~labels.correct(labels.ai) & labels.correct(labels.human) & ~labels.forced()
+    needed = int(np.ceil(target * scored.sum() - correct_ai.sum()))
+    if needed > flips.sum():
+        return None
+    return (labels.forced().sum() + max(needed, 0)) / len(scored)
+
+
+def guarantees(data: Prepared, batch: np.ndarray, errors: ErrorModel) -> dict[float, dict]:
+    """Per target: whether the guarantee held on the batch, its budget, the oracle's and
+    uncertainty's under the same guarantee."""
+    labels = subset(data.resolved, batch)
+    inputs = history_of(data, batch).inputs
+    forced = labels.forced()
+    out = {}
+    for target in TARGETS:
+        routed = guaranteed_routing(errors.calibration_records, errors.calibrated.gains(inputs), forced, target, RISK,
+                                    errors.scored_rate)
+        baseline = guaranteed_routing(errors.calibration_records, uncertainty_scores(labels.confidence, batch),
+                                      forced, target, RISK, errors.scored_rate, score="confidence")
+        out[target] = {"reachable": routed.reachable, "held": resolved_accuracy(labels, routed.to_human) >= target,
+                       "budget": routed.budget_fraction, "oracle": oracle_budget(labels, target),
+                       "uncertainty": baseline.budget_fraction if baseline.reachable else 1.0}
+    return out
+
+
+def uncertainty_scores(confidence: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The judge's lack of confidence, ties broken at random (a fixed rule, so exchangeable)."""
+    jitter = np.random.default_rng(int(rows[:5].sum())).random(len(confidence)) * 1e-6
+    return -np.nan_to_num(confidence, nan=1.0) + jitter
+
+
+def run(data: Prepared, n_coverage: int, n_guarantee: int, n_mixes: int) -> dict:
+    hits: dict[tuple[str, float], list[bool]] = {}
+    outcomes: dict[float, list[dict]] = {t: [] for t in TARGETS}
+    for seed in range(max(n_coverage, n_guarantee)):
+        history, batch = split(len(data.folds), seed)
+        errors = fit_error_model(data, history, seed)
+        if seed < n_coverage:
+            ppm = label_accuracy_ppm(data, history, n_mixes, seed, kinds=("linear",))["linear"]
+            for key, hit in covered(data, batch, SplitModels(errors, ppm), seed).items():
+                hits.setdefault(key, []).append(hit)
+        if seed < n_guarantee:
+            for target, outcome in guarantees(data, batch, errors).items():
+                outcomes[target].append(outcome)
+        if (seed + 1) % 20 == 0:
+            progress(f"{data.name}: {seed + 1} splits")
+    return {"coverage": coverage_rows(hits), "guarantee": guarantee_rows(outcomes)}
+
+
+def coverage_rows(hits: dict[tuple[str, float], list[bool]]) -> list[dict]:
+    rows = []
+    for (strategy, budget), values in sorted(hits.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        share = wilson(int(sum(values)), len(values))
+        rows.append({"strategy": strategy, "budget": budget, "nominal": NOMINAL, "covered": share.mean,
+                     "covered_ci": [share.ci_low, share.ci_high], "n_splits": len(values)})
+    return rows
+
+
+def guarantee_rows(outcomes: dict[float, list[dict]]) -> list[dict]:
+    rows = []
+    for target, results in outcomes.items():
+        reachable = [r for r in results if r["reachable"]]  # where a guarantee was given
+        held = wilson(sum(r["held"] for r in reachable), len(reachable))
+        oracle = [r["oracle"] for r in reachable if r["oracle"] is not None]
+        rows.append({"target": target, "risk": RISK, "n_splits": len(results), "n_reachable": len(reachable),
+                     "held": held.mean, "held_ci": [held.ci_low, held.ci_high],
+                     "budget_mean": float(np.mean([r["budget"] for r in reachable])) if reachable else None,
+                     "oracle_budget_mean": float(np.mean(oracle)) if oracle else None,
+                     "uncertainty_budget_mean": float(np.mean([r["uncertainty"] for r in reachable]))
+                     if reachable else None})
+    return rows
+
+
+def print_rows(name: str, report: dict) -> None:
+    print(f"\n   coverage of the predicted label accuracy's {NOMINAL:.0%} interval ({name}, random splits)")
+    print(f"   {'strategy':<13s} " + "  ".join(f"{b:>16.0%}" for b in COVERAGE_BUDGETS))
+    by = {(r["strategy"], r["budget"]): r for r in report["coverage"]}
+    for strategy in USER_STRATEGIES:
+        cells = [by[(strategy, b)] for b in COVERAGE_BUDGETS if (strategy, b) in by]
+        print(f"   {strategy:<13s} " + "  ".join(f"{c['covered']:.2f} [{c['covered_ci'][0]:.2f}, "
+                                                 f"{c['covered_ci'][1]:.2f}]" for c in cells))
+    print(f"   guaranteed mode (risk {RISK:.0%}): target, splits where reachable, held, mean budget (oracle, "
+          "uncertainty under the same guarantee)")
+    for r in report["guarantee"]:
+        budget = "" if r["budget_mean"] is None else (
+            f"budget {r['budget_mean']:.2f} (oracle {r['oracle_budget_mean'] or float('nan'):.2f}, "
+            f"uncertainty {r['uncertainty_budget_mean']:.2f})")
+        print(f"   {r['target']:.2f}  {r['n_reachable']:>4d}/{r['n_splits']:<4d} held {r['held']:.3f} "
+              f"[{r['held_ci'][0]:.3f}, {r['held_ci'][1]:.3f}]  {budget}")
