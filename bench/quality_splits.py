@@ -107,18 +107,12 @@ def guarantees(data: Prepared, batch: np.ndarray, errors: ErrorModel) -> dict[fl
     for target in TARGETS:
         routed = guaranteed_routing(errors.calibration_records, errors.calibrated.gains(inputs), forced, target, RISK,
                                     errors.scored_rate)
-        baseline = guaranteed_routing(errors.calibration_records, uncertainty_scores(labels.confidence, batch),
-                                      forced, target, RISK, errors.scored_rate, score="confidence")
+        baseline = guaranteed_routing(errors.calibration_records, labels.confidence, forced, target, RISK,
+                                      errors.scored_rate, score="confidence")
         out[target] = {"reachable": routed.reachable, "held": resolved_accuracy(labels, routed.to_human) >= target,
                        "budget": routed.budget_fraction, "oracle": oracle_budget(labels, target),
                        "uncertainty": baseline.budget_fraction if baseline.reachable else 1.0}
     return out
-
-
-def uncertainty_scores(confidence: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The judge's lack of confidence, ties broken at random (a fixed rule, so exchangeable)."""
-    jitter = np.random.default_rng(int(rows[:5].sum())).random(len(confidence)) * 1e-6
-    return -np.nan_to_num(confidence, nan=1.0) + jitter
 
 
 def run(data: Prepared, n_coverage: int, n_guarantee: int, n_mixes: int) -> dict:

@@ -70,7 +70,9 @@ def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(demo, 
     assert result["optimal_budget_fraction"] is None and result["budget_curve"] == []  # it asked for no curve
     training = result["training"]
     assert training["ai_labels"] == "label_gpt-3.5-turbo from the data" and training["n_runs"] == 40
-    assert result["ppm_version"] == training["ppm_version"] and result["ppm_skill"] == training["ppm_skill"]
+    assert result["strategy"] == "auto" and result["strategy_chosen"] in ("error_model", "uncertainty")
+    assert f'{result["error_model"]}/{result["error_model_version"]}' == training["error_model"]
+    assert result["routing_gain"]["ci_low"] <= result["routing_gain"]["mean"] <= result["routing_gain"]["ci_high"]
     check = result["batch_check"]
     assert 0 < check["random"]["mean"] < 1
     assert check["routed_minus_random"]["ci_low"] <= check["routed_minus_random"]["mean"]

@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 
+import grpc
 import numpy as np
 import pytest
 
 from hyper.api import proto_convert
 from hyper.api.clients import PPMClient
+from hyper.core.features import FeatureMatrix
 from hyper.v1 import ppm_pb2
 
 pytestmark = pytest.mark.service
@@ -82,3 +84,33 @@ def test_fit_list_show_export_import_and_promote(services, channels, tmp_path):
     assert unpinned.returncode == 0 and ppm.current_version("life") == latest.version
     missing = hyper(services, "promote", "life", "v99-deadbeef")
     assert missing.returncode == 2 and "has no version 'v99-deadbeef'" in missing.stderr
+
+
+def error_model_request(n: int, seed: int, **update) -> ppm_pb2.FitErrorModelRequest:
+    """A labelled history whose judge errs more where the second feature is set."""
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2, (n, len(FEATURES))).astype(np.uint8)
+    wrong = rng.random(n) < np.where(bits[:, 1] == 1, 0.5, 0.1)
+    matrix = FeatureMatrix([f"p{k}" for k in range(n)], FEATURES, bits, "test-v1")
+    fields = {"model": "life.errors", "features": proto_convert.feature_matrix_to_proto(matrix),
+              "judge_confidence": rng.random(n).tolist(), "judge_correct": (~wrong).tolist(),
+              "human_correct": [True] * n, "scored": [True] * n, "forced": [False] * n, "human_is_reference": True,
+              "ai_source": "judge", "seed": seed}
+    return ppm_pb2.FitErrorModelRequest(**(fields | update))
+
+
+def test_an_error_model_is_fitted_listed_shown_and_refused_with_the_field_at_fault(services, channels):
+    ppm = PPMClient(channels["ppm"])
+    info = ppm.fit_error_model(error_model_request(300, 0))
+    assert info.kind == "error_model" and info.target == "label_accuracy" and info.error_skill.n_pairs == 300
+    assert 0.5 < info.error_skill.auc.mean <= 1.0
+    listed = hyper(services, "list")
+    assert listed.returncode == 0 and "life.errors" in listed.stdout and "AUC" in listed.stdout
+    shown = hyper(services, "show", "life.errors")
+    assert shown.returncode == 0, shown.stderr
+    assert "error model of label_judge's errors" in shown.stdout and "error_model" in shown.stdout.split(
+        "gain vs random")[1]
+    with pytest.raises(grpc.RpcError) as caught:
+        ppm.fit_error_model(error_model_request(50, 1, judge_correct=[True] * 49))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("judge_correct: has 49 values for 50 pairs")

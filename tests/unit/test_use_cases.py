@@ -16,6 +16,8 @@ from hyper.api.messages import ROUTE_ID, Budget, RouteOptions
 from hyper.core.errors import InvalidArgument, NotFound
 from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Dataset, DatasetRef, Instance
+from hyper.method import label_quality
+from hyper.method.error_models import History, Inputs
 from hyper.method.performance_models import PerformanceModel, QuadraticForm
 from hyper_ppm.models import PerformanceModels
 from hyper_ppm.store import ModelRegistry, RunStore
@@ -54,22 +56,25 @@ class FakeTagger:
 
 
 class FakePPM:
-    """ppm holding one model, "default" (a PPM unless said), at version v1-fake."""
+    """ppm holding artifacts by name ("default" is the PPM given), each at version v1-fake."""
 
-    def __init__(self, model: PerformanceModel | None = None, name: str = "default", artifact: dict | None = None):
-        self.name = name
-        self.artifact_json = artifact if artifact is not None else model.to_json()
+    def __init__(self, model: PerformanceModel | None = None, **artifacts: dict):
+        self.artifacts = ({"default": model.to_json()} if model else {}) | artifacts
         self.fetched = 0
 
+    @property
+    def artifact_json(self) -> dict:
+        return self.artifacts["default"]
+
     def current_version(self, model: str = "") -> str:
-        if (model or "default") != self.name:
-            raise NotFound(f"no model named {model!r}")
+        if (model or "default") not in self.artifacts:
+            raise NotFound(f"no model named {model!r} has been fitted yet")
         return "v1-fake"
 
     def artifact(self, model: str = "", version: str = "") -> dict:
         self.current_version(model)
         self.fetched += 1
-        return self.artifact_json
+        return self.artifacts[model or "default"]
 
 
 def instances(n: int) -> list[Instance]:
@@ -201,3 +206,76 @@ def test_the_ppm_core_names_what_is_wrong(tmp_path):
     assert caught.value.field == "experiment"
     with pytest.raises(NotFound):
         models.artifact("never-fitted")
+
+
+def labelled_instances(n: int, rng: np.random.Generator) -> tuple[list[Instance], dict[str, list[int]]]:
+    """Pairs whose judge is wrong more often where f0 is set and its second judge disagrees."""
+    bits = {f"j{k}": rng.integers(0, 2, len(FEATURES)).tolist() for k in range(n)}
+    pairs = []
+    for k in range(n):
+        wrong = rng.random() < (0.5 if bits[f"j{k}"][0] else 0.1)
+        judge, other = ("B", "B") if wrong else ("A", "A" if rng.random() < 0.8 else "B")
+        pairs.append(Instance(f"j{k}", f"prompt {k}", "a", "b", {"human": "A", "judge": judge, "other": other}))
+    return pairs, bits
+
+
+def error_model_artifact(pairs: list[Instance], bits: dict[str, list[int]]) -> dict:
+    history = History(Inputs(np.array([bits[i.id] for i in pairs]), np.array(
+        [1.0 if i.labels["other"] == i.labels["judge"] else 0.0 for i in pairs])),
+        np.array([i.labels["judge"] == "A" for i in pairs]), np.ones(len(pairs), dtype=bool),
+        np.ones(len(pairs), dtype=bool), np.zeros(len(pairs), dtype=bool), human_is_reference=True)
+    return label_quality.fit(history, FEATURES, "judge", ["other"], seed=0).to_json()
+
+
+@pytest.fixture(scope="module")
+def labelled_world():
+    rng = np.random.default_rng(3)
+    history, history_bits = labelled_instances(400, rng)
+    batch, batch_bits = labelled_instances(100, rng)
+    return error_model_artifact(history, history_bits), batch, history_bits | batch_bits
+
+
+def test_auto_routes_by_the_error_model_and_predicts_a_label_accuracy_inside_zero_and_one(labelled_world):
+    artifact, batch, bits = labelled_world
+    router = Router(FakeTagger(bits), FakePPM(**{"default.errors": artifact}))
+    options = RouteOptions(strategy="auto", ai_source="judge", judges=["other"], budget_curve=True)
+    result = router.route(Dataset(batch), Budget(fraction=0.25), options).result
+    assert result.strategy_chosen in ("error_model", "uncertainty") and "cross-fitting" in result.strategy_reason
+    assert result.routing_gain is not None and result.routing_gain.ci_low > 0  # f0 and disagreement carry errors
+    assert result.ppm_target == "label_accuracy" and result.ppm_skill is None and result.error_model == "default.errors"
+    assert 0.0 <= result.predicted_lower <= result.predicted_score <= result.predicted_upper <= 1.0
+    assert all(0.0 <= p.lower <= p.predicted <= p.upper <= 1.0 for p in result.budget_curve)
+
+
+def test_without_any_model_uncertainty_routes_and_auto_starts_cold_saying_so(labelled_world):
+    _, batch, bits = labelled_world
+    router = Router(FakeTagger(bits), FakePPM())
+    options = RouteOptions(ai_source="judge", judges=["other"])
+    for strategy in ("uncertainty", "auto"):
+        result = router.route(Dataset(batch), Budget(fraction=0.2), options.model_copy(update={"strategy": strategy}))
+        assert result.result.n_human == 20 and result.result.predicted_score is None
+    assert result.result.strategy_chosen == "cold_start" and "random sample" in result.result.strategy_reason
+    with pytest.raises(NotFound, match="hyper train"):
+        router.route(Dataset(batch), Budget(fraction=0.2), options.model_copy(update={"strategy": "error_model"}))
+
+
+def test_the_guaranteed_mode_names_the_budget_it_needs(labelled_world):
+    artifact, batch, bits = labelled_world
+    router = Router(FakeTagger(bits), FakePPM(**{"default.errors": artifact}))
+    options = RouteOptions(strategy="auto", ai_source="judge", judges=["other"], target_accuracy=0.9, risk=0.1)
+    result = router.route(Dataset(batch), None, options).result
+    assert result.guarantee is not None and result.guarantee.reachable and "exchangeable" in result.guarantee.assumption
+    assert result.required_budget_fraction == pytest.approx(result.n_human / 100)
+    assert 0 < result.required_budget_fraction < 1
+
+
+def test_an_error_model_of_another_judge_warns_and_widens_its_interval(labelled_world):
+    artifact, batch, bits = labelled_world
+    router = Router(FakeTagger(bits), FakePPM(**{"default.errors": artifact}))
+    same = router.route(Dataset(batch), Budget(fraction=0.25), RouteOptions(strategy="error_model", ai_source="judge",
+                                                                            judges=["other"])).result
+    relabelled = [dataclasses.replace(i, labels=i.labels | {"judge2": i.labels["judge"]}) for i in batch]
+    other = router.route(Dataset(relabelled), Budget(fraction=0.25),
+                         RouteOptions(strategy="error_model", ai_source="judge2", judges=["other"])).result
+    assert any("learnt the errors of label_judge, not label_judge2" in w for w in other.warnings)
+    assert other.predicted_upper - other.predicted_lower > 2 * (same.predicted_upper - same.predicted_lower)

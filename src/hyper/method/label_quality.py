@@ -205,12 +205,19 @@ def error_bound(errors: int, n_history: int, n_batch: int, risk: float) -> int:
     return int(np.argmin(plausible)) - 1 if not plausible.all() else n_batch
 
 
-def guaranteed_routing(records: dict[str, list[float]], batch_scores: np.ndarray, batch_forced: np.ndarray,
+def guaranteed_routing(records: dict[str, list[float]], batch_values: np.ndarray, batch_forced: np.ndarray,
                        target: float, risk: float, scored_rate: float, score: str = "gain") -> Guarantee:
-    """Fixed-sequence testing of thresholds on `score` (the error model's gain, or, as a
-    baseline, the judge's lack of confidence: score="confidence"), from routing every pair to
-    humans towards routing fewer; the last threshold whose bound meets the target is taken."""
+    """Fixed-sequence testing of thresholds on a score, from routing every pair to humans
+    towards routing fewer; the last threshold whose bound meets the target is taken. The score
+    is the error model's gain (`batch_values` the batch's gains), or, as a baseline,
+    score="confidence": the judge's lack of confidence (`batch_values` the batch's confidences),
+    ties broken at random alike in the history and the batch so that they stay exchangeable."""
     history_score = _score(records, score)
+    batch_scores = batch_values
+    if score == "confidence":
+        rng = np.random.default_rng(0)
+        history_score = history_score + rng.random(len(history_score)) * 1e-6
+        batch_scores = -np.nan_to_num(batch_values, nan=-np.inf) + rng.random(len(batch_values)) * 1e-6
     judge_ok = np.asarray(records["judge_correct"], dtype=bool)
     human_ok = np.asarray(records["human_correct"], dtype=bool)
     batch_score = np.where(batch_forced, np.inf, batch_scores)
