@@ -50,8 +50,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
-def plan(options: RouteOptions, models: RouteModels, budget_fraction: float) -> Plan:
-    """The requested strategy, or auto's choice; gated by its cross-fitted gain."""
+def plan(options: RouteOptions, models: RouteModels, budget_fraction: float, confidence_known: bool = True) -> Plan:
+    """The requested strategy, or auto's choice (uncertainty only where the data gives every
+    pair the judge's confidence); gated by its cross-fitted gain."""
     errors = models.errors
     if options.target_accuracy is not None:
         return Plan("error_model", "the guaranteed mode routes by the error model's gains, thresholded by "
@@ -63,7 +64,7 @@ def plan(options: RouteOptions, models: RouteModels, budget_fraction: float) -> 
                                   "the judge is least confident; fit one on the labelled pairs (`hyper train`)")
     if options.strategy == "auto":
         assert errors is not None
-        name, gain = best_strategy(errors, budget_fraction)
+        name, gain = best_strategy(errors, budget_fraction, () if confidence_known else ("uncertainty",))
         others = ", ".join(f"{s} {_gain_text(gain_at(errors, s, budget_fraction))}" for s in errors.gains if s != name)
         return _gated(Plan(name, f"auto: {name} gained most over random at {budget_fraction:.0%} in cross-fitting "
                                  f"on the error model's history: {_gain_text(gain)} (against {others})", gain),

@@ -322,13 +322,16 @@ class Router:
         dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
         inputs = models.errors.inputs(tagged.features.bits, tagged.features.feature_names,
                                       dataset.judge_confidences) if models.errors else None
-        uses_confidence = options.strategy == "uncertainty" or (options.strategy == "auto" and models.errors is None)
-        confidence = self.judge_confidence(dataset, forced) if uses_confidence else dataset.judge_confidences
+        # Only a requested uncertainty route asks the tagger's judge for missing confidences; a
+        # cold start without them takes a random order.
+        confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else \
+            dataset.judge_confidences
         paid = self.paid_problem(dataset, options, tagged, models.ppm, models.ppm_version, dataset_key)
         label_gains = models.errors.calibrated.gains(inputs) if models.errors and inputs else None
         problem, total = build_problem(paid, budget or Budget(fraction=1.0), confidence, label_gains)
         split = split_forced(problem, forced, options.ai_source)
-        plan = label_routing.plan(options, models, problem.budget / max(total, 1e-12))
+        known = bool(np.isfinite(confidence[~forced]).all())
+        plan = label_routing.plan(options, models, problem.budget / max(total, 1e-12), known)
         return self.assemble(dataset, tagged.features.instance_ids, options, models, inputs, split, total, plan)
 
     def assemble(self, dataset: Dataset, ids: list[str], options: RouteOptions, models: RouteModels,

@@ -145,9 +145,10 @@ def gain_at(model: ErrorModel, strategy: str, budget_fraction: float) -> Estimat
     return Estimate(*at)
 
 
-def best_strategy(model: ErrorModel, budget_fraction: float) -> tuple[str, Estimate]:
+def best_strategy(model: ErrorModel, budget_fraction: float, excluded: tuple[str, ...] = ()) -> tuple[str, Estimate]:
     """What `auto` takes: the strategy with the larger cross-fitted gain at this budget."""
-    measured = {s: estimate for s in model.gains if (estimate := gain_at(model, s, budget_fraction)) is not None}
+    measured = {s: estimate for s in model.gains
+                if s not in excluded and (estimate := gain_at(model, s, budget_fraction)) is not None}
     name = max(measured, key=lambda s: measured[s].mean)
     return name, measured[name]
 

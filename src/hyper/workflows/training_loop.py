@@ -237,7 +237,8 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
     return LoopResult(experiment, config.target, ai_labels, resolved.notes, len(pool), len(eval_set),
                       len(runs), judge_agreement(pool), runs[f"{experiment}-{ALL_HUMAN}"].eval_score,
                       runs[f"{experiment}-{ALL_AI}"].eval_score, info.version, skill, dict(info.metrics),
-                      f"{errors.model}/{errors.version}", proto_convert.message_to_dict(errors.error_skill))
+                      f"{errors.model}/{errors.version}",
+                      proto_convert.message_to_dict(errors.error_skill, with_defaults=True))
 
 
 def history_of(pool: list[Instance], features: FeatureMatrix, resolved: ResolvedLabels) -> History:
