@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import grpc
 import numpy as np
 import pyarrow as pa
 
@@ -145,6 +147,23 @@ def file_identity(ref: DatasetRef) -> tuple | None:
     except OSError:
         return None
     return (os.path.realpath(ref.path), stat.st_mtime_ns, stat.st_size, ref)
+
+
+BEGIN = ("; to begin without a model, route with --strategy auto (a random sample for humans, the rest by the "
+         "judge's confidence) or uncertainty")
+
+
+@contextlib.contextmanager
+def missing_model(message: str) -> Iterator[None]:
+    """ppm's NOT_FOUND (over gRPC, or a fake's NotFound) as NotFound with how to begin."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        raise NotFound(message + BEGIN) from None
+    except NotFound:
+        raise NotFound(message + BEGIN) from None
 
 
 # The options a routing problem depends on (the budget and the strategy do not change it).
@@ -297,22 +316,27 @@ class Router:
         models = RouteModels()
         name = options.ppm_model or "default"
         if needs_ppm or options.ppm_version:
-            models.ppm, models.ppm_version = self.model(name, options.ppm_version)
+            with missing_model(f"no PPM named {name!r} has been fitted yet: the {options.strategy} strategy follows "
+                               "one (`hyper train` fits it)"):
+                models.ppm, models.ppm_version = self.model(name, options.ppm_version)
         models.errors_name = options.error_model or f"{name}.errors"
+        if options.strategy == "error_model" or options.target_accuracy is not None:
+            with missing_model(f"no error model named {models.errors_name!r} has been fitted yet: `hyper train` "
+                               "fits one on pairs with human and judge labels"):
+                models.errors, models.errors_version = self.error_model(models.errors_name,
+                                                                        options.error_model_version)
+            return models
         try:
             models.errors, models.errors_version = self.error_model(models.errors_name, options.error_model_version)
         except NotFound:
-            if options.strategy == "error_model" or options.target_accuracy is not None:
-                raise NotFound(f"no error model named {models.errors_name!r} has been fitted yet: `hyper train` "
-                               "fits one on pairs with human and judge labels (route with --strategy auto to begin "
-                               "without one: a random sample for humans, the rest by the judge's confidence)") from None
             models.errors_name = ""
         return models
 
     def error_model(self, name: str, version: str) -> tuple[ErrorModel, str]:
-        resolved = version or self.ppm.current_version(name)
-        return self.error_models.get_or_compute(
-            (name, resolved), lambda: (ErrorModel.from_json(self.ppm.artifact(name, resolved)), resolved))
+        with missing_model(f"no error model named {name!r}"):
+            resolved = version or self.ppm.current_version(name)
+            return self.error_models.get_or_compute(
+                (name, resolved), lambda: (ErrorModel.from_json(self.ppm.artifact(name, resolved)), resolved))
 
     def route(self, dataset: Dataset, budget: Budget | None, options: RouteOptions,
               dataset_key: Hashable | None = None) -> Route:
