@@ -39,7 +39,7 @@ from hyper.method.error_models import (
 )
 
 LABEL_STRATEGIES = ("error_model", "uncertainty", "random")
-GAIN_BUDGETS = tuple(round(b, 2) for b in np.arange(0.05, 1.0, 0.05))
+GAIN_BUDGETS = tuple(round(float(b), 2) for b in np.arange(0.05, 1.0, 0.05))
 REPEATS = 2  # cross-fits of the history behind the strategies' gains
 RESAMPLES = 1000
 
