@@ -2,7 +2,7 @@
 
 A `Database` is a pool of connections to one URL, opened once per process; `migrate` brings
 its schema to the version this code knows, in one transaction, from the numbered SQL files in
-hyper/migrations (0001_name.sql, 0002_name.sql, ...). Every migration applied is a row of
+hyper/infra/migrations (0001_name.sql, 0002_name.sql, ...). Every migration applied is a row of
 schema_migrations, so applying them again is a no-op, and a database already at a newer version
 than the code (a rollback of the image after an upgrade) is refused rather than written to.
 """
@@ -41,8 +41,8 @@ class Migration:
 
 
 def bundled_migrations() -> list[Migration]:
-    """The migrations shipped in hyper/migrations, by version."""
-    directory = resources.files("hyper") / "migrations"
+    """The migrations shipped in hyper/infra/migrations, by version."""
+    directory = resources.files("hyper.infra.migrations")
     return parse_migrations({entry.name: entry.read_text() for entry in directory.iterdir()
                              if entry.name.endswith(".sql")})
 
