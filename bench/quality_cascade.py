@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.quality_data import Prepared, history_of, progress
+from bench.quality_data import Prepared, history_of, in_parallel
 from bench.quality_splits import split
 from hyper.core.stats import Estimate
 from hyper.method import cascade
@@ -105,11 +105,9 @@ def best_single(history: cascade.Labelled, batch: cascade.Labelled, judges: tupl
 
 def run(data: Prepared, n_splits: int) -> list[dict]:
     results: dict[float, list[tuple[float, float]]] = {m: [] for m in MONEY}
-    for seed in range(n_splits):
-        for money, pair in one_split(data, seed).items():
+    for outcome in in_parallel(one_split, range(n_splits), data, "cascade"):
+        for money, pair in outcome.items():
             results[money].append(pair)
-        if (seed + 1) % 20 == 0:
-            progress(f"{data.name}: cascade, {seed + 1} splits")
     rows = []
     for money, pairs in results.items():
         chained, single = np.array(pairs).T

@@ -22,8 +22,8 @@ from bench.quality_data import (
     Prepared,
     fit_error_model,
     history_of,
+    in_parallel,
     label_accuracy_ppm,
-    progress,
     route_pairs,
     subset,
 )
@@ -115,21 +115,37 @@ def guarantees(data: Prepared, batch: np.ndarray, errors: ErrorModel) -> dict[fl
     return out
 
 
+@dataclass(frozen=True)
+class Plan:
+    n_coverage: int
+    n_mixes: int
+
+
+PLAN = Plan(0, 0)  # set by run() before the workers fork
+
+
+def one_split(data: Prepared, seed: int) -> tuple[dict[tuple[str, float], bool], dict[float, dict]]:
+    """One random split: the coverage hits (the first n_coverage splits) and the guarantees."""
+    history, batch = split(len(data.folds), seed)
+    errors = fit_error_model(data, history, seed)
+    hits = {}
+    if seed < PLAN.n_coverage:
+        ppm = label_accuracy_ppm(data, history, PLAN.n_mixes, seed, kinds=("linear",))["linear"]
+        hits = covered(data, batch, SplitModels(errors, ppm), seed)
+    return hits, guarantees(data, batch, errors)
+
+
 def run(data: Prepared, n_coverage: int, n_guarantee: int, n_mixes: int) -> dict:
+    global PLAN
+    PLAN = Plan(n_coverage, n_mixes)
     hits: dict[tuple[str, float], list[bool]] = {}
     outcomes: dict[float, list[dict]] = {t: [] for t in TARGETS}
-    for seed in range(max(n_coverage, n_guarantee)):
-        history, batch = split(len(data.folds), seed)
-        errors = fit_error_model(data, history, seed)
-        if seed < n_coverage:
-            ppm = label_accuracy_ppm(data, history, n_mixes, seed, kinds=("linear",))["linear"]
-            for key, hit in covered(data, batch, SplitModels(errors, ppm), seed).items():
-                hits.setdefault(key, []).append(hit)
-        if seed < n_guarantee:
-            for target, outcome in guarantees(data, batch, errors).items():
+    for split_hits, split_outcomes in in_parallel(one_split, range(max(n_coverage, n_guarantee)), data, "splits"):
+        for key, hit in split_hits.items():
+            hits.setdefault(key, []).append(hit)
+        for target, outcome in split_outcomes.items():
+            if len(outcomes[target]) < n_guarantee:
                 outcomes[target].append(outcome)
-        if (seed + 1) % 20 == 0:
-            progress(f"{data.name}: {seed + 1} splits")
     return {"coverage": coverage_rows(hits), "guarantee": guarantee_rows(outcomes)}
 
 
