@@ -125,11 +125,9 @@ def route_pairs(strategy: str, bits: np.ndarray, ppm: PerformanceModel | None, l
 
 
 def oracle_pairs(resolved: ResolvedLabels, budget: int) -> np.ndarray:
-    """The ceiling: the forced pairs, then the scored pairs the judge gets wrong and the human right."""
-    flips = resolved.scored() & ~resolved.correct(resolved.ai) & resolved.correct(resolved.human)
-    order = np.argsort(np.where(resolved.forced(), 0, np.where(flips, 1, 2)), kind="stable")
-    chosen = np.zeros(len(flips), dtype=bool)
-    chosen[order[: max(budget, int(resolved.forced().sum()))]] = True
+    """The ceiling: the first `budget` pairs of the oracle's order (the forced pairs always)."""
+    chosen = np.zeros(len(resolved.reference), dtype=bool)
+    chosen[resolved.oracle_order()[: max(budget, int(resolved.forced().sum()))]] = True
     return chosen
 
 

@@ -53,6 +53,17 @@ def test_rest_errors_name_the_field_like_grpc(gateway, hh_dataset):
     assert gateway.get("/v1/routes/not-an-id", headers=AUTH).status_code == 400
 
 
+def test_the_guaranteed_mode_over_rest_takes_a_target_instead_of_a_budget(gateway, hh_dataset):
+    body = route_body(hh_dataset.instances[:6]) | {"strategy": "auto", "target_accuracy": 0.9, "risk": 0.1}
+    del body["budget"]
+    reply = gateway.post("/v1/route", json=body, headers=AUTH)
+    assert reply.status_code == 404  # the guarantee is computed from an error model's history
+    message = reply.json()["error"]["message"]
+    assert "no error model named 'gateway.errors'" in message and "hyper train" in message
+    both = gateway.post("/v1/route", json=body | {"budget": {"count": 2}}, headers=AUTH)
+    assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
+
+
 def test_diagnose_over_rest(gateway):
     from harness.local import REPO
 

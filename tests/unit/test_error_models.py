@@ -92,6 +92,8 @@ def test_auto_takes_the_strategy_of_larger_cross_fitted_gain_and_the_artifact_ro
     batch = simulated(rng, 50, rng.normal(0, 1.0, 10), -1.0)
     assert np.allclose(again.calibrated.gains(batch.inputs), fitted.calibrated.gains(batch.inputs))
     assert 0.5 < fitted.skill.auc.mean <= 1.0 and fitted.skill.calibration_error.ci_low >= 0.0
+    for estimate in (fitted.skill.auc, fitted.skill.calibration_error):  # each inside its own interval
+        assert estimate.ci_low <= estimate.mean <= estimate.ci_high
 
 
 def test_a_history_too_small_to_learn_from_is_refused_by_name():

@@ -41,3 +41,16 @@ def test_mix_files_keep_assignments_and_old_files_still_load(tmp_path):
     old = {k: v for k, v in np.load(tmp_path / "m.npz").items() if k != "assignments"}
     np.savez(tmp_path / "old.npz", **old)  # a file written before assignments existed
     assert (load_mixes(tmp_path / "old.npz")["assignments"] == old["human_masks"].astype(np.int8)).all()
+
+
+def test_the_oracle_routes_fixes_first_and_harm_only_when_nothing_else_is_left():
+    from hyper.data.label_sources import LabelRoles, ResolvedLabels
+
+    # pairs: 0 no AI label, 1 judge wrong / human right, 2 both right, 3 judge right / human wrong, 4 unscored
+    resolved = ResolvedLabels(LabelRoles("h", "a"), ("ref",), human=["A", "A", "A", "B", "A"],
+                              ai=[None, "B", "A", "A", "B"], reference=["A", "A", "A", "A", None],
+                              confidence=np.full(5, np.nan), ai_in_data=True)
+    order = resolved.oracle_order()
+    assert list(order[:2]) == [0, 1] and order[-1] == 3
+    accuracy = [resolved.hybrid_correct(np.isin(np.arange(5), order[:k])).mean() for k in range(1, 6)]
+    assert accuracy == [0.75, 1.0, 1.0, 1.0, 0.75]

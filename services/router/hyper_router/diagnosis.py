@@ -154,12 +154,11 @@ def diagnose(dataset: Dataset, features: FeatureMatrix, roles: LabelRoles, seed:
     for part in parts[:label_quality.FOLDS]:  # the first repeat: every pair held out once
         held_out[part.rows] = part.gains
     gains = label_quality.cross_fitted_gains(history, parts, seed, (VERDICT_BUDGET,))
-    right_only_by_human = resolved.scored() & errors & resolved.correct(resolved.human)
     curves = {"random": random_accuracy(resolved),
               "uncertainty": accuracy_by_budget(resolved, np.argsort(np.nan_to_num(resolved.confidence, nan=1.0),
                                                                      kind="stable")),
               "error_model": accuracy_by_budget(resolved, np.argsort(-held_out, kind="stable")),
-              "oracle": accuracy_by_budget(resolved, np.argsort(~right_only_by_human, kind="stable"))}
+              "oracle": accuracy_by_budget(resolved, resolved.oracle_order())}
     return Diagnosis(
         len(dataset), int(resolved.scored().sum()), int(resolved.forced().sum()), resolved.notes,
         agreement_by_source(dataset, resolved, roles), wilson(int(errors[scored].sum()), int(scored.sum())),

@@ -42,10 +42,14 @@ def print_benchmark_figure(path: Path, dataset: str = "pandalm", budget: float =
         return
     report = json.loads(path.read_text())["datasets"].get(dataset)
     rows = {r["strategy"]: r["label_accuracy"] for r in (report or {}).get("results", []) if r["budget"] == budget}
-    for strategy in ("optimize", "uncertainty") if rows else ():
+    for strategy in ("auto", "uncertainty") if rows else ():
         row = rows[strategy]
         print(f"benchmark        {dataset} at {budget:.0%}, 5-fold cross-fitted ({path}): {strategy} - random "
               f"{row['diff_vs_random']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]")
+    if "auto" in rows and "diff_vs_uncertainty" in rows["auto"]:
+        low, high = rows["auto"]["vs_uncertainty_ci"]
+        versus = rows["auto"]["diff_vs_uncertainty"]
+        print(f"benchmark        auto - uncertainty {versus:+.4f} [{low:+.4f}, {high:+.4f}]")
 
 
 def split(dataset: Dataset, args: argparse.Namespace, directory: Path) -> tuple[Path, Path]:

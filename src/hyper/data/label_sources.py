@@ -112,6 +112,14 @@ class ResolvedLabels:
         """Pairs without an AI label (when the data has AI labels): only humans can label them."""
         return np.array([self.ai_in_data and label is None for label in self.ai])
 
+    def oracle_order(self) -> np.ndarray:
+        """The ceiling's order of routing to humans: the pairs without an AI label, the scored
+        pairs the judge gets wrong and the human right, the rest, and last the scored pairs a
+        human would make wrong (the judge right, the human not)."""
+        scored, judge_ok, human_ok = self.scored(), self.correct(self.ai), self.correct(self.human)
+        rank = np.select([self.forced(), scored & ~judge_ok & human_ok, scored & judge_ok & ~human_ok], [0, 1, 3], 2)
+        return np.argsort(rank, kind="stable")
+
     def hybrid_labels(self, to_human: np.ndarray) -> list[str | None]:
         """The hybrid set's labels: the human's where routed to humans, the judge's elsewhere."""
         return [h if paid else a for h, a, paid in zip(self.human, self.ai, to_human, strict=True)]

@@ -23,6 +23,7 @@ is computed from); fitting needs scikit-learn, applying a model only NumPy and S
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,15 @@ class Logistic:
         return cls(np.asarray(data["coef"], dtype=np.float64), float(data["intercept"]))
 
 
+@functools.cache
+def blas_threads():
+    """The BLAS libraries loaded with scikit-learn (found once: a lookup takes 10 ms)."""
+    import sklearn.linear_model  # noqa: F401  (loads SciPy's BLAS before the lookup)
+    from threadpoolctl import ThreadpoolController  # scikit-learn's own dependency
+
+    return ThreadpoolController()
+
+
 def fit_logistic(x: np.ndarray, errors: np.ndarray) -> Logistic:
     """The L2 logistic model of errors; the base rate's log-odds when a class is too rare."""
     from sklearn.linear_model import LogisticRegression
@@ -95,7 +105,10 @@ def fit_logistic(x: np.ndarray, errors: np.ndarray) -> Logistic:
     if n_errors < MIN_CLASS or len(errors) - n_errors < MIN_CLASS:
         rate = (n_errors + 0.5) / (len(errors) + 1.0)
         return Logistic(np.zeros(x.shape[1]), float(np.log(rate / (1 - rate))))
-    model = LogisticRegression(C=REGULARISATION, max_iter=5000).fit(x, errors)
+    # A hundred coefficients: BLAS threads cost more than they give, five times more when
+    # another process holds the other core (one error model fits some 170 of these).
+    with blas_threads().limit(limits=1, user_api="blas"):
+        model = LogisticRegression(C=REGULARISATION, max_iter=5000).fit(x, errors)
     return Logistic(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
 
 
@@ -289,15 +302,17 @@ def calibration_error(probability: np.ndarray, outcome: np.ndarray, bins: int = 
 
 def _bootstrap(statistic, arrays: tuple[np.ndarray, ...], seed: int, resamples: int = 400,
                basic: bool = False) -> Estimate:
-    """A percentile bootstrap interval; `basic` reflects it around the point, for a statistic
-    that resampling biases (a calibration error only grows when pairs repeat), clipped at 0."""
+    """A percentile bootstrap interval; `basic` is for a statistic that resampling biases (a
+    calibration error only grows when pairs repeat): the interval is reflected around the point
+    and the point corrected alike (2 x point - the resamples' median), so that it stays inside
+    its interval, all clipped at 0."""
     point = statistic(*arrays)
     rng = np.random.default_rng(seed)
     n = len(arrays[0])
     spread = [statistic(*(a[rows] for a in arrays)) for rows in rng.integers(0, n, (resamples, n))]
-    low, high = np.nanpercentile(spread, [2.5, 97.5])
+    low, median, high = np.nanpercentile(spread, [2.5, 50, 97.5])
     if basic:
-        low, high = max(0.0, 2 * point - high), 2 * point - low
+        point, low, high = (max(0.0, 2 * point - value) for value in (median, high, low))
     return Estimate(float(point), float(low), float(high))
 
 
