@@ -103,7 +103,7 @@ def test_probes_use_grpc_health_where_the_cluster_has_it_and_hyper_health_otherw
     assert all("exec" in p for p in probes(render("1.30.0", *VARIANT)).values())  # TLS: kubelets' probes can't
 
 
-def test_network_policies_let_only_the_router_reach_the_tagger_and_trainers_reach_ppm():
+def test_network_policies_let_only_the_router_reach_the_tagger_taggers_redis_and_trainers_ppm():
     policies = {d["metadata"]["name"]: d["spec"] for d in render("1.30.0") if d["kind"] == "NetworkPolicy"}
     assert set(policies) == {f"hyper-{n}" for n in ("tagger", "ppm", "router", "gateway", "redis", "rm-trainer")}
 
@@ -113,7 +113,7 @@ def test_network_policies_let_only_the_router_reach_the_tagger_and_trainers_reac
 
     assert callers("hyper-tagger") == {"router"}
     assert callers("hyper-ppm") == {"router", "gateway", "rm-trainer"}
-    assert callers("hyper-redis") == {"tagger"}
+    assert callers("hyper-redis") == {"tagger", "tagger-job"}  # tagging Jobs fill the cache too
     assert callers("hyper-rm-trainer") == {"rm-trainer"}  # the hosts of a JobSet, and no one else
 
 
@@ -243,3 +243,24 @@ def test_the_chart_provisions_each_dashboard_for_the_grafana_sidecar():
             and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
     provisioned = {name: json.loads(body) for m in maps for name, body in m["data"].items()}
     assert provisioned == {f"{uid}.json": json.loads(dashboards.render(uid)) for uid in dashboards.DASHBOARDS}
+
+
+def test_redis_evicts_below_its_memory_limit_instead_of_being_killed():
+    redis = pod_specs(render("1.29.0"))["hyper-redis"]["containers"][0]
+    args = redis["args"]
+    bound = args[args.index("--maxmemory") + 1]
+    assert bound.endswith("mb") and args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    limit = redis["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") and int(bound[:-2]) * 10**6 < 0.75 * float(limit[:-2]) * 2**30
+
+
+def test_a_tagging_job_s_pods_are_the_ones_the_redis_policy_admits():
+    from hyper.infra.tagging_jobs import TagJobSettings, TagRun, render_tag_job
+
+    [policy] = [d["spec"] for d in render("1.30.0") if d["kind"] == "NetworkPolicy"
+                and d["metadata"]["name"] == "hyper-redis"]
+    job = render_tag_job(TagRun(name="tag-x", dataset="/d.jsonl", shards=2, parallelism=1),
+                         TagJobSettings(release="hyper"))
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    admitted = [peer["podSelector"]["matchLabels"] for rule in policy["ingress"] for peer in rule["from"]]
+    assert any(selector.items() <= pod_labels.items() for selector in admitted)

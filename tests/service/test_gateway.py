@@ -64,6 +64,20 @@ def test_the_guaranteed_mode_over_rest_takes_a_target_instead_of_a_budget(gatewa
     assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
 
 
+def test_what_a_client_may_send_wrong_is_a_4xx_naming_it(gateway, hh_dataset):
+    accented = gateway.get("/v1/runs", headers={"Authorization": "Bearer s3crét".encode()})
+    assert accented.status_code == 401 and accented.json()["error"]["code"] == "UNAUTHENTICATED"  # the documented body
+    route_id = gateway.post("/v1/route", json=route_body(hh_dataset.instances[:4], count=1),
+                            headers=AUTH).json()["route_id"]
+    for query, field in (("page_size=-1", "page_size"), ("page_size=100001", "page_size"),
+                         ("page_token=%C2%B2", "page_token")):
+        reply = gateway.get(f"/v1/routes/{route_id}?{query}", headers=AUTH)
+        assert reply.status_code == 400 and field in reply.json()["error"]["message"], (query, reply.text)
+    for sample in (-1, 1001):
+        reply = gateway.get(f"/v1/routes/{route_id}/report?sample={sample}", headers=AUTH)
+        assert reply.status_code == 400 and "sample" in reply.json()["error"]["message"]
+
+
 def test_diagnose_over_rest(gateway):
     from harness.local import REPO
 

@@ -20,7 +20,7 @@ from harness.postgres import PostgresServer, running_postgres
 from harness.replicas import serving_replicas
 from hyper.api import proto_convert, serving
 from hyper.api.clients import RouterClient
-from hyper.api.messages import Assignment, RouteResult, Skill
+from hyper.api.messages import MAX_PAGE, Assignment, RouteResult, Skill
 from hyper.core.catalogue import FEATURE_NAMES
 from hyper.core.errors import InvalidArgument, NotFound
 from hyper.core.settings import Settings
@@ -29,7 +29,7 @@ from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2
 from hyper_ppm.store import ModelRegistry
 from hyper_router.routing import AssignmentColumns
-from hyper_router.store import ALL, MAX_PAGE, FileRouteStore, PostgresRouteStore, RouteStore
+from hyper_router.store import ALL, FileRouteStore, PostgresRouteStore, RouteStore
 
 pytestmark = pytest.mark.service
 

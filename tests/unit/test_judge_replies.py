@@ -76,7 +76,11 @@ def test_a_crashed_run_resumes_and_no_finished_pair_is_judged_twice(tmp_path):
     assert sorted(first.asked + second.asked) == sorted(i.id for i in instances)  # each asked once
     assert set(judged) == {i.id for i in instances} and totals.n_resumed == 16
     assert totals.usage["requests"] == 100.0  # both runs' usage summed
-    assert read_journal(journal)[1].judges == {"judge-x"}
+    again, totals_again = read_journal(journal)  # the torn line was cut: nothing after it is lost
+    assert set(again) == {i.id for i in instances} and totals_again.judges == {"judge-x"}
+    third = CrashingJudge(crash_on_chunk=None)
+    judge_resumably(instances, third, journal, chunk_size=8)
+    assert third.asked == []  # a third run pays for nothing
 
 
 def test_a_journal_of_another_judge_is_not_mixed_in(tmp_path):

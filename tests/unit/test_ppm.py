@@ -155,3 +155,62 @@ def test_a_stored_ppm_changed_after_it_was_saved_is_refused_on_load(tmp_path):
     path.write_text("{cut")
     with pytest.raises(CorruptState, match="not valid JSON"):
         registry.load("m")
+
+
+def test_an_empty_run_record_left_by_a_crash_is_quarantined_and_the_real_result_lands(tmp_path):
+    store = RunStore(tmp_path)
+    experiment = tmp_path / "runs" / "exp"
+    experiment.mkdir(parents=True)
+    (experiment / "r1.json").write_text("")  # a record whose content never reached the disk
+    other = {"experiment": "exp", "run_id": "r2", "state": "succeeded", "eval_score": 0.5}
+    assert store.record(other)
+    assert store.list("exp") == [other]  # the listing survives it
+    assert [p.name.split(".json")[0] for p in (experiment / "quarantine").iterdir()] == ["r1"]
+    result = {"experiment": "exp", "run_id": "r1", "state": "succeeded", "eval_score": 0.6}
+    (experiment / "r1.json").write_text("")
+    assert store.record(result)  # not blocked for ever by the leftover
+    assert store.list("exp") == [result, other]
+
+
+def test_a_damaged_model_version_is_left_out_of_the_list_and_refused_by_name(tmp_path):
+    from hyper_ppm.store import CorruptState
+
+    registry = ModelRegistry(tmp_path)
+    v1, _ = registry.save("m", {"kind": "linear", "coef": [1.0]})
+    v2, _ = registry.save("m", {"kind": "linear", "coef": [2.0]})
+    (tmp_path / "models" / "m" / f"{v2}.json").write_text("")
+    assert [model["version"] for model in registry.list()] == [v1]
+    with pytest.raises(CorruptState, match=v2):
+        registry.load("m")
+
+
+@pytest.mark.parametrize("edit, part", [
+    (lambda a: a["form"].update(linear=[0.1]), "artifact.form"),  # weights of the wrong shape
+    (lambda a: a.update(target="anything"), "artifact.target"),
+    (lambda a: a["skill"].update(spearman=3.0, ci_low=2.0, ci_high=4.0), "artifact.skill"),
+])
+def test_an_imported_ppm_that_no_route_could_use_is_refused_by_part_and_nothing_is_stored(tmp_path, edit, part):
+    from hyper.method.performance_models import artifact_digest
+    from hyper_ppm.models import PerformanceModels
+
+    ppm = PerformanceModel("linear", ["a", "b"], QuadraticForm(0.1, np.array([0.25, -0.5])), NO_SKILL,
+                           np.array([0.01]), "label_accuracy")
+    artifact = ppm.to_json()
+    edit(artifact)
+    models = PerformanceModels(ModelRegistry(tmp_path), RunStore(tmp_path))
+    with pytest.raises(InvalidArgument, match=part):
+        models.import_artifact("m", {"artifact": artifact, "sha256": artifact_digest(artifact)})
+    assert models.registry.list() == []
+
+
+def test_an_imported_ppm_says_its_skill_was_not_verified_here(tmp_path):
+    from hyper.method.performance_models import artifact_digest
+    from hyper_ppm.models import PerformanceModels
+    from hyper_router.routing import skill_warnings
+
+    artifact = PerformanceModel("linear", ["a"], QuadraticForm(0.1, np.array([0.2])), Skill(0.9, 0.8, 0.95, 40),
+                                np.array([0.01])).to_json()
+    models = PerformanceModels(ModelRegistry(tmp_path), RunStore(tmp_path))
+    stored = models.import_artifact("m", {"artifact": artifact, "sha256": artifact_digest(artifact)})
+    [warning] = skill_warnings(PerformanceModel.from_json(stored), stored["version"])
+    assert "imported from" in warning and "not verified" in warning

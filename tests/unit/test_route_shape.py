@@ -57,3 +57,16 @@ def test_the_gateway_answers_route_and_get_route_with_the_route_model():
         answer = schema["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
         assert answer == {"$ref": "#/components/schemas/RouteResult"}
     assert set(schema["components"]["schemas"]["RouteResult"]["properties"]) == set(messages.RouteResult.model_fields)
+
+
+def test_the_gateway_documents_every_refusal_with_its_body_and_no_status_it_never_sends():
+    schema = create_app(Settings()).openapi()
+    operations = [(path, op) for path, item in schema["paths"].items() if path.startswith("/v1/")
+                  for op in item.values()]
+    assert len(operations) == 5
+    for path, operation in operations:
+        responses = operation["responses"]
+        assert "422" not in responses, path
+        for status in ("400", "401", "404", "429", "503"):
+            body = responses[status]["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)

@@ -200,3 +200,20 @@ def test_simulated_past_the_independent_limit_explores_neighbourhoods_and_beats_
     assert chosen.sum() == problem.budget
     walks = knapsack_neighbourhoods(problem.items, 101, 0, int(problem.budget), np.random.default_rng(7))
     assert problem.score(chosen)[0] >= problem.score(walks.masks).max()
+
+
+def test_many_candidates_under_a_money_budget_are_drawn_and_scored_a_block_at_a_time():
+    import tracemalloc
+
+    from hyper_router.selection import simulated
+
+    rng = np.random.default_rng(3)
+    base = random_problem(3, 4000, 12, 0.25)
+    problem = RoutingProblem(base.items, np.arange(4000), rng.uniform(0.5, 3.0, 4000), 1500.0, 4000, base.model,
+                             base.confidence)
+    tracemalloc.start()
+    chosen = simulated(problem, 3000, np.random.default_rng(0))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert problem.feasible(chosen)
+    assert peak < 3000 * 4000  # all 3,000 candidates at once: 12 MB of selections (twice, stacked)

@@ -20,18 +20,29 @@ from __future__ import annotations
 
 import hmac
 import time
+from http import HTTPStatus
 
 import grpc
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hyper.api import proto_convert
 from hyper.api.clients import PPMClient, RouterClient
-from hyper.api.messages import DiagnoseRequest, Diagnosis, RouteRequest, RouteResult, field_path
+from hyper.api.messages import (
+    MAX_PAGE,
+    MAX_REPORT_SAMPLE,
+    DiagnoseRequest,
+    Diagnosis,
+    RouteRequest,
+    RouteResult,
+    field_path,
+)
 from hyper.api.serving import health_status
 from hyper.core.settings import Settings
 
@@ -43,6 +54,7 @@ REQUEST_SECONDS = Histogram("hyper_gateway_request_duration_seconds", "HTTP requ
 
 HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
                grpc.StatusCode.FAILED_PRECONDITION: 409, grpc.StatusCode.UNAUTHENTICATED: 401,
+               grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
                grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504}
 
 
@@ -63,6 +75,29 @@ class Runs(BaseModel):
     runs: list[Run]
 
 
+class ErrorDetail(BaseModel):
+    code: str  # the gRPC status name, e.g. INVALID_ARGUMENT
+    message: str  # names the field where the request is at fault, e.g. "budget.fraction: ..."
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's body, whatever its status."""
+
+    error: ErrorDetail
+
+
+# What every /v1 operation may answer besides 200, so that a client generated from the
+# document knows them (FastAPI would list only 422, which the gateway never sends).
+ERRORS = {status: {"model": ErrorBody, "description": description} for status, description in (
+    (400, "a field of the request is invalid (named in the message)"), (401, "a valid bearer token is required"),
+    (404, "no such route or model"), (409, "the request needs something not in place yet"),
+    (429, "the service is busy: retry later"), (503, "a service behind the gateway is unavailable"),
+    (504, "the request ran out of time behind the gateway"), (500, "an error inside a service"))}
+# The same for an operation that answers HTML: its refusals are still JSON.
+HTML_ERRORS = {status: {"description": response["description"], "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for status, response in ERRORS.items()}
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
@@ -76,7 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     def authorised(authorization: str = Header(default="")) -> None:
         expected = f"Bearer {settings.gateway_token}"
-        if settings.gateway_token and not hmac.compare_digest(authorization, expected):
+        # bytes: compare_digest refuses non-ASCII str, and a header may carry any byte
+        if settings.gateway_token and not hmac.compare_digest(authorization.encode(), expected.encode()):
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -95,6 +131,12 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=HTTP_STATUS.get(error.code(), 500),
                             content=error_body(error.code().name, error.details() or ""))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {401: "UNAUTHENTICATED", 404: "NOT_FOUND"}.get(error.status_code, HTTPStatus(error.status_code).name)
+        return JSONResponse(status_code=error.status_code, content=error_body(code, str(error.detail)),
+                            headers=error.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [f"{field_path(tuple(p for p in e['loc'] if p != 'body')) or 'body'}: {e['msg']}"
@@ -102,29 +144,31 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=400, content=error_body("INVALID_ARGUMENT",
                                                                 "; ".join(problems)))
 
-    @app.post("/v1/route", dependencies=[Depends(authorised)])
+    @app.post("/v1/route", dependencies=[Depends(authorised)], responses=ERRORS)
     def route(body: RouteRequest) -> RouteResult:
         """Route(dataset, budget): which pairs go to humans, which to the AI judge."""
         return proto_convert.route_result_from_proto(router.route(proto_convert.route_request_to_proto(body)))
 
-    @app.post("/v1/diagnose", dependencies=[Depends(authorised)])
+    @app.post("/v1/diagnose", dependencies=[Depends(authorised)], responses=ERRORS)
     def diagnose(body: DiagnoseRequest) -> Diagnosis:
         """Before spending anything: can routing pay on this data?"""
         return proto_convert.diagnosis_from_proto(router.diagnose(proto_convert.diagnose_request_to_proto(body)))
 
-    @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)])
-    def get_route(route_id: str, page_token: str = "", page_size: int = 0) -> RouteResult:
+    @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)], responses=ERRORS)
+    def get_route(route_id: str, page_token: str = "",
+                  page_size: int = Query(0, ge=0, le=MAX_PAGE, description="0: the router's default")) -> RouteResult:
         """A Route result as it was persisted when it was made, with one page of its
         assignments: the first, or the one `page_token` (a previous page's next_page_token)
         starts."""
         return proto_convert.route_result_from_proto(router.get_route(route_id, page_size, page_token))
 
-    @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], response_class=HTMLResponse)
-    def report(route_id: str, sample: int = 10) -> HTMLResponse:
+    @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], responses=HTML_ERRORS,
+             response_class=HTMLResponse)
+    def report(route_id: str, sample: int = Query(10, ge=0, le=MAX_REPORT_SAMPLE)) -> HTMLResponse:
         """The route explained: budget curve, PPM skill, feature shares, judge confidence, a sample."""
         return HTMLResponse(router.report(route_id, sample))
 
-    @app.get("/v1/runs", dependencies=[Depends(authorised)])
+    @app.get("/v1/runs", dependencies=[Depends(authorised)], responses=ERRORS)
     def runs(experiment: str = "") -> Runs:
         """Training runs recorded in ppm, with their state and score."""
         return Runs(runs=[Run.model_validate(proto_convert.message_to_dict(run, with_defaults=True))
@@ -141,4 +185,18 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "alive"}
 
     app.mount("/metrics", make_asgi_app())
+    app.openapi = lambda: without_validation_error(app)
     return app
+
+
+def without_validation_error(app: FastAPI) -> dict:
+    """The OpenAPI document without the 422 FastAPI lists on every operation: the gateway
+    answers an invalid request with 400 and the error body instead."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -9,7 +9,10 @@ key); a stored PPM is refused on load if its content no longer hashes to its rec
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import re
 import threading
 import time
@@ -26,10 +29,11 @@ from hyper.method.performance_models import artifact_digest
 
 NAME = re.compile(NAME_PATTERN)
 DEFAULT_MODEL = "default"
+log = logging.getLogger(__name__)
 
 
 def check_name(field: str, value: str) -> str:
-    if not NAME.match(value):
+    if not NAME.fullmatch(value):
         raise InvalidArgument(field, f"{value!r} must match {NAME.pattern}")
     return value
 
@@ -148,9 +152,17 @@ class ModelRegistry(_Promotion):
             (self.root / model / "promoted").unlink(missing_ok=True)
 
     def list(self) -> list[dict]:
-        """Every version of every model, newest first within a model."""
+        """Every intact version of every model, newest first within a model. A damaged one is
+        reported in the log and left out (loading it still fails, naming it)."""
         models = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
-        return [self.load(model, version) for model in models for _, version in reversed(self._versions(model))]
+        listed = []
+        for model in models:
+            for _, version in reversed(self._versions(model)):
+                try:
+                    listed.append(self.load(model, version))
+                except CorruptState as error:
+                    log.warning("left out of the model list: %s", error)
+        return listed
 
 
 class RunStore:
@@ -170,20 +182,40 @@ class RunStore:
         experiment, run_id = _run_key(run)
         result = self.root / experiment / f"{run_id}.json"
         if run["state"] != "succeeded":
-            if result.exists():
+            if result.exists() and self._readable(result) is not None:
                 return False
             write_json_atomic(self.root / experiment / "failed" / f"{run_id}.json", run)
             return True
+        if result.exists():
+            self._readable(result)  # a crash's unreadable leftover is quarantined: the real result lands
         return create_once(result, json.dumps(run, sort_keys=True))
 
     def list(self, experiment: str = "") -> list[dict]:
-        """Every run's result, or its latest failure when it has no result, by experiment and id."""
+        """Every run's result, or its latest failure when it has no result, by experiment and id.
+        An unreadable record (a crash's leftover) is quarantined and reported, never listed."""
         directory = check_name("experiment", experiment) if experiment else "*"
         entries = {(path.parent.parent.name, path.stem): path
                    for path in self.root.glob(f"{directory}/failed/*.json")}
         entries.update({(path.parent.name, path.stem): path
                         for path in self.root.glob(f"{directory}/*.json")})
-        return [json.loads(entries[key].read_text()) for key in sorted(entries)]
+        records = (self._readable(entries[key]) for key in sorted(entries))
+        return [record for record in records if record is not None]
+
+    @staticmethod
+    def _readable(path: Path) -> dict | None:
+        """The record at `path`, or None after moving it to quarantine/ beside it."""
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:  # another reader quarantined it first
+            return None
+        except (ValueError, UnicodeDecodeError) as error:
+            quarantine = path.parent / "quarantine"
+            quarantine.mkdir(exist_ok=True)
+            moved = quarantine / f"{path.name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.{os.getpid()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, moved)
+                log.warning("run record %s is unreadable (%s): moved to %s", path, error, moved)
+            return None
 
 
 _LOAD_VERSION = """

@@ -7,7 +7,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Hashable
 
-from hyper.api.messages import Assignment, Budget, DatasetRefBody, Diagnosis, RouteOptions, RouteResult
+from hyper.api.messages import (
+    MAX_REPORT_SAMPLE,
+    Assignment,
+    Budget,
+    DatasetRefBody,
+    Diagnosis,
+    RouteOptions,
+    RouteResult,
+)
 from hyper.core.errors import InvalidArgument
 from hyper.core.schema import Dataset, DatasetRef
 from hyper.data.label_sources import LabelRoles
@@ -49,6 +57,9 @@ class RouterDataPlane:
 
     def report(self, route_id: str, sample_size: int) -> str:
         """The persisted route explained again, as one offline HTML page."""
+        if sample_size > MAX_REPORT_SAMPLE:
+            raise InvalidArgument("sample_size", f"{sample_size} is more than the {MAX_REPORT_SAMPLE} pairs per "
+                                                 "route a report shows")
         route = self.store.load(route_id, ALL)
         if route.dataset_ref is None:
             raise InvalidArgument("route_id", "the route was given its pairs inline: only a route of a file "

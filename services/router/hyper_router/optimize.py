@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyper_router.selection import RoutingProblem, best_candidate, fill_in_order, sample_candidates, topk
+from hyper_router.selection import RoutingProblem, best_sampled, fill_in_order, topk
 
 N_BLOCKS = 16
 SHORTLIST = 32  # items considered per side of a move
@@ -192,7 +192,7 @@ def optimize(problem: RoutingProblem, n_candidates: int, rng: np.random.Generato
     result at least as good as `simulated` by construction."""
     starts = [topk(problem)]
     if n_candidates:
-        starts.append(best_candidate(problem, sample_candidates(problem, n_candidates, rng)))
+        starts.append(best_sampled(problem, n_candidates, rng))
     form = problem.ppm.quadratic_form
     if form is None:
         starts.append(_black_box_greedy(problem))

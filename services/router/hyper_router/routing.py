@@ -104,9 +104,11 @@ class Route:
 
 def skill_warnings(model: PerformanceModel, version: str) -> list[str]:
     skill = model.skill
+    imported = ([f"PPM {version} was imported from {model.imported_from}: its skill was measured on the runs it "
+                 "was fitted on there, not verified on runs here"] if model.imported_from else [])
     if skill.demonstrated:
-        return []
-    return [f"PPM {version} has no demonstrated skill: the cross-validated Spearman of its "
+        return imported
+    return imported + [f"PPM {version} has no demonstrated skill: the cross-validated Spearman of its "
             f"predictions with the scores of its {skill.n_runs} runs is {skill.spearman:.2f}, 95% "
             f"interval [{skill.ci_low:.2f}, {skill.ci_high:.2f}], which includes zero. Its "
             "predicted score, and the routing of the strategies that follow it, may be no better "

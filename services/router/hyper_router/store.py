@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from hyper.api.messages import ROUTE_ID, Assignment, RouteResult
+from hyper.api.messages import MAX_PAGE, ROUTE_ID, Assignment, RouteResult
 from hyper.api.proto_convert import route_result_from_json
 from hyper.core.atomic_files import atomic_open, write_text_atomic
 from hyper.core.errors import InvalidArgument, NotFound
@@ -30,7 +30,6 @@ from hyper.infra.database import Database
 from hyper_router.routing import AssignmentColumns
 
 DEFAULT_PAGE = 10_000
-MAX_PAGE = 100_000
 ALL = 2**62  # a page size for the router's own use (a report reads the whole route)
 
 
@@ -43,7 +42,7 @@ def page_size(requested: int, field: str) -> int:
 def page_offset(token: str, total: int) -> int:
     if not token:
         return 0
-    if not token.isdigit() or int(token) > total:
+    if not (token.isascii() and token.isdigit()) or int(token) > total:
         raise InvalidArgument("page_token", f"{token[:40]!r} is not a page token of this route")
     return int(token)
 

@@ -28,7 +28,7 @@ CONTENT_KEY = re.compile(r"^[0-9a-f]{16}$")
 def _content_keys(keys, field: str, offset: int = 0) -> list[str]:
     """The keys, refused by position when one is not a content key (16 hex digits)."""
     for position, key in enumerate(keys):
-        if not CONTENT_KEY.match(key):
+        if not CONTENT_KEY.fullmatch(key):
             raise InvalidArgument(f"{field}[{offset + position}]", f"{key[:80]!r} is not a content key (16 hex digits)")
     return list(keys)
 

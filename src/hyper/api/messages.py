@@ -19,6 +19,8 @@ from hyper.core.schema import NAME_PATTERN, DatasetRef
 
 OPTIONAL_NAME = f"^(?:{NAME_PATTERN[1:-1]})?$"  # a stored thing's name, or empty for the default
 ROUTE_ID = re.compile(r"[0-9a-f]{32}")  # what the router mints for every route (fullmatch)
+MAX_PAGE = 100_000  # assignments in one answer (and one Parquet row group of a stored route)
+MAX_REPORT_SAMPLE = 1000  # pairs of each route a report page shows
 
 StrategyName = Literal["topk", "simulated", "optimal_pos", "optimal_grad", "random",
                        "uncertainty", "optimize", "error_model", "auto"]
@@ -175,7 +177,7 @@ class RouteRequest(RouteOptions):
 
     dataset: DatasetBody
     budget: Budget | None = None
-    page_size: int = Field(0, ge=0, le=100_000, description="assignments in the answer (default 10,000); "
+    page_size: int = Field(0, ge=0, le=MAX_PAGE, description="assignments in the answer (default 10,000); "
                                                              "the rest from GET /v1/routes/{route_id}?page_token=")
 
     @model_validator(mode="after")

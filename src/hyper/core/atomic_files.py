@@ -1,8 +1,11 @@
 """Writing files so that a reader never sees half of one: a temporary file, then a rename.
 
 Every file the project writes for others to read (results, artifacts, caches, specs) goes
-through here. Temporary names are unique per process and thread, so concurrent writers of
-one path never clobber each other's half-written file; the last complete one wins.
+through here. Temporary names are unique per writer (random, so pods sharing a volume cannot
+collide), so concurrent writers of one path never clobber each other's half-written file; the
+last complete one wins. The content is flushed to disk before the rename and the rename after
+it (fsync of the file, then of its directory): after a node crash a reader finds the old file or
+the new one, never an empty one.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +21,20 @@ from typing import IO, Any
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def _sync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextmanager
@@ -30,7 +46,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _temporary(path)
     try:
         yield tmp
+        _sync_file(tmp)
         os.replace(tmp, path)
+        _sync_directory(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -77,11 +95,13 @@ def create_once(path: str | Path, text: str) -> bool:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
-    tmp.write_text(text)
     try:
+        tmp.write_text(text)
+        _sync_file(tmp)
         os.link(tmp, path)
+        _sync_directory(path.parent)
         return True
     except FileExistsError:
         return False
     finally:
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)  # also when the disk is full: no temporary file is left

@@ -43,29 +43,42 @@ ChunkJudge = Callable[[list[Instance]], tuple[str, list[JudgedPair], dict[str, f
 
 
 def read_journal(path: Path) -> tuple[dict[str, JudgedPair], Totals]:
+    judged, totals, _ = _read_complete(path)
+    return judged, totals
+
+
+def _read_complete(path: Path) -> tuple[dict[str, JudgedPair], Totals, int]:
+    """The journal's verdicts and the length in bytes of its complete entries (a crashed run's
+    last line, cut mid-write, is not one)."""
     judged: dict[str, JudgedPair] = {}
     totals = Totals()
+    complete = 0
     if not path.is_file():
-        return judged, totals
-    for line in path.read_text().splitlines():
+        return judged, totals, complete
+    for line in path.read_bytes().splitlines(keepends=True):
         try:
             entry = json.loads(line)
         except ValueError:
-            break  # the last line of a crashed run, cut mid-write
+            break
+        if not line.endswith(b"\n"):
+            break
         judged.update({p["id"]: JudgedPair(**p) for p in entry["judged"]})
         totals.add(entry["usage"])
         totals.seconds += entry.get("seconds", 0.0)
         totals.judges.add(entry["judge"])
+        complete += len(line)
     totals.n_resumed = len(judged)
-    return judged, totals
+    return judged, totals, complete
 
 
 def judge_resumably(instances: list[Instance], judge_chunk: ChunkJudge, journal: Path, chunk_size: int,
                     progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[dict[str, JudgedPair],
                                                                                               Totals]:
-    judged, totals = read_journal(journal)
+    judged, totals, complete = _read_complete(journal)
     pending = [i for i in instances if i.id not in judged]
     journal.parent.mkdir(parents=True, exist_ok=True)
+    if journal.is_file() and journal.stat().st_size > complete:
+        os.truncate(journal, complete)  # a torn last line: new entries must not follow it
     with open(journal, "a") as out:
         for start in range(0, len(pending), chunk_size):
             began = time.monotonic()

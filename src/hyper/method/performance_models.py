@@ -138,6 +138,7 @@ class PerformanceModel:
     target: str = "rm_accuracy"
     pool_size: int = 0  # pairs of the dataset the runs' mixes were drawn from (0: unknown)
     metrics: dict[str, float] = field(default_factory=dict)
+    imported_from: str = ""  # model/version where it was fitted, when imported: its skill is not verified here
 
     @property
     def quadratic_form(self) -> QuadraticForm | None:
@@ -180,6 +181,32 @@ class PerformanceModel:
             raise InvalidArgument("artifact", f"not a {ARTIFACT_FORMAT} model of kind {KINDS} "
                                               f"(format {data.get('format')!r}: refit it)")
         kind = data["kind"]
-        return cls(kind, list(data["feature_names"]), _form_from_json(kind, data["form"]),
-                   Skill(**data["skill"]), np.asarray(data["residuals"], dtype=np.float64),
-                   data["target"], int(data.get("pool_size", 0)), dict(data.get("metrics", {})))
+        model = cls(kind, list(data["feature_names"]), _form_from_json(kind, data["form"]),
+                    Skill(**data["skill"]), np.asarray(data["residuals"], dtype=np.float64),
+                    data["target"], int(data.get("pool_size", 0)), dict(data.get("metrics", {})),
+                    str(data.get("imported_from", "")))
+        model.check()
+        return model
+
+    def check(self) -> None:
+        """Refuses, naming the part, a model a Route could not use or whose skill cannot be
+        true (a file edited or built elsewhere): it fails here, not as INTERNAL in every Route."""
+        n = len(self.feature_names)
+        if self.target not in TARGETS:
+            raise InvalidArgument("artifact.target", f"{self.target!r} is not one of {TARGETS}")
+        form = self.quadratic_form
+        if form is not None and (form.linear.shape != (n,) or (
+                form.quadratic is not None and form.quadratic.shape != (n, n))):
+            raise InvalidArgument("artifact.form", f"its weights do not fit its {n} features")
+        if form is not None and not (np.isfinite(form.linear).all() and np.isfinite(form.intercept)):
+            raise InvalidArgument("artifact.form", "its weights are not all finite numbers")
+        if isinstance(self.form, LightGBMForm) and self.form.booster.num_feature() != n:
+            raise InvalidArgument("artifact.form", f"its trees read {self.form.booster.num_feature()} features, "
+                                                   f"it names {n}")
+        skill = self.skill
+        if not all(-1.0 <= value <= 1.0 for value in (skill.spearman, skill.ci_low, skill.ci_high)) or (
+                skill.ci_low > skill.ci_high):
+            raise InvalidArgument("artifact.skill", f"Spearman {skill.spearman} [{skill.ci_low}, {skill.ci_high}] "
+                                                    "is not a correlation with its interval")
+        if not (np.isfinite(self.residuals).all() and (self.residuals >= 0).all()):
+            raise InvalidArgument("artifact.residuals", "absolute errors must be finite and not negative")

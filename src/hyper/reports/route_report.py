@@ -130,6 +130,10 @@ def _summary(route: RouteResult, verdict: str, notes: list[str]) -> str:
     return warnings + _table([], rows)
 
 
+# The page runs nothing and loads nothing: text, inline CSS and inline SVG only.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
 def render_html(report: RouteReport, top: int = 15) -> str:
     from hyper.reports.plots import plot_budget_curve, plot_confidence_histograms  # matplotlib: only when drawing
 
@@ -144,11 +148,12 @@ def render_html(report: RouteReport, top: int = 15) -> str:
                   if not (report.confidence_human or report.confidence_ai) else
                   _svg(lambda out: plot_confidence_histograms(report.confidence_human, report.confidence_ai, out)))
     sample = _table(["id", "route", "gain", "judge confidence", "prompt"], [
-        [html.escape(p.id), p.route, f"{p.gain:+.5f}",
+        [html.escape(p.id), html.escape(p.route), f"{p.gain:+.5f}",
          "" if p.judge_confidence is None else f"{p.judge_confidence:.2f}", html.escape(p.prompt[:300])]
         for p in report.sample])
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Route {html.escape(route.route_id)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>Route {html.escape(route.route_id)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Why these pairs go to humans: route {html.escape(route.route_id[:8])}</h1>
 {_summary(route, report.best_budget_verdict, report.notes)}
