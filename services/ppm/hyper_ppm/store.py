@@ -16,6 +16,8 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -80,6 +82,18 @@ def _verified(text: str, version: str, where: str) -> dict:
         raise CorruptState(f"{where}: content does not match its recorded sha256 {expected[:12]}...: "
                            "it was changed after it was saved; restore it or fit again")
     return stored
+
+
+def _intact(loaders: Iterable[Callable[[], dict]]) -> list[dict]:
+    """The models that load; each that does not is named in the log and left out, so one
+    damaged version does not hide the others from a listing (loading it still fails)."""
+    listed = []
+    for load in loaders:
+        try:
+            listed.append(load())
+        except CorruptState as error:
+            log.warning("left out of the model list: %s", error)
+    return listed
 
 
 def _run_key(run: dict) -> tuple[str, str]:
@@ -155,14 +169,8 @@ class ModelRegistry(_Promotion):
         """Every intact version of every model, newest first within a model. A damaged one is
         reported in the log and left out (loading it still fails, naming it)."""
         models = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
-        listed = []
-        for model in models:
-            for _, version in reversed(self._versions(model)):
-                try:
-                    listed.append(self.load(model, version))
-                except CorruptState as error:
-                    log.warning("left out of the model list: %s", error)
-        return listed
+        return _intact(partial(self.load, model, version)
+                       for model in models for _, version in reversed(self._versions(model)))
 
 
 class RunStore:
@@ -279,11 +287,12 @@ class PostgresModelRegistry(_Promotion):
                 connection.execute("DELETE FROM ppm_promoted WHERE model = %s", [model])
 
     def list(self) -> list[dict]:
-        """Every version of every model, newest first within a model."""
+        """Every intact version of every model, newest first within a model; a damaged one is
+        logged and left out, as in the file store."""
         with self.database.connection() as connection:
             rows = connection.execute(_LIST_VERSIONS).fetchall()
-        return [_verified(artifact, version, f"PPM {model}/{version} in the state database")
-                for model, version, artifact in rows]
+        return _intact(partial(_verified, artifact, version, f"PPM {model}/{version} in the state database")
+                       for model, version, artifact in rows)
 
 
 # One statement, so exactly-once holds across replicas without a read first: the row's key
