@@ -103,7 +103,7 @@ def test_probes_use_grpc_health_where_the_cluster_has_it_and_hyper_health_otherw
     assert all("exec" in p for p in probes(render("1.30.0", *VARIANT)).values())  # TLS: kubelets' probes can't
 
 
-def test_network_policies_let_only_the_router_reach_the_tagger_taggers_redis_and_trainers_ppm():
+def test_network_policies_let_only_the_router_reach_the_tagger_taggers_redis_trainers_ppm_and_the_gateway_the_router():
     policies = {d["metadata"]["name"]: d["spec"] for d in render("1.30.0") if d["kind"] == "NetworkPolicy"}
     assert set(policies) == {f"hyper-{n}" for n in ("tagger", "ppm", "router", "gateway", "redis", "rm-trainer")}
 
@@ -115,6 +115,13 @@ def test_network_policies_let_only_the_router_reach_the_tagger_taggers_redis_and
     assert callers("hyper-ppm") == {"router", "gateway", "rm-trainer"}
     assert callers("hyper-redis") == {"tagger", "tagger-job"}  # tagging Jobs fill the cache too
     assert callers("hyper-rm-trainer") == {"rm-trainer"}  # the hosts of a JobSet, and no one else
+    assert callers("hyper-router") == {"gateway"}  # no client namespaces named: no one else
+    clients = {"namespaceSelector": {"matchLabels": {"team": "labelling"}}}
+    option = f"networkPolicy.clientsFrom=[{json.dumps(clients)}]"
+    named = {d["metadata"]["name"]: d["spec"] for d in render("1.30.0", "--set-json", option)
+             if d["kind"] == "NetworkPolicy"}
+    [router] = [rule["from"] for rule in named["hyper-router"]["ingress"] if rule["ports"][0]["port"] == 50053]
+    assert clients in router and len(router) == 2
 
 
 def test_the_vllm_tagger_asks_for_a_gpu_node_and_tls_mounts_the_secret():

@@ -1,5 +1,7 @@
-"""Optional gRPC TLS and ppm's run-recording token, on a real ppm server over loopback."""
+"""Optional gRPC TLS, the access policy and ppm's run-recording token, on real servers over
+loopback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,9 +9,11 @@ import sys
 import grpc
 import pytest
 
+from harness import faults
 from harness.local import ppm_server
 from hyper.api import serving
-from hyper.api.clients import PPMClient
+from hyper.api.access import token_digest
+from hyper.api.clients import PPMClient, RouterClient
 from hyper.v1 import ppm_pb2
 
 pytestmark = pytest.mark.service
@@ -57,39 +61,88 @@ def test_only_holders_of_the_record_token_record_runs(secure_ppm):
     assert [r.run_id for r in PPMClient(channel).list_runs("secure")] == ["r1"]  # reading is open
 
 
+def signed_certificate(directory, ca: tuple, name: str, alternative_names: str) -> tuple:
+    """(certificate, key) for `name`, signed by the CA (certificate, key)."""
+    key, request, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                    "-keyout", str(key), "-out", str(request)], check=True, capture_output=True)
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(f"subjectAltName={alternative_names}\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+                    "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 @pytest.fixture(scope="module")
 def mutual_tls_ppm(tmp_path_factory):
-    """ppm accepting only clients that present a certificate signed by its CA."""
+    """ppm accepting only clients that present a certificate signed by its CA; its access
+    policy lets the router's certificate read models and nothing else."""
     directory = tmp_path_factory.mktemp("mtls")
     ca_key, ca_cert = directory / "ca.key", directory / "ca.crt"
     openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
     subprocess.run(openssl + ["-subj", "/CN=hyper-test-ca", "-keyout", str(ca_key), "-out", str(ca_cert)],
                    check=True, capture_output=True)
-    key, request, cert = directory / "tls.key", directory / "tls.csr", directory / "tls.crt"
-    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=hyper-ppm",
-                    "-keyout", str(key), "-out", str(request)], check=True, capture_output=True)
-    extensions = directory / "san.ext"
-    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    subprocess.run(["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                    "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = signed_certificate(directory, (ca_cert, ca_key), "hyper-ppm", "DNS:localhost,IP:127.0.0.1")
+    policy = directory / "access.json"
+    policy.write_text(json.dumps({"callers": [
+        {"name": "router", "certificate": "hyper-router", "permissions": ["read_models"]}]}))
     tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(ca_cert)}
-    with ppm_server(directory, **tls, tls_client_auth=True) as settings:
-        yield settings
+    with ppm_server(directory, **tls, tls_client_auth=True, access_policy=str(policy)) as settings:
+        router_cert, router_key = signed_certificate(directory, (ca_cert, ca_key), "hyper-router",
+                                                     "DNS:hyper-router")
+        yield settings, settings.model_copy(update={"tls_cert": str(router_cert), "tls_key": str(router_key)})
 
 
 def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(mutual_tls_ppm):
-    address = f"localhost:{mutual_tls_ppm.ppm_port}"
-    assert serving.health_status(address, mutual_tls_ppm) == "SERVING"  # presents tls.crt
-    anonymous = mutual_tls_ppm.model_copy(update={"tls_client_auth": False})  # verifies the server only
+    server, _ = mutual_tls_ppm
+    address = f"localhost:{server.ppm_port}"
+    assert serving.health_status(address, server) == "SERVING"  # presents the ppm's own certificate
+    anonymous = server.model_copy(update={"tls_client_auth": False})  # verifies the server only
     assert serving.health_status(address, anonymous).startswith("UNREACHABLE")
+
+
+def test_a_client_certificate_is_a_caller_identity_with_the_permissions_the_policy_gives_it(mutual_tls_ppm):
+    server, router = mutual_tls_ppm
+    as_router = PPMClient(serving.channel(f"localhost:{server.ppm_port}", router))
+    assert as_router.list_models() == []
+    with pytest.raises(grpc.RpcError) as denied:
+        as_router.promote("default", "v1")
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "router may not call Promote: it needs the 'administer_models' permission" in denied.value.details()
+    as_ppm = PPMClient(serving.channel(f"localhost:{server.ppm_port}", server))  # a valid certificate, not named
+    with pytest.raises(grpc.RpcError) as unknown:
+        as_ppm.list_models()
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_under_a_policy_the_services_call_each_other_with_their_tokens_and_a_reader_cannot_route(
+        tmp_path, hh_dataset):
+    """The whole system as processes: each presents the system's token to its peers (a Route
+    runs through tagger and ppm); a caller with only read_routes reads routes and may not route."""
+    policy = tmp_path / "access.json"
+    policy.write_text(json.dumps({"callers": [
+        {"name": "system", "token_sha256": token_digest("sys-4c1e"), "permissions": ["*"]},
+        {"name": "dashboard", "token_sha256": token_digest("read-9a0b"), "permissions": ["read_routes"]}]}))
+    with faults.System.running(tmp_path / "system", access_policy=str(policy), caller_token="sys-4c1e") as system:
+        routed = RouterClient(system.channel("router")).route(faults.route_request(hh_dataset.instances[:40]))
+        reader = system.settings.model_copy(update={"caller_token": "read-9a0b"})
+        as_reader = RouterClient(serving.channel(system.settings.address("router"), reader))
+        assert as_reader.get_route(routed.route_id).route_id == routed.route_id
+        with pytest.raises(grpc.RpcError) as denied:
+            as_reader.route(faults.route_request(hh_dataset.instances[:40]))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        anonymous = system.settings.model_copy(update={"caller_token": ""})
+        with pytest.raises(grpc.RpcError) as refused:
+            PPMClient(serving.channel(system.settings.address("ppm"), anonymous)).list_models()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert serving.health_status(system.settings.address("ppm"), anonymous) == "SERVING"  # probes stay open
 
 
 def test_no_secret_reaches_a_log_line(tmp_path, hh_dataset):
     """A full run with every token set (right and wrong ones presented): no log holds a token."""
     from fastapi.testclient import TestClient
 
-    from harness import faults
     from hyper_gateway.app import create_app
 
     secrets = {"ppm_record_token": "rec-7f3a9c2e51", "gateway_token": "gw-5b8d1e0a44",

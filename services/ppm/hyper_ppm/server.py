@@ -30,7 +30,7 @@ def stores(settings: Settings) -> tuple[ModelVersions, RunRecords]:
 
 def build(settings: Settings) -> serving.Server:
     models = PerformanceModels(*stores(settings))
-    servicer = PPMServicer(models, settings.ppm_record_token)
+    servicer = PPMServicer(models)
     return serving.Server(settings, "ppm", [(
         ppm_pb2_grpc.add_PPMServiceServicer_to_server, servicer,
         serving.full_name(ppm_pb2, "PPMService"))])

@@ -3,14 +3,13 @@ server's interceptor). Only RecordRun checks a credential: the training Jobs' to
 
 from __future__ import annotations
 
-import hmac
 import json
 
 from google.protobuf import json_format
 from prometheus_client import Counter, Gauge
 
 from hyper.api import proto_convert
-from hyper.core.errors import InvalidArgument, Unauthenticated
+from hyper.core.errors import InvalidArgument
 from hyper.v1 import common_pb2, ppm_pb2, ppm_pb2_grpc
 from hyper_ppm.fitting import DEFAULT_CV_FOLDS
 from hyper_ppm.histories import history_from_proto
@@ -38,17 +37,8 @@ def model_info(artifact: dict, promoted: str) -> ppm_pb2.ModelInfo:
 
 
 class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
-    def __init__(self, models: PerformanceModels, record_token: str = ""):
+    def __init__(self, models: PerformanceModels):
         self.models = models
-        self.record_token = record_token
-
-    def _check_recorder(self, context) -> None:
-        """Only the training Jobs record runs when a record token is configured."""
-        if not self.record_token:
-            return
-        presented = dict(context.invocation_metadata()).get("authorization", "")
-        if not hmac.compare_digest(presented, f"Bearer {self.record_token}"):
-            raise Unauthenticated("RecordRun needs the run-recording token (HYPER_PPM_RECORD_TOKEN)")
 
     def _info(self, artifact: dict) -> ppm_pb2.ModelInfo:
         return model_info(artifact, self.models.registry.promoted(artifact["model"]))
@@ -86,7 +76,6 @@ class PPMServicer(ppm_pb2_grpc.PPMServiceServicer):
         return ppm_pb2.ModelArtifact(version=artifact["version"], json=json.dumps(artifact))
 
     def RecordRun(self, request, context):
-        self._check_recorder(context)
         run = request.run
         if run.state == "succeeded":
             proto_convert.count_vectors_from_proto(run.count_vector, "run.count_vector", rows=1)

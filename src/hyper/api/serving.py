@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from hyper.api.access import AccessPolicy
 from hyper.core import logs
 from hyper.core.errors import (
     DatasetRejected,
@@ -28,6 +30,7 @@ from hyper.core.errors import (
     InvalidInstance,
     NotFound,
     PeerUnavailable,
+    PermissionDenied,
     Unauthenticated,
 )
 from hyper.core.settings import Settings
@@ -46,6 +49,7 @@ _STATUS_OF = (
     ((InvalidArgument, InvalidInstance, DatasetRejected), grpc.StatusCode.INVALID_ARGUMENT),
     ((NotFound,), grpc.StatusCode.NOT_FOUND),
     ((Unauthenticated,), grpc.StatusCode.UNAUTHENTICATED),
+    ((PermissionDenied,), grpc.StatusCode.PERMISSION_DENIED),
     ((PeerUnavailable,), grpc.StatusCode.UNAVAILABLE),
     ((HyperError,), grpc.StatusCode.FAILED_PRECONDITION),
 )
@@ -141,8 +145,9 @@ def _refusal(error: Exception, method: str) -> tuple[grpc.StatusCode, str, list[
 
 
 class ServingInterceptor(grpc.ServerInterceptor):
-    """Around every RPC with a single response: error mapping (`answer`), then counting and
-    timing by service, method and status code, and the in-flight gauge.
+    """Around every RPC with a single response: the caller's permission (hyper.api.access),
+    error mapping (`answer`), then counting and timing by service, method and status code, and
+    the in-flight gauge.
 
     At most `max_concurrent` work RPCs run at once; one more is refused at once with
     RESOURCE_EXHAUSTED instead of queueing behind them (a caller backs off, a load balancer
@@ -150,9 +155,19 @@ class ServingInterceptor(grpc.ServerInterceptor):
     RESERVED_WORKERS threads that work never holds, so the liveness probe is answered while
     every work slot is taken."""
 
-    def __init__(self, max_concurrent: int):
+    def __init__(self, max_concurrent: int, access: AccessPolicy):
         self.max_concurrent = max_concurrent
         self.slots = threading.BoundedSemaphore(max_concurrent)
+        self.access = access
+
+    def _authorized(self, behaviour: Callable, service: str, method: str) -> Callable:
+        def authorized(request_or_iterator, context: grpc.ServicerContext):
+            identities = [identity.decode() for identity in context.peer_identities() or []]
+            metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+            self.access.authorize(service, method, metadata, identities)
+            return behaviour(request_or_iterator, context)
+
+        return authorized
 
     def _capped(self, behaviour: Callable) -> Callable:
         def capped(request_or_iterator, context):
@@ -179,9 +194,10 @@ class ServingInterceptor(grpc.ServerInterceptor):
         else:
             return handler
 
-        behaviour = answer(inner, method)
-        if service not in _UNCAPPED_SERVICES:
-            behaviour = self._capped(behaviour)
+        if service in _UNCAPPED_SERVICES:
+            behaviour = answer(inner, method)
+        else:
+            behaviour = self._capped(answer(self._authorized(inner, service, method), method))
         in_flight = IN_FLIGHT.labels(service)
 
         def timed(request_or_iterator, context):
@@ -248,9 +264,52 @@ _SERVICE_CONFIG = json.dumps({"methodConfig": [{
     "retryPolicy": RETRY_POLICY}]})
 
 
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: list[tuple[str, str | bytes]] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class _PresentToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                    grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Every call carries this process's bearer token, unless the call brings its own (a
+    training Job's record token)."""
+
+    def __init__(self, token: str):
+        self.authorization = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = list(details.metadata or [])
+        if not any(key == "authorization" for key, _ in metadata):
+            metadata.append(self.authorization)
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,  # type: ignore[return-value]
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._with_token(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._with_token(client_call_details), request_iterator)
+
+
 def channel(address: str, settings: Settings) -> grpc.Channel:
     """A client channel: TLS when a CA is configured (presenting our certificate when mutual
-    TLS is on), retries of idempotent calls, message-size limits."""
+    TLS is on), this process's token when it has one, retries of idempotent calls,
+    message-size limits."""
+    opened = _transport(address, settings)
+    return grpc.intercept_channel(opened, _PresentToken(settings.caller_token)) if settings.caller_token else opened
+
+
+def _transport(address: str, settings: Settings) -> grpc.Channel:
     # A client stream (TagStream) is retried only while its messages fit the retry buffer.
     size = settings.max_message_mb * 1024 * 1024
     # A restarted peer is reconnected to within seconds (gRPC's default backoff grows to 120 s).
@@ -302,7 +361,8 @@ class Server:
         self.settings = settings
         self.service = service
         workers = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers + RESERVED_WORKERS)
-        self.grpc = grpc.server(workers, interceptors=[ServingInterceptor(settings.grpc_workers)],
+        access = AccessPolicy.load(settings.access_policy, settings.ppm_record_token)
+        self.grpc = grpc.server(workers, interceptors=[ServingInterceptor(settings.grpc_workers, access)],
                                 options=settings.grpc_options)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

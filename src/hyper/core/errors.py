@@ -54,6 +54,11 @@ class Unauthenticated(HyperError):
     """A caller without the credentials an RPC requires (mapped to gRPC UNAUTHENTICATED)."""
 
 
+class PermissionDenied(HyperError):
+    """A caller known to the access policy without the permission an RPC needs (mapped to gRPC
+    PERMISSION_DENIED)."""
+
+
 class PeerUnavailable(HyperError):
     """Something the service depends on (an LLM judge's endpoint) failed after its retries
     (mapped to gRPC UNAVAILABLE: the caller may try again later)."""

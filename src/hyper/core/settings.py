@@ -42,6 +42,10 @@ class ServingSettings(BaseModel):
     tls_ca: str = Field("", description="PEM CA bundle: clients connect with TLS, verifying servers by it")
     tls_client_auth: bool = Field(False, description="mutual TLS: servers accept only clients with a certificate "
                                                      "signed by tls_ca")
+    access_policy: str = Field("", description="JSON file of the callers each server admits and the permissions "
+                                               "each holds (docs/hardening.md); empty = every RPC open")
+    caller_token: str = Field("", description="bearer token this process presents on every call it makes (its "
+                                              "identity in the access policy)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="of the JSON log lines")
 
 
