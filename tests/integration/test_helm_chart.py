@@ -271,3 +271,32 @@ def test_a_tagging_job_s_pods_are_the_ones_the_redis_policy_admits():
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     admitted = [peer["podSelector"]["matchLabels"] for rule in policy["ingress"] for peer in rule["from"]]
     assert any(selector.items() <= pod_labels.items() for selector in admitted)
+
+
+def test_with_an_access_secret_every_server_enforces_its_policy_and_only_callers_present_tokens():
+    specs = pod_specs(render("1.30.0", "--set", "access.secretName=hyper-access"))
+    for name in ("hyper-tagger", "hyper-ppm", "hyper-router", "hyper-gateway"):
+        [container] = specs[name]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HYPER_ACCESS_POLICY"]["value"] == "/etc/hyper/access/policy.json", name
+        assert {"name": "access", "mountPath": "/etc/hyper/access", "readOnly": True} in container["volumeMounts"]
+        [volume] = [v for v in specs[name]["volumes"] if v["name"] == "access"]
+        assert volume["secret"] == {"secretName": "hyper-access", "items": [{"key": "policy.json",
+                                                                             "path": "policy.json"}]}  # no tokens
+        token = env.get("HYPER_CALLER_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+        calls_others = name in ("hyper-router", "hyper-gateway")
+        assert token == ({"name": "hyper-access", "key": f"{name.removeprefix('hyper-')}-token"}
+                         if calls_others else None), name
+    plain = pod_specs(render("1.30.0"))
+    assert not [e for c in plain["hyper-router"]["containers"] for e in c.get("env", []) if "ACCESS" in e["name"]]
+
+
+def test_an_upgrade_that_cannot_read_the_secret_fails_rather_than_rotate_its_credentials():
+    result = subprocess.run([shutil.which("helm") or "helm", "template", "hyper", str(CHART), "--is-upgrade"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "cannot be read" in result.stderr and "secrets.existingSecret" in result.stderr
+    given = ["--is-upgrade", "--set", "secrets.ppmRecordToken=kept", "--set", "postgresql.enabled=true",
+             "--set", "postgresql.password=kept-too"]
+    [secret] = [d for d in render("1.30.0", *given) if d["kind"] == "Secret"]
+    stored = secret["stringData"]
+    assert stored["ppm-record-token"] == "kept" and stored["postgresql-password"] == "kept-too"

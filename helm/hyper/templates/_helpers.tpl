@@ -52,3 +52,56 @@ exec: {command: ["hyper", "health", "localhost:{{ .port }}"]}
 - {name: tls, mountPath: /etc/hyper/tls, readOnly: true}
 {{- end }}
 {{- end }}
+
+{{/* The access policy, mounted from access.secretName (its policy.json alone, not the tokens). */}}
+{{- define "hyper.accessVolume" -}}
+{{- if .Values.access.secretName }}
+- name: access
+  secret:
+    secretName: {{ .Values.access.secretName }}
+    items: [{key: policy.json, path: policy.json}]
+{{- end }}
+{{- end }}
+
+{{- define "hyper.accessMount" -}}
+{{- if .Values.access.secretName }}
+- {name: access, mountPath: /etc/hyper/access, readOnly: true}
+{{- end }}
+{{- end }}
+
+{{/* The policy a server enforces and, for a component that calls others, the token it presents. */}}
+{{- define "hyper.accessEnv" -}}
+{{- $access := .root.Values.access }}
+{{- if $access.secretName }}
+- {name: HYPER_ACCESS_POLICY, value: /etc/hyper/access/policy.json}
+{{- if has .component (list "router" "gateway") }}
+- name: HYPER_CALLER_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ $access.secretName }}, key: {{ .component }}-token}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A service's environment beyond the ConfigMap: its secrets and the access policy. */}}
+{{- define "hyper.serviceEnv" -}}
+{{- $root := .root }}
+{{- if eq .component "tagger" }}
+- name: HYPER_REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ include "hyper.secretName" $root }}, key: redis-url}
+- name: HYPER_JUDGE_API_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "hyper.secretName" $root }}, key: judge-api-key, optional: true}
+{{- end }}
+{{- if eq .component "ppm" }}
+- name: HYPER_PPM_RECORD_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "hyper.secretName" $root }}, key: ppm-record-token}
+{{- end }}
+{{- if and (has .component (list "ppm" "router")) (include "hyper.database" $root) }}
+- name: HYPER_DATABASE_URL
+  valueFrom:
+    secretKeyRef: {name: {{ include "hyper.secretName" $root }}, key: database-url}
+{{- end }}
+{{- include "hyper.accessEnv" . }}
+{{- end }}
