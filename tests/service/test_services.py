@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from harness.models import known_ppm as make_ppm
 from hyper.api import proto_convert
 from hyper.api.clients import PPMClient, RouterClient, TaggerClient
+from hyper.api.serving import violations_in_status
 from hyper.core.catalogue import TEXTUAL_DIMENSIONS
 from hyper.data import ingest
 from hyper.method.performance_models import PerformanceModel, QuadraticForm
@@ -304,14 +305,20 @@ def test_annotate_labels_pairs_with_the_saved_judge_and_says_when_there_is_none(
     assert all(0.5 <= j.confidence <= 1.0 and j.consistency == 1.0 for j in judgements)
 
 
-def test_uncertainty_asks_the_tagger_judge_when_the_dataset_has_no_confidences(
+def test_uncertainty_asks_the_tagger_judge_for_missing_confidences_only_when_the_request_allows_it(
         channels, services, hh_dataset, known_ppm):
     if not services.judge_file.exists():
         save_a_judge(services, hh_dataset.instances[100:400])
     unlabelled = [dataclasses.replace(i, labels={}) for i in hh_dataset.instances[:30]]
-    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
-        dataset=inline(unlabelled), budget=router_pb2.Budget(count=5), strategy="uncertainty",
-        ppm_model="known"))
+    request = router_pb2.RouteRequest(dataset=inline(unlabelled), budget=router_pb2.Budget(count=5),
+                                      strategy="uncertainty", ppm_model="known")
+    with pytest.raises(grpc.RpcError) as refused:  # the judge may cost money: only when asked
+        RouterClient(channels["router"]).route(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations_in_status(refused.value)[0][0] == "allow_judge_calls"
+    assert "30 of 30 pairs have no judge confidence" in refused.value.details()
+    request.allow_judge_calls = True
+    response = RouterClient(channels["router"]).route(request)
     judged = {j.instance_id: j.confidence for j in TaggerClient(channels["tagger"]).annotate(unlabelled)}
     humans = {a.id for a in response.assignments if a.route == "human"}
     assert humans == set(sorted(judged, key=judged.get)[:5])

@@ -235,11 +235,16 @@ class Router:
         return self.models.get_or_compute(
             (name, resolved), lambda: (PerformanceModel.from_json(self.ppm.artifact(name, resolved)), resolved))
 
-    def judge_confidence(self, dataset: Dataset, forced: np.ndarray) -> np.ndarray:
-        """The AI judge's confidence per pair: the dataset's, else the tagger's judge's (the
-        pairs that can only go to humans need none)."""
+    def judge_confidence(self, dataset: Dataset, forced: np.ndarray, allow_judge_calls: bool) -> np.ndarray:
+        """The AI judge's confidence per pair: the dataset's, else, where the request allows
+        the calls, the tagger's judge's (the pairs that can only go to humans need none)."""
         given = dataset.judge_confidences.copy()
         missing = np.flatnonzero(np.isnan(given) & ~forced)
+        if len(missing) and not allow_judge_calls:
+            raise InvalidArgument("allow_judge_calls", f"{len(missing)} of {len(given)} pairs have no judge "
+                                  "confidence (no judge_confidence, no label of the ai_source): uncertainty "
+                                  "would ask the judge for them, a paid call per pair; allow the calls, or give "
+                                  "the confidences")
         if len(missing):  # not memoised: the judge may be retrained
             judged = self.tagger.annotate([dataset.instances[k] for k in missing])
             given[missing] = [j.confidence for j in judged]
@@ -350,7 +355,8 @@ class Router:
                                       dataset.judge_confidences) if models.errors else None
         # Only a requested uncertainty route asks the tagger's judge for missing confidences; a
         # cold start without them takes a random order.
-        confidence = self.judge_confidence(dataset, forced) if options.strategy == "uncertainty" else \
+        confidence = self.judge_confidence(dataset, forced, options.allow_judge_calls) \
+            if options.strategy == "uncertainty" else \
             dataset.judge_confidences
         paid = self.paid_problem(dataset, options, tagged, models.ppm, models.ppm_version, dataset_key)
         label_gains = models.errors.calibrated.gains(inputs) if models.errors and inputs else None

@@ -119,6 +119,9 @@ class RouteOptions(BaseModel):
     exploration_fraction: float | None = Field(None, ge=0.0, le=1.0, description="auto without an error model "
                                                "(a cold start): the budget's share spent on a random sample for "
                                                "humans (default 0.3)")
+    allow_judge_calls: bool = Field(False, description="uncertainty: ask the tagger's judge for the confidence "
+                                                       "of pairs that have none (paid where the judge is an LLM "
+                                                       "endpoint); off: such a Route is refused")
 
     @field_validator("sources")
     @classmethod

@@ -76,6 +76,8 @@ def add_route_arguments(parser: argparse.ArgumentParser, budget_required: bool =
     parser.add_argument("--error-model", default="", help=RouteOptions.model_fields["error_model"].description)
     parser.add_argument("--exploration", type=float, default=None,
                         help=RouteOptions.model_fields["exploration_fraction"].description)
+    parser.add_argument("--allow-judge-calls", action="store_true",
+                        help=RouteOptions.model_fields["allow_judge_calls"].description)
     parser.add_argument("--strategy", choices=STRATEGIES, default=_option("strategy")["default"],
                         help="; ".join(f"{name}: {what}" for name, what in STRATEGIES.items()))
     parser.add_argument("--candidates", type=int, **_option("n_candidates"))

@@ -69,7 +69,8 @@ def route_request(args: argparse.Namespace, *, data: str = "", strategy: str = "
                "epsilon": args.epsilon, "interval_level": args.interval, "budget_curve": budget_curve,
                "curve_points": args.points, "ai_source": args.ai_source, "judges": args.judge,
                "require_skill": args.require_skill, "page_size": args.page_size, "risk": args.risk,
-               "error_model": args.error_model, "exploration_fraction": args.exploration}
+               "error_model": args.error_model, "exploration_fraction": args.exploration,
+               "allow_judge_calls": args.allow_judge_calls}
     if args.target_accuracy is None:
         request["budget"] = parse_budget(args.budget)
     else:
