@@ -11,6 +11,8 @@ import grpc
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -117,32 +119,76 @@ class BlockingRouter(router_pb2_grpc.RouterServiceServicer):
         return router_pb2.RouteResponse()
 
 
-def test_excess_calls_are_refused_at_once_and_health_answers_while_workers_are_busy(tmp_path):
+@pytest.fixture
+def blocking_router(tmp_path):
+    """A router server with 2 work slots whose Route blocks until released."""
     settings_ = local_settings(tmp_path).model_copy(update={"grpc_workers": 2, "router_metrics_port": 0})
     servicer = BlockingRouter()
     server = serving.Server(settings_, "router", [(router_pb2_grpc.add_RouterServiceServicer_to_server,
                                                    servicer, "hyper.v1.RouterService")])
     server.start()
     channel = serving.channel(settings_.address("router"), settings_)
-    stub = router_pb2_grpc.RouterServiceStub(channel)
     try:
-        busy = [stub.Route.future(router_pb2.RouteRequest(), timeout=30) for _ in range(2)]
-        for _ in busy:
-            assert servicer.started.acquire(timeout=10)
-        began = time.perf_counter()
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Route(router_pb2.RouteRequest(), timeout=10)
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert time.perf_counter() - began < 1.0
-        health_ms = []
-        for _ in range(30):
-            began = time.perf_counter()
-            assert serving.health_status(settings_.address("router"), settings_) == "SERVING"
-            health_ms.append(1000 * (time.perf_counter() - began))
-        assert np.percentile(health_ms, 99) < 100
-        servicer.release.set()
-        assert all(call.result() == router_pb2.RouteResponse() for call in busy)
+        yield settings_, servicer, channel
     finally:
         servicer.release.set()
         channel.close()
         server.grpc.stop(0)
+
+
+def health_p99_ms(settings_) -> float:
+    health_ms = []
+    for _ in range(30):
+        began = time.perf_counter()
+        assert serving.health_status(settings_.address("router"), settings_) == "SERVING"
+        health_ms.append(1000 * (time.perf_counter() - began))
+    return float(np.percentile(health_ms, 99))
+
+
+def occupy_work_slots(channel, servicer) -> list:
+    busy = [router_pb2_grpc.RouterServiceStub(channel).Route.future(router_pb2.RouteRequest(), timeout=30)
+            for _ in range(2)]
+    for _ in busy:
+        assert servicer.started.acquire(timeout=10)
+    return busy
+
+
+def test_excess_calls_are_refused_at_once_and_health_answers_while_workers_are_busy(blocking_router):
+    settings_, servicer, channel = blocking_router
+    busy = occupy_work_slots(channel, servicer)
+    began = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as caught:
+        router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert time.perf_counter() - began < 1.0
+    assert health_p99_ms(settings_) < 100
+    servicer.release.set()
+    assert all(call.result() == router_pb2.RouteResponse() for call in busy)
+
+
+def test_idle_reflection_and_health_streams_cannot_starve_the_probe(blocking_router):
+    """Ten reflection streams that never send and ten Health.Watch streams, beside busy work
+    slots: one stream is served, the rest are refused at once, health still answers."""
+    settings_, servicer, channel = blocking_router
+    busy = occupy_work_slots(channel, servicer)
+    closing = threading.Event()
+
+    def idle():
+        closing.wait()
+        yield from ()
+
+    reflecting = reflection_pb2_grpc.ServerReflectionStub(channel)
+    watching = health_pb2_grpc.HealthStub(channel)
+    streams = [reflecting.ServerReflectionInfo(idle(), timeout=30) for _ in range(10)]
+    streams += [watching.Watch(health_pb2.HealthCheckRequest(), timeout=30) for _ in range(10)]
+    try:
+        time.sleep(0.5)  # every stream has reached the server
+        assert health_p99_ms(settings_) < 100
+        ended = [stream.code() for stream in streams if stream.done()]
+        assert len(ended) == len(streams) - 1 and set(ended) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    finally:
+        closing.set()
+        for stream in streams:
+            stream.cancel()
+        servicer.release.set()
+    assert all(call.result() == router_pb2.RouteResponse() for call in busy)

@@ -59,8 +59,11 @@ _STATUS_OF = (
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 # Health and reflection answer even when the work has taken every worker it may.
 _UNCAPPED_SERVICES = {health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME}
-# Threads kept free of work: health checks (the liveness probe) and quick refusals use them.
+# Threads kept free of work: one answers health checks (the liveness probe) and quick refusals,
+# the other serves at most STREAM_SLOTS open health or reflection streams (Watch,
+# ServerReflectionInfo): each holds its thread while open, however idle, so more are refused.
 RESERVED_WORKERS = 2
+STREAM_SLOTS = 1
 MAX_VIOLATIONS = 10
 
 
@@ -153,12 +156,26 @@ class ServingInterceptor(grpc.ServerInterceptor):
     RESOURCE_EXHAUSTED instead of queueing behind them (a caller backs off, a load balancer
     tries another replica). Health and reflection are not counted: the server keeps
     RESERVED_WORKERS threads that work never holds, so the liveness probe is answered while
-    every work slot is taken."""
+    every work slot is taken; their streams (Watch, reflection) are capped apart, at
+    STREAM_SLOTS open at once, so idle streams cannot take the probe's thread."""
 
     def __init__(self, max_concurrent: int, access: AccessPolicy):
         self.max_concurrent = max_concurrent
         self.slots = threading.BoundedSemaphore(max_concurrent)
+        self.stream_slots = threading.BoundedSemaphore(STREAM_SLOTS)
         self.access = access
+
+    def _capped_stream(self, behaviour: Callable) -> Callable:
+        def capped(request_or_iterator, context):
+            if not self.stream_slots.acquire(blocking=False):
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{STREAM_SLOTS} health or reflection stream(s) already open; close one first")
+            try:
+                yield from behaviour(request_or_iterator, context)
+            finally:
+                self.stream_slots.release()
+
+        return capped
 
     def _authorized(self, behaviour: Callable, service: str, method: str) -> Callable:
         def authorized(request_or_iterator, context: grpc.ServicerContext):
@@ -187,6 +204,8 @@ class ServingInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return handler
         _, service, method = handler_call_details.method.split("/")
+        if service in _UNCAPPED_SERVICES and (handler.unary_stream or handler.stream_stream):
+            return self._stream_handler(handler)
         if handler.unary_unary:
             wrap, inner = grpc.unary_unary_rpc_method_handler, _decoded_request(handler.unary_unary)
         elif handler.stream_unary:
@@ -213,6 +232,15 @@ class ServingInterceptor(grpc.ServerInterceptor):
         in_flight.inc()  # counted from arrival: intercept_service runs before a worker is free
 
         return wrap(timed, request_deserializer=_tolerant(handler.request_deserializer),
+                    response_serializer=handler.response_serializer)
+
+    def _stream_handler(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """Health.Watch or reflection, within the stream cap."""
+        wrap = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        behaviour = handler.unary_stream or handler.stream_stream
+        assert behaviour is not None  # the caller checked
+        return wrap(self._capped_stream(behaviour),
+                    request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)
 
 
