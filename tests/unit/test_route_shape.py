@@ -70,3 +70,19 @@ def test_the_gateway_documents_every_refusal_with_its_body_and_no_status_it_neve
         for status in ("400", "401", "404", "429", "503"):
             body = responses[status]["content"]["application/json"]["schema"]
             assert body == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_message_limit_is_a_413_before_it_reaches_the_router(chunked):
+    from fastapi.testclient import TestClient
+
+    settings = Settings(max_message_mb=1, router_address="127.0.0.1:1")  # nothing listens: a call would be 503
+    client = TestClient(create_app(settings))
+    body = b'{"dataset": {"instances": [' + b" " * (2 * 2**20) + b"]}}"
+    content = (body[k:k + 65536] for k in range(0, len(body), 65536)) if chunked else body
+    answer = client.post("/v1/route", content=content, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "REQUEST_ENTITY_TOO_LARGE"
+    assert "HYPER_MAX_MESSAGE_MB" in answer.json()["error"]["message"]
+    small = client.post("/v1/route", json={"dataset": {}, "budget": {"fraction": 0.1}})
+    assert small.status_code == 400  # under the limit: read and checked as before

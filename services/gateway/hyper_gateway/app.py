@@ -90,9 +90,13 @@ class ErrorBody(BaseModel):
 # document knows them (FastAPI would list only 422, which the gateway never sends).
 ERRORS = {status: {"model": ErrorBody, "description": description} for status, description in (
     (400, "a field of the request is invalid (named in the message)"), (401, "a valid bearer token is required"),
-    (404, "no such route or model"), (409, "the request needs something not in place yet"),
+    (403, "the gateway may not call this (the access policy)"), (404, "no such route or model"),
+    (409, "the request needs something not in place yet"),
     (429, "the service is busy: retry later"), (503, "a service behind the gateway is unavailable"),
     (504, "the request ran out of time behind the gateway"), (500, "an error inside a service"))}
+# An operation with a body: the body may be too large.
+BODY_ERRORS = ERRORS | {413: {"model": ErrorBody, "description": "the body is larger than a gRPC message may be "
+                                                                  "(HYPER_MAX_MESSAGE_MB)"}}
 # The same for an operation that answers HTML: its refusals are still JSON.
 HTML_ERRORS = {status: {"description": response["description"], "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for status, response in ERRORS.items()}
@@ -100,6 +104,32 @@ HTML_ERRORS = {status: {"description": response["description"], "content": {
 
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
+
+
+class BodyLimit:
+    """Refuses (413) a request body over `limit` bytes, declared or streamed, before it is held
+    in memory whole: the body is read through this, a chunk at a time."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if max(received, int(declared) if declared.isdigit() else 0) > self.limit:
+                raise StarletteHTTPException(413, f"the body is over {self.limit // 2**20} MiB, the most a "
+                                                  "request may carry (HYPER_MAX_MESSAGE_MB)")
+            return message
+
+        return await self.app(scope, limited, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -115,6 +145,8 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.gateway_token and not hmac.compare_digest(authorization.encode(), expected.encode()):
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    app.add_middleware(BodyLimit, limit=settings.max_message_mb * 2**20)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -144,12 +176,12 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=400, content=error_body("INVALID_ARGUMENT",
                                                                 "; ".join(problems)))
 
-    @app.post("/v1/route", dependencies=[Depends(authorised)], responses=ERRORS)
+    @app.post("/v1/route", dependencies=[Depends(authorised)], responses=BODY_ERRORS)
     def route(body: RouteRequest) -> RouteResult:
         """Route(dataset, budget): which pairs go to humans, which to the AI judge."""
         return proto_convert.route_result_from_proto(router.route(proto_convert.route_request_to_proto(body)))
 
-    @app.post("/v1/diagnose", dependencies=[Depends(authorised)], responses=ERRORS)
+    @app.post("/v1/diagnose", dependencies=[Depends(authorised)], responses=BODY_ERRORS)
     def diagnose(body: DiagnoseRequest) -> Diagnosis:
         """Before spending anything: can routing pay on this data?"""
         return proto_convert.diagnosis_from_proto(router.diagnose(proto_convert.diagnose_request_to_proto(body)))
