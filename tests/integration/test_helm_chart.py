@@ -287,6 +287,8 @@ def test_with_an_access_secret_every_server_enforces_its_policy_and_only_callers
         calls_others = name in ("hyper-router", "hyper-gateway")
         assert token == ({"name": "hyper-access", "key": f"{name.removeprefix('hyper-')}-token"}
                          if calls_others else None), name
+    [config] = [d for d in render("1.30.0") if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hyper-config"]
+    assert config["data"]["HYPER_ROUTE_RETENTION_DAYS"] == "30"  # repeated Routes cannot fill the volume
     plain = pod_specs(render("1.30.0"))
     assert not [e for c in plain["hyper-router"]["containers"] for e in c.get("env", []) if "ACCESS" in e["name"]]
 

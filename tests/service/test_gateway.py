@@ -1,5 +1,9 @@
 """The REST gateway in front of real router and ppm processes."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -39,6 +43,20 @@ def test_route_over_rest_is_persisted_and_can_be_read_back(gateway, hh_dataset):
     assert result["n_human"] == 3 and len(result["assignments"]) == 12
     again = gateway.get(f"/v1/routes/{result['route_id']}", headers=AUTH)
     assert again.status_code == 200 and again.json() == result
+
+
+def test_a_route_deleted_over_rest_or_by_the_cli_is_gone(gateway, services, hh_dataset):
+    made = [gateway.post("/v1/route", json=route_body(hh_dataset.instances[:12], count=3), headers=AUTH).json()
+            for _ in range(2)]
+    deleted = gateway.delete(f"/v1/routes/{made[0]['route_id']}", headers=AUTH)
+    assert deleted.status_code == 204
+    assert gateway.get(f"/v1/routes/{made[0]['route_id']}", headers=AUTH).status_code == 404
+    assert gateway.delete(f"/v1/routes/{made[0]['route_id']}", headers=AUTH).status_code == 404
+    cli = [sys.executable, "-m", "hyper.cli", "routes", "delete", made[1]["route_id"]]
+    done = subprocess.run(cli, env={**os.environ, **services.to_env()}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and f"deleted route {made[1]['route_id']}" in done.stdout, done.stderr
+    again = subprocess.run(cli, env={**os.environ, **services.to_env()}, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "NOT_FOUND" in again.stderr
 
 
 def test_rest_errors_name_the_field_like_grpc(gateway, hh_dataset):

@@ -170,6 +170,32 @@ def test_an_unknown_route_is_not_found(store):
             call()
 
 
+def test_a_deleted_route_is_gone_whole_and_others_stay(store):
+    kept, deleted = made_route(30, seed=1), made_route(30, seed=2)
+    for route, columns in (kept, deleted):
+        store.save(route, columns)
+    store.delete(deleted[0].route_id)
+    for call in (lambda: store.load(deleted[0].route_id), lambda: store.page(deleted[0].route_id, "", 10),
+                 lambda: store.delete(deleted[0].route_id)):
+        with pytest.raises(NotFound):
+            call()
+    assert all_pages(store, kept[0].route_id, 7)[0] == as_rows(kept[1])
+    with pytest.raises(InvalidArgument):
+        store.delete("../routes")
+
+
+def test_routes_past_their_retention_expire_and_newer_ones_stay(store):
+    old, new = made_route(20, seed=3), made_route(20, seed=4)
+    store.save(*old)
+    time.sleep(1.2)
+    store.save(*new)
+    assert store.expire(older_than_s=0.6) == 1
+    with pytest.raises(NotFound):
+        store.load(old[0].route_id)
+    assert store.load(new[0].route_id).n_instances == 20
+    assert store.expire(older_than_s=3600) == 0
+
+
 def test_a_save_that_fails_leaves_no_route(store):
     route, columns = made_route(50)
     columns.costs = columns.costs[:-1]  # one column short: refused part-way through

@@ -63,11 +63,11 @@ def test_the_gateway_documents_every_refusal_with_its_body_and_no_status_it_neve
     schema = create_app(Settings()).openapi()
     operations = [(path, op) for path, item in schema["paths"].items() if path.startswith("/v1/")
                   for op in item.values()]
-    assert len(operations) == 5
+    assert len(operations) == 6
     for path, operation in operations:
         responses = operation["responses"]
         assert "422" not in responses, path
-        for status in ("400", "401", "404", "429", "503"):
+        for status in ("400", "401", "403", "404", "429", "503"):
             body = responses[status]["content"]["application/json"]["schema"]
             assert body == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
 

@@ -13,7 +13,7 @@ import pytest
 from harness.models import UNSKILLED, known_ppm
 from hyper.api.clients import Tagged
 from hyper.api.messages import ROUTE_ID, Budget, RouteOptions
-from hyper.core.errors import InvalidArgument, NotFound
+from hyper.core.errors import CallerGone, InvalidArgument, NotFound
 from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.method import label_quality
@@ -115,6 +115,18 @@ def test_the_data_plane_persists_a_route_and_reads_it_back_a_page_at_a_time(rout
     assert total == 20 and token == "" and len(answered.assignments + rest) == 20
     again = plane.get_route(answered.route_id, 100)
     assert again == answered.model_copy(update={"assignments": answered.assignments + rest, "next_page_token": ""})
+
+
+def test_a_route_whose_caller_has_gone_is_not_saved(router_and_fakes, tmp_path):
+    plane = RouterDataPlane(router_and_fakes[0], FileRouteStore(tmp_path))
+    with pytest.raises(CallerGone):
+        plane.route(Dataset(instances(20)), Budget(count=5), RouteOptions(), page_size=8, caller_waiting=lambda: False)
+    saved = tmp_path / "routes"
+    assert not saved.exists() or not any(saved.iterdir())
+    answered = plane.route(Dataset(instances(20)), Budget(count=5), RouteOptions(), page_size=8)
+    plane.delete_route(answered.route_id)
+    with pytest.raises(NotFound):
+        plane.get_route(answered.route_id, 8)
 
 
 def test_a_ppm_without_skill_routes_with_a_warning_or_not_at_all(router_and_fakes):

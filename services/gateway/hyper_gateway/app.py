@@ -26,7 +26,7 @@ import grpc
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
@@ -193,6 +193,12 @@ def create_app(settings: Settings) -> FastAPI:
         assignments: the first, or the one `page_token` (a previous page's next_page_token)
         starts."""
         return proto_convert.route_result_from_proto(router.get_route(route_id, page_size, page_token))
+
+    @app.delete("/v1/routes/{route_id}", dependencies=[Depends(authorised)], responses=ERRORS, status_code=204)
+    def delete_route(route_id: str) -> Response:
+        """A saved route and its assignments, deleted for good."""
+        router.delete_route(route_id)
+        return Response(status_code=204)
 
     @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], responses=HTML_ERRORS,
              response_class=HTMLResponse)

@@ -26,7 +26,7 @@ def route_store(settings: Settings) -> RouteStore:
 def build(settings: Settings) -> serving.Server:
     router = Router(TaggerClient.connect(settings),
                     PPMClient.connect(settings), data_roots=settings.data_root_paths)
-    servicer = RouterServicer(RouterDataPlane(router, route_store(settings)))
+    servicer = RouterServicer(RouterDataPlane(router, route_store(settings), settings.route_retention_days))
     return serving.Server(settings, "router", [(
         router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,
         serving.full_name(router_pb2, "RouterService"))])

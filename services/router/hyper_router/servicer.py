@@ -17,8 +17,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         route = self.dataplane.route(proto_convert.dataset_source_from_proto(request.dataset),
                                      proto_convert.budget_from_proto(request),
                                      proto_convert.route_options_from_proto(request),
-                                     page_size(request.page_size, "page_size"))
+                                     page_size(request.page_size, "page_size"), caller_waiting=context.is_active)
         return proto_convert.route_result_to_proto(route)
+
+    def DeleteRoute(self, request, context):
+        self.dataplane.delete_route(request.route_id)
+        return router_pb2.DeleteRouteResponse()
 
     def GetRoute(self, request, context):
         route = self.dataplane.get_route(request.route_id, page_size(request.page_size, "page_size"),

@@ -11,11 +11,16 @@ start-up (`services/router/hyper_router/server.py: route_store`):
   JSON and are paged from there.
 - `PostgresRouteStore` (replicas share it): rows of `routes` and `route_assignments`
   (migration 0002), written in one transaction.
+
+Routes are deleted by id (DeleteRoute) or, past the retention period
+(HYPER_ROUTE_RETENTION_DAYS), by `expire`: in both stores a route's summary goes first, so a
+reader finds the whole route or none of it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
@@ -93,6 +98,19 @@ class RouteStore(ABC):
         size = min(size, total - offset)
         return (self._assignments(route_id, offset, size) if size else []), next_token(offset, size, total), total
 
+    def delete(self, route_id: str) -> None:
+        """The route and its assignments; NotFound for an unknown route."""
+        if not self._delete(checked_route_id(route_id)):
+            raise not_found(route_id)
+
+    @abstractmethod
+    def expire(self, older_than_s: float) -> int:
+        """Deletes every route saved more than `older_than_s` seconds ago; how many."""
+
+    @abstractmethod
+    def _delete(self, route_id: str) -> bool:
+        """False when there was no such route."""
+
     @abstractmethod
     def _write(self, route_id: str, summary: str, assignments: AssignmentColumns) -> None: ...
 
@@ -120,6 +138,19 @@ class FileRouteStore(RouteStore):
         with atomic_open(self.root / f"{route_id}.parquet", "wb") as out:
             pq.write_table(assignments.table(), out, row_group_size=MAX_PAGE)
         write_text_atomic(self.root / f"{route_id}.json", summary)
+
+    def _delete(self, route_id: str) -> bool:
+        summary = self.root / f"{route_id}.json"
+        existed = summary.is_file()
+        summary.unlink(missing_ok=True)  # first: from here on the route is not found
+        (self.root / f"{route_id}.parquet").unlink(missing_ok=True)
+        return existed
+
+    def expire(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        old = [path.stem for path in self.root.glob("*.json") if path.stat().st_mtime < cutoff] \
+            if self.root.is_dir() else []
+        return sum(self._delete(route_id) for route_id in old)
 
     def _summary(self, route_id: str) -> RouteResult:
         path = self.root / f"{route_id}.json"
@@ -170,6 +201,27 @@ class PostgresRouteStore(RouteStore):
                 copy.set_types(_COPY_TYPES)
                 for position, row in enumerate(assignments.rows()):
                     copy.write_row((key[0], position, *row))
+
+    def _delete(self, route_id: str) -> bool:
+        with self.database.connection() as connection:
+            keys = connection.execute("DELETE FROM routes WHERE route_id = %s RETURNING route_key",
+                                      [route_id]).fetchall()
+            self._delete_assignments(connection, keys)
+        return bool(keys)
+
+    def expire(self, older_than_s: float) -> int:
+        with self.database.connection() as connection:
+            keys = connection.execute("DELETE FROM routes WHERE created_at < now() - make_interval(secs => %s) "
+                                      "RETURNING route_key", [older_than_s]).fetchall()
+            self._delete_assignments(connection, keys)
+        return len(keys)
+
+    @staticmethod
+    def _delete_assignments(connection, keys: list[tuple]) -> None:
+        """In the transaction that deleted their routes' rows: nobody sees assignments without a
+        route, or a route without them."""
+        if keys:
+            connection.execute("DELETE FROM route_assignments WHERE route_key = ANY(%s)", [[k for (k,) in keys]])
 
     def _route_row(self, query: str, route_id: str) -> tuple:
         with self.database.connection() as connection:

@@ -35,6 +35,7 @@ PERMISSIONS = {
     "route": "Route and Diagnose: read a dataset, tag it, route it (compute, and the judge where the "
              "request asks for it)",
     "read_routes": "GetRoute, ListAssignments, Report: read saved routes",
+    "delete_routes": "DeleteRoute: delete a saved route",
     "tag": "the tagger's Tag, TagStream, MissingKeys, TagCached and GetCatalogue",
     "judge": "the tagger's Annotate: paid LLM-judge calls",
     "read_models": "ppm's GetModel, GetArtifact, ListModels, ListRuns",
@@ -45,7 +46,8 @@ ALL = "*"
 
 PERMISSION_OF = {
     "hyper.v1.RouterService": {"Route": "route", "Diagnose": "route", "GetRoute": "read_routes",
-                               "ListAssignments": "read_routes", "Report": "read_routes"},
+                               "ListAssignments": "read_routes", "Report": "read_routes",
+                               "DeleteRoute": "delete_routes"},
     "hyper.v1.TaggerService": {"Tag": "tag", "TagStream": "tag", "MissingKeys": "tag", "TagCached": "tag",
                                "GetCatalogue": "tag", "Annotate": "judge"},
     "hyper.v1.PPMService": {"GetModel": "read_models", "GetArtifact": "read_models", "ListModels": "read_models",

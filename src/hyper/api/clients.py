@@ -194,3 +194,6 @@ class RouterClient(ServiceClient):
 
     def diagnose(self, request: router_pb2.DiagnoseRequest, timeout: float = 1800) -> router_pb2.DiagnoseResponse:
         return self.stub.Diagnose(request, timeout=timeout)
+
+    def delete_route(self, route_id: str) -> None:
+        self.stub.DeleteRoute(router_pb2.DeleteRouteRequest(route_id=route_id))

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from hyper.api.access import AccessPolicy
 from hyper.core import logs
 from hyper.core.errors import (
+    CallerGone,
     DatasetRejected,
     HyperError,
     InvalidArgument,
@@ -50,6 +51,7 @@ _STATUS_OF = (
     ((NotFound,), grpc.StatusCode.NOT_FOUND),
     ((Unauthenticated,), grpc.StatusCode.UNAUTHENTICATED),
     ((PermissionDenied,), grpc.StatusCode.PERMISSION_DENIED),
+    ((CallerGone,), grpc.StatusCode.CANCELLED),
     ((PeerUnavailable,), grpc.StatusCode.UNAVAILABLE),
     ((HyperError,), grpc.StatusCode.FAILED_PRECONDITION),
 )

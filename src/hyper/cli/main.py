@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "route": ("routing", "call Route over gRPC and summarise the result"),
     "curve": ("routing", "predicted score against budget, as a PNG"),
     "report": ("routing", "a route explained as one offline HTML page"),
+    "routes": ("routing", "saved routes: delete (routes past HYPER_ROUTE_RETENTION_DAYS go by themselves)"),
     "judge": ("training", "the CPU AI judge"),
     "jobs": ("jobs", "rm-trainer Jobs"),
     "train": ("training", "run the PPM training loop on data with human (and AI) labels"),

@@ -259,6 +259,13 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> None:
     print(f"report of route {args.route_id} -> {args.out} ({len(page) / 1024:.0f} KiB, self-contained)")
 
 
+def cmd_delete_routes(args: argparse.Namespace, settings: Settings) -> None:
+    router = RouterClient.connect(settings)
+    for route_id in args.route_ids:
+        router.delete_route(route_id)
+        print(f"deleted route {route_id}")
+
+
 def cmd_diagnose(args: argparse.Namespace, settings: Settings) -> None:
     run_diagnose(RouterClient.connect(settings), diagnose_request(args), Path(args.out), Path(args.data).name)
 
@@ -289,4 +296,12 @@ def diagnose_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=cmd_diagnose)
 
 
-PARSERS = {"route": route_parser, "curve": curve_parser, "report": report_parser, "diagnose": diagnose_parser}
+def routes_parser(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    delete = actions.add_parser("delete", help="delete saved routes and their assignments, for good")
+    delete.add_argument("route_ids", nargs="+", metavar="ROUTE_ID")
+    delete.set_defaults(run=cmd_delete_routes)
+
+
+PARSERS = {"route": route_parser, "curve": curve_parser, "report": report_parser, "diagnose": diagnose_parser,
+           "routes": routes_parser}

@@ -59,6 +59,11 @@ class PermissionDenied(HyperError):
     PERMISSION_DENIED)."""
 
 
+class CallerGone(HyperError):
+    """The caller cancelled or ran out of time before the answer was ready (mapped to gRPC
+    CANCELLED; nobody reads it)."""
+
+
 class PeerUnavailable(HyperError):
     """Something the service depends on (an LLM judge's endpoint) failed after its retries
     (mapped to gRPC UNAVAILABLE: the caller may try again later)."""

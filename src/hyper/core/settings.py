@@ -113,6 +113,9 @@ class RouterSettings(BaseModel):
     data_roots: str = Field(".", description="directories a DatasetRef may read from (os.pathsep-separated, "
                                              "symlinks resolved first); . is where the router runs: where "
                                              "`hyper up` was run")
+    route_retention_days: float = Field(0.0, ge=0.0, description="routes older than this are deleted (checked "
+                                                                 "after saves, at most every 10 minutes); 0 = kept "
+                                                                 "until DeleteRoute")
 
 
 class GatewaySettings(BaseModel):
