@@ -302,3 +302,25 @@ def test_an_upgrade_that_cannot_read_the_secret_fails_rather_than_rotate_its_cre
     [secret] = [d for d in render("1.30.0", *given) if d["kind"] == "Secret"]
     stored = secret["stringData"]
     assert stored["ppm-record-token"] == "kept" and stored["postgresql-password"] == "kept-too"
+
+
+def test_no_pod_mounts_an_api_token_and_every_scratch_volume_is_bounded():
+    documents = render("1.30.0", "--set", "judge.enabled=true", "--set", "judge.model=m", "--set",
+                       "postgresql.enabled=true")
+    specs = pod_specs(documents)
+    jobs = [yaml.safe_load((CHART / "files" / name).read_text())["spec"]["template"]["spec"]
+            for name in ("rm-trainer-job.yaml", "tagger-job.yaml")]
+    assert {"hyper-judge", "hyper-postgresql", "hyper-redis", "hyper-rm-trainer"} <= set(specs)
+    for name, spec in [*specs.items(), ("rm-trainer Job", jobs[0]), ("tagger Job", jobs[1])]:
+        assert spec["automountServiceAccountToken"] is False, name
+        for volume in spec.get("volumes", []):
+            if "emptyDir" in volume:
+                assert volume["emptyDir"].get("sizeLimit"), (name, volume["name"])
+
+
+def test_replicated_services_get_a_disruption_budget_and_single_ones_none():
+    assert not [d for d in render("1.30.0") if d["kind"] == "PodDisruptionBudget"]
+    documents = render("1.30.0", "--set", "postgresql.enabled=true", "--set", "services.router.replicas=3")
+    [budget] = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    assert budget["metadata"]["name"] == "hyper-router" and budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "router"

@@ -6,6 +6,7 @@ The same generator sends 10,000+ requests per service in `make bench-reliability
 import json
 import threading
 import time
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -20,6 +21,7 @@ from harness.fuzzing import field_violations, fuzz_service, rest_bodies, valid_r
 from harness.local import HH_DATA, local_settings
 from harness.models import known_ppm
 from hyper.api import serving
+from hyper.api.clients import PPMClient
 from hyper.core.catalogue import FEATURE_NAMES
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2, router_pb2_grpc
@@ -192,3 +194,29 @@ def test_idle_reflection_and_health_streams_cannot_starve_the_probe(blocking_rou
             stream.cancel()
         servicer.release.set()
     assert all(call.result() == router_pb2.RouteResponse() for call in busy)
+
+
+def test_retries_stop_while_most_calls_to_a_server_fail(tmp_path):
+    """A ppm that answers UNAVAILABLE to everything: without throttling each of 20 ListModels
+    calls would be tried 5 times (100 attempts); the clients' retry throttling stops retrying
+    once most recent calls failed."""
+    attempts = []
+
+    def unavailable(request, context):
+        attempts.append(time.perf_counter())
+        context.abort(grpc.StatusCode.UNAVAILABLE, "down for the test")
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "hyper.v1.PPMService", {"ListModels": grpc.unary_unary_rpc_method_handler(unavailable)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = PPMClient(serving.channel(f"127.0.0.1:{port}", local_settings(tmp_path)))
+        for _ in range(20):
+            with pytest.raises(grpc.RpcError) as failed:
+                client.list_models()
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(0)
+    assert 20 <= len(attempts) <= 30

@@ -288,10 +288,14 @@ IDEMPOTENT_METHODS = {
 }
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.5s", "maxBackoff": "8s",
                 "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}
+# A client stops retrying while more than half its recent calls to a server failed (each
+# failure takes a token, each success gives back a tenth): under overload retries would
+# otherwise multiply the load up to five times.
+RETRY_THROTTLING = {"maxTokens": 10, "tokenRatio": 0.1}
 _SERVICE_CONFIG = json.dumps({"methodConfig": [{
     "name": [{"service": service, "method": method}
              for service, methods in IDEMPOTENT_METHODS.items() for method in methods],
-    "retryPolicy": RETRY_POLICY}]})
+    "retryPolicy": RETRY_POLICY}], "retryThrottling": RETRY_THROTTLING})
 
 
 class _CallDetails(NamedTuple):
