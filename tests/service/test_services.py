@@ -439,9 +439,14 @@ def test_diagnose_tells_whether_routing_can_pay_before_anything_is_spent(channel
     assert curves["random"][0] == pytest.approx(0.795) and curves["oracle"][-1] == 1.0
     assert all(o >= r - 1e-9 for o, r in zip(curves["oracle"], curves["random"], strict=True))
     assert response.verdict and len(response.worst_features) <= 10
-    error = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
-        dataset=common_pb2.Dataset(ref=ref), ai_source="gpt-5")))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("ai_source")
+    for ai_source in ("gpt-5", "human"):  # absent; the humans themselves
+        error = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
+            dataset=common_pb2.Dataset(ref=ref), ai_source=ai_source)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("ai_source")
+    judged_by_itself = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
+        dataset=common_pb2.Dataset(ref=ref), human_source="human", ai_source="gpt-4", reference=["gpt-4"])))
+    assert judged_by_itself.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "right on every one of the 200 pairs" in judged_by_itself.details()
 
 
 def test_a_file_is_tagged_by_content_key_and_its_route_listed_page_by_page(channels, sample, known_ppm, tmp_path):

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 from hyper.api.messages import AccuracyCurve, ErrorAuc, EstimateBody, FeatureErrors, SourceAgreement
 from hyper.api.messages import Diagnosis as DiagnosisMessage
 from hyper.core.catalogue import CATALOGUE
-from hyper.core.errors import InvalidArgument
+from hyper.core.errors import HyperError, InvalidArgument
 from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Dataset
 from hyper.core.stats import Estimate, auc_interval, wilson
@@ -130,6 +130,9 @@ def random_accuracy(resolved: ResolvedLabels) -> list[float]:
 
 
 def require_judge_labels(resolved: ResolvedLabels, roles: LabelRoles) -> None:
+    if roles.ai == roles.human:
+        raise InvalidArgument("ai_source", f"is the human source {roles.human!r}: diagnose compares an AI "
+                                           "judge's labels with the humans'")
     if not resolved.ai_in_data:
         raise InvalidArgument("ai_source", f"no row has label_{roles.ai}: label the pairs with a judge "
                                            "first (hyper annotate), then diagnose")
@@ -143,6 +146,10 @@ def diagnose(dataset: Dataset, features: FeatureMatrix, roles: LabelRoles, seed:
     require_judge_labels(resolved, roles)
     scored = resolved.scored() & ~resolved.forced()
     errors = ~resolved.correct(resolved.ai)
+    if len(set(errors[scored].tolist())) < 2:
+        raise HyperError(f"the judge {roles.ai!r} is {'wrong' if errors[scored].all() else 'right'} on every "
+                         f"one of the {int(scored.sum())} pairs with a reference label: there is nothing for "
+                         "routing to find (is the reference the judge itself?)")
     inputs = error_inputs(features, resolved.confidence)
     probability = {name: cross_fitted_error_probability(x[scored], errors[scored], seed)
                    for name, x in inputs.items()}
