@@ -440,8 +440,8 @@ def test_diagnose_tells_whether_routing_can_pay_before_anything_is_spent(channel
     assert all(o >= r - 1e-9 for o, r in zip(curves["oracle"], curves["random"], strict=True))
     assert response.verdict and len(response.worst_features) <= 10
     for ai_source in ("gpt-5", "human"):  # absent; the humans themselves
-        error = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
-            dataset=common_pb2.Dataset(ref=ref), ai_source=ai_source)))
+        request = router_pb2.DiagnoseRequest(dataset=common_pb2.Dataset(ref=ref), ai_source=ai_source)
+        error = rpc_error(lambda request=request: RouterClient(channels["router"]).diagnose(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("ai_source")
     judged_by_itself = rpc_error(lambda: RouterClient(channels["router"]).diagnose(router_pb2.DiagnoseRequest(
         dataset=common_pb2.Dataset(ref=ref), human_source="human", ai_source="gpt-4", reference=["gpt-4"])))
