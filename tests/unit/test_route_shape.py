@@ -86,3 +86,32 @@ def test_a_body_over_the_message_limit_is_a_413_before_it_reaches_the_router(chu
     assert "HYPER_MAX_MESSAGE_MB" in answer.json()["error"]["message"]
     small = client.post("/v1/route", json={"dataset": {}, "budget": {"fraction": 0.1}})
     assert small.status_code == 400  # under the limit: read and checked as before
+
+
+def test_the_openapi_document_states_the_exactly_one_of_rules_the_server_checks():
+    """A body valid by the document is accepted by the server's models and one the models
+    refuse for a one-of rule is invalid by the document (jsonschema over the document)."""
+    import jsonschema
+
+    components = create_app(Settings()).openapi()["components"]
+    schema = {"$ref": "#/components/schemas/RouteRequest", "components": components}
+    inline = {"inline": {"instances": []}}
+    bodies = {
+        "budget and dataset": ({"dataset": inline, "budget": {"fraction": 0.2}}, True),
+        "target instead of a budget": ({"dataset": inline, "target_accuracy": 0.9}, True),
+        "a null beside a value": ({"dataset": inline, "budget": {"fraction": None, "count": 3}}, True),
+        "an empty budget": ({"dataset": {"ref": {"path": "x"}}, "budget": {}}, False),
+        "an empty dataset": ({"dataset": {}, "budget": {"count": 3}}, False),
+        "two budgets": ({"dataset": inline, "budget": {"count": 3, "money": 2.0}}, False),
+        "both datasets": ({"dataset": {**inline, "ref": {"path": "x"}}, "budget": {"count": 3}}, False),
+        "budget and target": ({"dataset": inline, "budget": {"count": 3}, "target_accuracy": 0.9}, False),
+        "neither budget nor target": ({"dataset": inline}, False),
+    }
+    for name, (body, valid) in bodies.items():
+        by_document = jsonschema.Draft202012Validator(schema).is_valid(body)
+        try:
+            messages.RouteRequest.model_validate(body)
+            by_server = True
+        except ValueError:
+            by_server = False
+        assert by_document == by_server == valid, name

@@ -47,9 +47,18 @@ DEFAULT_SOURCE = "human"  # the paid source whose PPM columns carry plain featur
 AI = "ai"  # the free default source: everything not routed to a paid source
 
 
+def exactly_one_of(*names: str) -> ConfigDict:
+    """The JSON-schema form of a validator's "exactly one of these fields" rule, so that the
+    OpenAPI document (and a client generated from it) knows the rule the server checks."""
+    return ConfigDict(json_schema_extra={"oneOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names]})
+
+
 class Budget(BaseModel):
     """Exactly one of: a fraction of the instances (or of the total cost when costs vary), a
     count of paid annotations (costs are then ignored), or money in cost units."""
+
+    model_config = exactly_one_of("fraction", "count", "money")
 
     fraction: float | None = Field(None, ge=0.0, le=1.0)
     count: int | None = Field(None, ge=0)
@@ -164,6 +173,8 @@ class InstanceListBody(BaseModel):
 class DatasetBody(BaseModel):
     """Exactly one of: a reference to a file, or the instances inline."""
 
+    model_config = exactly_one_of("ref", "inline")
+
     ref: DatasetRefBody | None = None
     inline: InstanceListBody | None = None
 
@@ -177,6 +188,8 @@ class DatasetBody(BaseModel):
 class RouteRequest(RouteOptions):
     """Route(dataset, budget) with its options; or, in the guaranteed mode, Route(dataset,
     target_accuracy, risk) without a budget."""
+
+    model_config = exactly_one_of("budget", "target_accuracy") | ConfigDict(extra="forbid")
 
     dataset: DatasetBody
     budget: Budget | None = None
