@@ -162,3 +162,30 @@ def test_no_secret_reaches_a_log_line(tmp_path, hh_dataset):
     leaks = [(name, secret) for name, text in logs.items() for secret in [*secrets.values(), "wrong-token-ffff"]
              if secret in text]
     assert leaks == []
+
+
+def test_the_servicer_sees_the_caller_the_policy_named_which_quotas_count_against(tmp_path):
+    from harness.local import local_settings
+    from hyper.api.access import CALLER
+    from hyper.v1 import router_pb2, router_pb2_grpc
+
+    class Recording(router_pb2_grpc.RouterServiceServicer):
+        callers: list[str] = []
+
+        def GetRoute(self, request, context):
+            self.callers.append(CALLER.get())
+            return router_pb2.RouteResponse()
+
+    policy = tmp_path / "access.json"
+    policy.write_text(json.dumps({"callers": [
+        {"name": "dashboard", "token_sha256": token_digest("read-9a0b"), "permissions": ["read_routes"]}]}))
+    settings = local_settings(tmp_path).model_copy(update={"access_policy": str(policy), "router_metrics_port": 0,
+                                                           "caller_token": "read-9a0b"})
+    server = serving.Server(settings, "router", [(router_pb2_grpc.add_RouterServiceServicer_to_server, Recording(),
+                                                  "hyper.v1.RouterService")])
+    server.start()
+    try:
+        RouterClient(serving.channel(settings.address("router"), settings)).get_route("0" * 32)
+    finally:
+        server.grpc.stop(0)
+    assert Recording.callers == ["dashboard"]

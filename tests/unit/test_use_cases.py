@@ -6,22 +6,27 @@ tests/service."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from harness.models import UNSKILLED, known_ppm
+from hyper.api.access import CALLER
 from hyper.api.clients import Tagged
 from hyper.api.messages import ROUTE_ID, Budget, RouteOptions
-from hyper.core.errors import CallerGone, InvalidArgument, NotFound
+from hyper.core.errors import CallerGone, InvalidArgument, NotFound, QuotaExceeded
 from hyper.core.features import FeatureMatrix
 from hyper.core.schema import Dataset, DatasetRef, Instance
+from hyper.judges.pairwise import Judgement
 from hyper.method import label_quality
 from hyper.method.error_models import History, Inputs
 from hyper.method.performance_models import PerformanceModel, QuadraticForm
 from hyper_ppm.models import PerformanceModels
 from hyper_ppm.store import ModelRegistry, RunStore
 from hyper_router.dataplane import RouterDataPlane
+from hyper_router.quota import JudgeQuota
 from hyper_router.routing import Router, SkillNotDemonstrated
 from hyper_router.store import FileRouteStore
 
@@ -291,3 +296,38 @@ def test_an_error_model_of_another_judge_warns_and_widens_its_interval(labelled_
                          RouteOptions(strategy="error_model", ai_source="judge2", judges=["other"])).result
     assert any("learnt the errors of label_judge, not label_judge2" in w for w in other.warnings)
     assert other.predicted_upper - other.predicted_lower > 2 * (same.predicted_upper - same.predicted_lower)
+
+
+class CountingJudge(FakeTagger):
+    """A tagger whose judge labels every pair it is asked, counting them."""
+
+    def __init__(self, bits):
+        super().__init__(bits)
+        self.judged = 0
+        self.lock = threading.Lock()
+
+    def annotate(self, instances: list[Instance]) -> list:
+        with self.lock:
+            self.judged += len(instances)
+        return [Judgement("A", 0.5 + k / (2 * len(instances)), 1.0) for k in range(len(instances))]
+
+
+def test_a_caller_s_judge_quota_holds_under_twenty_concurrent_routes(router_and_fakes):
+    _, _, ppm, bits, _ = router_and_fakes
+    judge = CountingJudge(bits)
+    router = Router(judge, ppm, judge_quota=JudgeQuota(pairs_per_hour=100))
+    options = RouteOptions(strategy="uncertainty", allow_judge_calls=True)
+
+    def route_as(caller: str) -> str:
+        CALLER.set(caller)
+        try:
+            router.route(Dataset(instances(20)), Budget(count=5), options)
+            return "routed"
+        except QuotaExceeded as refused:
+            assert "100 pairs an hour" in str(refused)
+            return "refused"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(route_as, ["team-a"] * 20))
+    assert outcomes.count("routed") == 5 and judge.judged == 100  # 5 x 20 pairs: the quota, never more
+    assert route_as("team-b") == "routed" and judge.judged == 120  # a quota per caller

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pyarrow as pa
 
+from hyper.api.access import CALLER
 from hyper.api.clients import FeaturesNotCached, Tagged
 from hyper.api.messages import (
     AI,
@@ -42,6 +43,7 @@ from hyper_router import label_routing
 from hyper_router.diagnosis import Diagnosis, diagnose, require_judge_labels
 from hyper_router.label_routing import Evidence, Plan, RouteModels, SkillNotDemonstrated
 from hyper_router.problem import ForcedSplit, PaidItems, build_problem, paid_problem, split_forced
+from hyper_router.quota import JudgeQuota
 from hyper_router.route_plan import (
     LabelAccuracy,
     PPMScore,
@@ -177,9 +179,10 @@ class Router:
     and the tagger asked again, only when the file or the tagger's feature set has changed."""
 
     def __init__(self, tagger: TaggerPeer, ppm: PPMPeer, memo_size: int = 8,
-                 data_roots: tuple[Path, ...] | None = None):
+                 data_roots: tuple[Path, ...] | None = None, judge_quota: JudgeQuota | None = None):
         self.tagger = tagger
         self.ppm = ppm
+        self.judge_quota = judge_quota or JudgeQuota(0)
         self.data_roots = data_roots  # None: any file (a library user's own process)
         self.datasets: Memo[Dataset] = Memo(memo_size)
         self.tags: Memo[Tagged] = Memo(memo_size)
@@ -246,6 +249,7 @@ class Router:
                                   "would ask the judge for them, a paid call per pair; allow the calls, or give "
                                   "the confidences")
         if len(missing):  # not memoised: the judge may be retrained
+            self.judge_quota.reserve(CALLER.get(), len(missing))
             judged = self.tagger.annotate([dataset.instances[k] for k in missing])
             given[missing] = [j.confidence for j in judged]
         return np.nan_to_num(given, nan=0.0)

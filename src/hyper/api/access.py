@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 from collections.abc import Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -56,6 +57,9 @@ PERMISSION_OF = {
                             "Promote": "administer_models", "RecordRun": "record_runs"},
 }
 RUN_RECORDER = "run-recorder"
+# Who the call being served is from, as `authorize` named it ("" where the permission is open):
+# what per-caller quotas count against.
+CALLER: ContextVar[str] = ContextVar("caller", default="")
 
 
 class Caller(BaseModel):

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from hyper.api.access import AccessPolicy
+from hyper.api.access import CALLER, AccessPolicy
 from hyper.core import logs
 from hyper.core.errors import (
     CallerGone,
@@ -32,6 +32,7 @@ from hyper.core.errors import (
     NotFound,
     PeerUnavailable,
     PermissionDenied,
+    QuotaExceeded,
     Unauthenticated,
 )
 from hyper.core.settings import Settings
@@ -52,6 +53,7 @@ _STATUS_OF = (
     ((Unauthenticated,), grpc.StatusCode.UNAUTHENTICATED),
     ((PermissionDenied,), grpc.StatusCode.PERMISSION_DENIED),
     ((CallerGone,), grpc.StatusCode.CANCELLED),
+    ((QuotaExceeded,), grpc.StatusCode.RESOURCE_EXHAUSTED),
     ((PeerUnavailable,), grpc.StatusCode.UNAVAILABLE),
     ((HyperError,), grpc.StatusCode.FAILED_PRECONDITION),
 )
@@ -183,8 +185,11 @@ class ServingInterceptor(grpc.ServerInterceptor):
         def authorized(request_or_iterator, context: grpc.ServicerContext):
             identities = [identity.decode() for identity in context.peer_identities() or []]
             metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
-            self.access.authorize(service, method, metadata, identities)
-            return behaviour(request_or_iterator, context)
+            caller = CALLER.set(self.access.authorize(service, method, metadata, identities))
+            try:
+                return behaviour(request_or_iterator, context)
+            finally:
+                CALLER.reset(caller)
 
         return authorized
 

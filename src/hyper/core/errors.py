@@ -59,6 +59,10 @@ class PermissionDenied(HyperError):
     PERMISSION_DENIED)."""
 
 
+class QuotaExceeded(HyperError):
+    """A caller past its quota (mapped to gRPC RESOURCE_EXHAUSTED: it may try again later)."""
+
+
 class CallerGone(HyperError):
     """The caller cancelled or ran out of time before the answer was ready (mapped to gRPC
     CANCELLED; nobody reads it)."""

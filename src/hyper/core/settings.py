@@ -113,6 +113,8 @@ class RouterSettings(BaseModel):
     data_roots: str = Field(".", description="directories a DatasetRef may read from (os.pathsep-separated, "
                                              "symlinks resolved first); . is where the router runs: where "
                                              "`hyper up` was run")
+    judge_pairs_per_hour: int = Field(0, ge=0, description="pairs each caller may have the judge label in an "
+                                                          "hour through Route's allow_judge_calls; 0 = no limit")
     route_retention_days: float = Field(0.0, ge=0.0, description="routes older than this are deleted (checked "
                                                                  "after saves, at most every 10 minutes); 0 = kept "
                                                                  "until DeleteRoute")
