@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from harness.fuzzing import field_violations, fuzz_service, rest_bodies, valid_requests
-from harness.local import HH_DATA, local_settings
+from harness.local import HH_DATA, free_ports, local_settings
 from harness.models import known_ppm
 from hyper.api import serving
 from hyper.api.clients import PPMClient
@@ -220,3 +220,30 @@ def test_retries_stop_while_most_calls_to_a_server_fail(tmp_path):
     finally:
         server.stop(0)
     assert 20 <= len(attempts) <= 30
+
+
+def test_a_server_closes_a_client_connection_left_idle(blocking_router):
+    """With HYPER_GRPC_IDLE_CLOSE_S at 0.5 s, a connection with no call is closed by the server
+    (its channel goes back to IDLE) and the next call simply reconnects."""
+    settings_, _, _ = blocking_router
+    short = settings_.model_copy(update={"grpc_idle_close_s": 0.5, "router_port": free_ports(1)[0]})
+    server = serving.Server(short, "router", [(router_pb2_grpc.add_RouterServiceServicer_to_server,
+                                               BlockingRouter(), "hyper.v1.RouterService")])
+    server.start()
+    states = []
+    channel = serving.channel(short.address("router"), short)
+    channel.subscribe(states.append)
+    try:
+        assert serving_status(channel) == health_pb2.HealthCheckResponse.SERVING
+        deadline = time.monotonic() + 10
+        while states[-1] != grpc.ChannelConnectivity.IDLE and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert states[-1] == grpc.ChannelConnectivity.IDLE and grpc.ChannelConnectivity.READY in states
+        assert serving_status(channel) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+        server.grpc.stop(0)
+
+
+def serving_status(channel) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status

@@ -378,6 +378,14 @@ def health_status(address: str, settings: Settings, timeout: float = 1.0) -> str
         return f"UNREACHABLE ({error.code().name})"
 
 
+def _connection_limits(settings: Settings) -> list[tuple[str, int]]:
+    """Connections do not outlive their use: an idle one is closed, and a quiet one is pinged
+    so that a peer that vanished (a killed pod, a dropped network) is found and its streams end."""
+    return [("grpc.max_connection_idle_ms", int(settings.grpc_idle_close_s * 1000)),
+            ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1)]
+
+
 def _listen(server: grpc.Server, address: str, settings: Settings) -> int:
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise HyperError("TLS needs both HYPER_TLS_CERT and HYPER_TLS_KEY")
@@ -402,7 +410,7 @@ class Server:
         workers = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers + RESERVED_WORKERS)
         access = AccessPolicy.load(settings.access_policy, settings.ppm_record_token)
         self.grpc = grpc.server(workers, interceptors=[ServingInterceptor(settings.grpc_workers, access)],
-                                options=settings.grpc_options)
+                                options=settings.grpc_options + _connection_limits(settings))
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         self.service_names = [full_name for _, _, full_name in services]

@@ -36,6 +36,10 @@ class ServingSettings(BaseModel):
     max_message_mb: int = Field(256, description="the largest gRPC message, sent or received")
     grpc_workers: int = Field(8, description="work RPCs a server runs at once; more are refused with "
                                              "RESOURCE_EXHAUSTED (health checks are served apart)")
+    grpc_idle_close_s: float = Field(600.0, gt=0.0, description="a server closes a client connection with no call "
+                                                                "for this long (the client reconnects when it "
+                                                                "needs to), and pings quiet ones every minute to "
+                                                                "drop peers that vanished")
     tls_cert: str = Field("", description="PEM certificate: with tls_key a server serves TLS only; with "
                                           "tls_client_auth a client presents it")
     tls_key: str = Field("", description="PEM private key of tls_cert")
