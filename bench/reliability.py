@@ -11,6 +11,9 @@ loopback, a real redis-server as the tagger's cache, the REST gateway as a proce
 - load: 50 clients calling Route on a 10,000-pair file with cached features for 60 s;
 - overload: more concurrent long Routes than workers: the excess is refused at once, health
   answers within 100 ms meanwhile;
+- contract: schemathesis (a third-party fuzzer) generates requests from the gateway's own
+  OpenAPI document and checks every answer against it (no 5xx, status codes, bodies and
+  headers as documented);
 - images: built and run with podman where it exists here.
 """
 
@@ -27,6 +30,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -308,49 +313,119 @@ def images_section(scratch: Path, pairs: list[Instance]) -> dict:
 
 # ------------------------------------------------------------------------------------- main
 
-def print_table(report: dict) -> None:
+# ------------------------------------------------------------------------------------- contract
+
+# What the issue's bar counts: server errors, and answers the document does not describe.
+CONTRACT_BAR = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
+                "response_schema_conformance", "response_headers_conformance")
+
+
+def contract(gateway: Gateway, examples: int, scratch: Path) -> dict:
+    """schemathesis over the gateway's OpenAPI document, every check on; failures by check."""
+    junit = scratch / "schemathesis.xml"
+    done = subprocess.run([str(Path(sys.executable).with_name("schemathesis")), "run", f"{gateway.url}/openapi.json",
+                           "--checks", "all", "--max-examples", str(examples), "--seed", "0", "--workers", "1",
+                           "--report", "junit", "--report-junit-path", str(junit)],
+                          capture_output=True, text=True, timeout=3600)
+    cases = ElementTree.parse(junit).getroot().iter("testcase") if junit.exists() else iter(())
+    failures = Counter()
+    operations = 0
+    for case in cases:
+        operations += 1
+        for failure in case.iter("failure"):
+            failures.update({check for check in _checks_named(failure.get("message", "") + (failure.text or ""))})
+    return {"operations": operations, "examples_per_operation": examples, "exit_code": done.returncode,
+            "failures_by_check": dict(failures), "bar_failures": sum(failures[c] for c in CONTRACT_BAR),
+            "summary": done.stdout.strip().splitlines()[-3:]}
+
+
+def _checks_named(text: str) -> set[str]:
+    known = CONTRACT_BAR + ("negative_data_rejection", "positive_data_acceptance", "missing_required_header",
+                            "unsupported_method", "allow_header_conformance", "use_after_free",
+                            "ensure_resource_availability", "ignored_auth", "max_response_time")
+    readable = {check: check.replace("_", " ").capitalize() for check in known}
+    return {check for check in known if check in text or readable[check] in text}
+
+
+def print_fuzz(fuzz: dict) -> None:
     print("\nfuzz            requests  INTERNAL/UNKNOWN  crashes  no-field  by code")
-    for name, row in report["fuzz"].items():
+    for name, row in fuzz.items():
         print(f"{name:<15} {row['requests']:>8}  {row['internal_or_unknown']:>16}  {row['crashes']:>7}  "
               f"{row.get('rejections_without_field', 0):>8}  {row['by_code']}")
+
+
+def print_cli(cli: dict) -> None:
     print("\ncli file                      exit  traceback  message")
-    for name, row in report["cli"].items():
+    for name, row in cli.items():
         print(f"{name:<29} {row['exit_code']:>4}  {str(row['traceback']):>9}  {row['message'][:70]}")
+
+
+def print_faults(rows: list) -> None:
     print("\nfault                                                          passed  detail")
-    for row in report["faults"]:
+    for row in rows:
         print(f"{row['name'][:62]:<62} {str(row['passed']):>6}  {json.dumps(row['detail'])[:90]}")
-    lo, ov = report["load"], report["overload"]
+
+
+def print_load(lo: dict) -> None:
     print(f"\nload: {lo['clients']} clients x {lo['seconds']:.0f} s on {lo['dataset_pairs']} pairs: {lo['requests']} "
           f"Routes ({lo['routes_per_s']}/s), errors {lo['errors']}, p50 {lo['p50_ms']} ms, p99 {lo['p99_ms']} ms, "
           f"router RSS +{lo['rss_growth_mb']} MB (+{lo['rss_growth_after_idle_mb']} MB after 10 s idle), "
           f"health p99 {lo['health_p99_ms_under_load']} ms, {lo['health_failed']} of {lo['health_checks']} "
           f"health checks failed ({lo['workers']} workers)")
+
+
+def print_overload(ov: dict) -> None:
     print(f"overload: {ov['concurrent_calls']} long Routes on {ov['workers']} workers: {ov['by_code']}, refusals "
           f"p99 {ov['refused_p99_ms']} ms, health p99 {ov['health_p99_ms_saturated']} ms, "
           f"{ov['health_failed']} of {ov['health_checks']} health checks failed")
+
+
+def print_contract(c: dict) -> None:
+    print(f"\ncontract (schemathesis, {c['operations']} operations x {c['examples_per_operation']} examples): "
+          f"{c['bar_failures']} server errors or undocumented answers; all checks: {c['failures_by_check']}")
+
+
+def print_images(images: dict) -> None:
     print("\nimage        built  ran    size MB  user   unexpected modules")
-    for name, row in report["images"].items():
+    for name, row in images.items():
         if isinstance(row, dict) and "built" in row:
             print(f"{name:<12} {str(row['built']):<6} {str(row['ran']):<6} {row['size_mb']:>7}  {row['user']:<6} "
                   f"{row['unexpected_modules'] or '-'}")
-    if report["images"].get("reason"):
-        print(f"images: not built: {report['images']['reason']}")
+    if images.get("reason"):
+        print(f"images: not built: {images['reason']}")
 
 
-SECTIONS = ("fuzz", "cli", "faults", "overload", "load", "images")
+PRINTERS = {"fuzz": print_fuzz, "cli": print_cli, "faults": print_faults, "load": print_load,
+            "overload": print_overload, "contract": print_contract, "images": print_images}
+
+
+def print_table(report: dict) -> None:
+    """Each section the report holds (a partial first run holds only the ones it ran)."""
+    for section, printer in PRINTERS.items():
+        if section in report:
+            printer(report[section])
+
+
+SECTIONS = ("fuzz", "cli", "faults", "overload", "load", "contract", "images")
 
 
 def run_sections(scratch: Path, args, pairs: list[Instance]) -> dict:
     report = {}
     data_roots = os.pathsep.join([str(scratch), str(DATA.resolve())])
     data_file = str(DATA.resolve() / SOURCES[0])
-    if {"fuzz", "cli", "faults", "overload"} & set(args.only):
+    if {"fuzz", "cli", "faults", "overload", "contract"} & set(args.only):
         with faults.System.running(scratch / "fuzz", data_roots=data_roots) as system:
             if "fuzz" in args.only:
                 gateway = start_gateway(system)
                 try:
                     report["fuzz"] = fuzz_grpc(system, args.fuzz_examples, [data_file, faults.PPM_NAME], pairs)
                     report["fuzz"]["gateway"] = fuzz_rest(gateway, args.fuzz_examples, data_file)
+                finally:
+                    gateway.process.terminate()
+            if "contract" in args.only:
+                gateway = start_gateway(system)
+                try:
+                    report["contract"] = contract(gateway, args.contract_examples, scratch)
                 finally:
                     gateway.process.terminate()
             if "cli" in args.only:
@@ -375,6 +450,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz-examples", type=int, default=10_000, help="per service and for the gateway")
     parser.add_argument("--big-line-mb", type=int, default=1024)
+    parser.add_argument("--contract-examples", type=int, default=100, help="schemathesis examples per operation")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--load-pairs", type=int, default=10_000)

@@ -196,10 +196,11 @@ def test_idle_reflection_and_health_streams_cannot_starve_the_probe(blocking_rou
     assert all(call.result() == router_pb2.RouteResponse() for call in busy)
 
 
-def test_retries_stop_while_most_calls_to_a_server_fail(tmp_path):
-    """A ppm that answers UNAVAILABLE to everything: without throttling each of 20 ListModels
-    calls would be tried 5 times (100 attempts); the clients' retry throttling stops retrying
-    once most recent calls failed."""
+def test_retries_stop_while_most_calls_to_a_server_fail():
+    """A ppm that answers UNAVAILABLE to everything: unthrottled, each of 40 ListModels calls
+    would be tried 5 times (200 attempts); with the clients' retry throttling, retries stop
+    once failures have drained half the tokens (about 50 failed attempts), then each call is
+    tried once. The backoff is shortened for the test; the throttling is the product's."""
     attempts = []
 
     def unavailable(request, context):
@@ -211,15 +212,18 @@ def test_retries_stop_while_most_calls_to_a_server_fail(tmp_path):
         "hyper.v1.PPMService", {"ListModels": grpc.unary_unary_rpc_method_handler(unavailable)})])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    quick = serving.RETRY_POLICY | {"initialBackoff": "0.01s", "maxBackoff": "0.02s"}
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
+        ("grpc.enable_retries", 1), ("grpc.service_config", serving.service_config(quick))])
     try:
-        client = PPMClient(serving.channel(f"127.0.0.1:{port}", local_settings(tmp_path)))
-        for _ in range(20):
+        for _ in range(40):
             with pytest.raises(grpc.RpcError) as failed:
-                client.list_models()
+                PPMClient(channel).list_models()
             assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
+        channel.close()
         server.stop(0)
-    assert 20 <= len(attempts) <= 30
+    assert 40 + 30 <= len(attempts) <= 40 + 60  # unthrottled: 200
 
 
 def test_a_server_closes_a_client_connection_left_idle(blocking_router):

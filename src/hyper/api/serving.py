@@ -293,14 +293,19 @@ IDEMPOTENT_METHODS = {
 }
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.5s", "maxBackoff": "8s",
                 "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}
-# A client stops retrying while more than half its recent calls to a server failed (each
-# failure takes a token, each success gives back a tenth): under overload retries would
-# otherwise multiply the load up to five times.
-RETRY_THROTTLING = {"maxTokens": 10, "tokenRatio": 0.1}
-_SERVICE_CONFIG = json.dumps({"methodConfig": [{
-    "name": [{"service": service, "method": method}
-             for service, methods in IDEMPOTENT_METHODS.items() for method in methods],
-    "retryPolicy": RETRY_POLICY}], "retryThrottling": RETRY_THROTTLING})
+# A client stops retrying to a server once failures have drained half its tokens (each failed
+# attempt takes one, each success gives back a tenth): under a lasting outage or overload,
+# retries would otherwise multiply the load up to five times. A hundred tokens let a short
+# outage (a restarted peer: a few failed attempts) still be retried through.
+RETRY_THROTTLING = {"maxTokens": 100, "tokenRatio": 0.1}
+
+
+def service_config(retry_policy: dict) -> str:
+    """The client's service config: retries of the idempotent methods, throttled."""
+    return json.dumps({"methodConfig": [{
+        "name": [{"service": service, "method": method}
+                 for service, methods in IDEMPOTENT_METHODS.items() for method in methods],
+        "retryPolicy": retry_policy}], "retryThrottling": RETRY_THROTTLING})
 
 
 class _CallDetails(NamedTuple):
@@ -353,7 +358,7 @@ def _transport(address: str, settings: Settings) -> grpc.Channel:
     size = settings.max_message_mb * 1024 * 1024
     # A restarted peer is reconnected to within seconds (gRPC's default backoff grows to 120 s).
     options = settings.grpc_options + [
-        ("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.enable_retries", 1), ("grpc.service_config", service_config(RETRY_POLICY)),
         ("grpc.initial_reconnect_backoff_ms", 250), ("grpc.max_reconnect_backoff_ms", 4000),
         ("grpc.per_rpc_retry_buffer_size", size), ("grpc.retry_buffer_size", size)]
     if not settings.tls_ca:
