@@ -61,7 +61,7 @@ from hyper.method.performance_models import PerformanceModel
 from hyper.v1 import common_pb2, router_pb2
 from hyper_ppm.fitting import fit_ppm
 from hyper_ppm.store import ModelRegistry
-from hyper_router.routing import solve
+from hyper_router.route_plan import solve
 from hyper_router.selection import RoutingProblem
 
 REPO = Path(__file__).resolve().parents[1]
