@@ -31,6 +31,7 @@ def test_a_truncated_gzip_file_is_one_argument_error(tmp_path):
     (jsonl(GOOD, dict(GOOD, label_human=["A"])), 2, "label_human"),  # a list where a label belongs
     (jsonl(GOOD, dict(GOOD, label_human="C")), 2, "label_human"),  # a label outside A/B/tie
     (jsonl(GOOD) + b"[1, 2]\n", 2, "line"),
+    (jsonl(GOOD) + b'{"prompt": "p", "response_a": "\\ud800", "response_b": "b"}\n', 2, "response_a"),  # no Unicode
 ])
 def test_bad_rows_are_named_by_row_and_field(tmp_path, content, row, field):
     path = tmp_path / "bad.jsonl"

@@ -115,3 +115,27 @@ def test_the_openapi_document_states_the_exactly_one_of_rules_the_server_checks(
         except ValueError:
             by_server = False
         assert by_document == by_server == valid, name
+
+
+def test_a_method_a_path_does_not_serve_is_a_405_naming_every_method_it_does():
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(Settings(router_address="127.0.0.1:1")))
+    answer = client.request("OPTIONS", f"/v1/routes/{'0' * 32}")
+    assert answer.status_code == 405 and answer.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert answer.headers["allow"] == "DELETE, GET"
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ('{"dataset": {"inline": {"instances": [{"id": "a", "prompt": "\\ud87b", "response_a": "x", "response_b": "y"}]}},'
+     ' "budget": {"count": 1}}', "dataset.inline.instances[0].prompt: not valid Unicode"),
+    ('{"dataset": {"ref": {"path": "x"}}, "budget": {"count": 1}, "seed": 362848734970039937208942592}', "seed"),
+    ('{"dataset": {"ref": {"path": "x"}}, "budget": {"count": 36284873497003993720894}}', "budget.count"),
+])
+def test_what_protobuf_cannot_carry_is_a_400_naming_the_field_not_a_500(body, named):
+    """Found by schemathesis: a lone surrogate or an integer past uint64 reached the proto."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(Settings(router_address="127.0.0.1:1")), raise_server_exceptions=False)
+    answer = client.post("/v1/route", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and named in answer.json()["error"]["message"]

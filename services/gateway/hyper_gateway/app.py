@@ -21,12 +21,15 @@ from __future__ import annotations
 import hmac
 import time
 from http import HTTPStatus
+from typing import Annotated
 
 import grpc
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
@@ -37,6 +40,8 @@ from hyper.api.clients import PPMClient, RouterClient
 from hyper.api.messages import (
     MAX_PAGE,
     MAX_REPORT_SAMPLE,
+    OPTIONAL_NAME,
+    ROUTE_ID,
     DiagnoseRequest,
     Diagnosis,
     RouteRequest,
@@ -100,6 +105,16 @@ BODY_ERRORS = ERRORS | {413: {"model": ErrorBody, "description": "the body is la
 # The same for an operation that answers HTML: its refusals are still JSON.
 HTML_ERRORS = {status: {"description": response["description"], "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for status, response in ERRORS.items()}
+
+
+# What the router mints, stated in the document so that a generated client knows it too.
+RouteId = Annotated[str, FastAPIPath(pattern=f"^{ROUTE_ID.pattern}$", description="a route id: 32 hex digits")]
+
+
+def methods_of(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of the app serves at this path."""
+    return sorted({method for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
+                   for method in route.methods})
 
 
 def error_body(code: str, message: str) -> dict:
@@ -166,8 +181,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {401: "UNAUTHENTICATED", 404: "NOT_FOUND"}.get(error.status_code, HTTPStatus(error.status_code).name)
+        headers = error.headers
+        if error.status_code == 405:  # Starlette names the methods of one route of the path only
+            headers = {**(headers or {}), "Allow": ", ".join(methods_of(app, request.url.path))}
         return JSONResponse(status_code=error.status_code, content=error_body(code, str(error.detail)),
-                            headers=error.headers)
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -187,7 +205,8 @@ def create_app(settings: Settings) -> FastAPI:
         return proto_convert.diagnosis_from_proto(router.diagnose(proto_convert.diagnose_request_to_proto(body)))
 
     @app.get("/v1/routes/{route_id}", dependencies=[Depends(authorised)], responses=ERRORS)
-    def get_route(route_id: str, page_token: str = "",
+    def get_route(route_id: RouteId,
+                  page_token: str = Query("", pattern=r"^[0-9]*$", description="a previous page's next_page_token"),
                   page_size: int = Query(0, ge=0, le=MAX_PAGE, description="0: the router's default")) -> RouteResult:
         """A Route result as it was persisted when it was made, with one page of its
         assignments: the first, or the one `page_token` (a previous page's next_page_token)
@@ -195,19 +214,20 @@ def create_app(settings: Settings) -> FastAPI:
         return proto_convert.route_result_from_proto(router.get_route(route_id, page_size, page_token))
 
     @app.delete("/v1/routes/{route_id}", dependencies=[Depends(authorised)], responses=ERRORS, status_code=204)
-    def delete_route(route_id: str) -> Response:
+    def delete_route(route_id: RouteId) -> Response:
         """A saved route and its assignments, deleted for good."""
         router.delete_route(route_id)
         return Response(status_code=204)
 
     @app.get("/v1/routes/{route_id}/report", dependencies=[Depends(authorised)], responses=HTML_ERRORS,
              response_class=HTMLResponse)
-    def report(route_id: str, sample: int = Query(10, ge=0, le=MAX_REPORT_SAMPLE)) -> HTMLResponse:
+    def report(route_id: RouteId, sample: int = Query(10, ge=0, le=MAX_REPORT_SAMPLE)) -> HTMLResponse:
         """The route explained: budget curve, PPM skill, feature shares, judge confidence, a sample."""
         return HTMLResponse(router.report(route_id, sample))
 
     @app.get("/v1/runs", dependencies=[Depends(authorised)], responses=ERRORS)
-    def runs(experiment: str = "") -> Runs:
+    def runs(experiment: str = Query("", pattern=OPTIONAL_NAME, description="one experiment's runs; empty: "
+                                                                            "every experiment's")) -> Runs:
         """Training runs recorded in ppm, with their state and score."""
         return Runs(runs=[Run.model_validate(proto_convert.message_to_dict(run, with_defaults=True))
                           for run in ppm.list_runs(experiment)])

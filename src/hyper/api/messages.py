@@ -13,12 +13,14 @@ import re
 from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from hyper.core.errors import InvalidArgument
-from hyper.core.schema import NAME_PATTERN, DatasetRef
+from hyper.core.schema import NAME_PATTERN, DatasetRef, has_lone_surrogate
 
 OPTIONAL_NAME = f"^(?:{NAME_PATTERN[1:-1]})?$"  # a stored thing's name, or empty for the default
 ROUTE_ID = re.compile(r"[0-9a-f]{32}")  # what the router mints for every route (fullmatch)
+UINT64_MAX = 2**64 - 1  # the proto's uint64 fields
 MAX_PAGE = 100_000  # assignments in one answer (and one Parquet row group of a stored route)
 MAX_REPORT_SAMPLE = 1000  # pairs of each route a report page shows
 
@@ -47,6 +49,31 @@ DEFAULT_SOURCE = "human"  # the paid source whose PPM columns carry plain featur
 AI = "ai"  # the free default source: everything not routed to a paid source
 
 
+def only_valid_unicode(value: Any) -> Any:
+    """The raw body as given, if every string in it is valid Unicode. JSON can carry a lone
+    UTF-16 surrogate (\\ud800) that Python decodes and nothing can encode again (protobuf, a
+    file): refused here, naming where, instead of failing on the way to the router."""
+    where = _lone_surrogate(value, ())
+    if where is not None:
+        raise PydanticCustomError("unicode", "{field}: not valid Unicode (a lone UTF-16 surrogate)",
+                                  {"field": field_path(where) or "body"})
+    return value
+
+
+def _lone_surrogate(value: Any, path: tuple) -> tuple | None:
+    if isinstance(value, str):
+        return path if has_lone_surrogate(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and has_lone_surrogate(key):
+            return (*path, key)
+        found = _lone_surrogate(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+
 def exactly_one_of(*names: str) -> ConfigDict:
     """The JSON-schema form of a validator's "exactly one of these fields" rule, so that the
     OpenAPI document (and a client generated from it) knows the rule the server checks."""
@@ -61,7 +88,7 @@ class Budget(BaseModel):
     model_config = exactly_one_of("fraction", "count", "money")
 
     fraction: float | None = Field(None, ge=0.0, le=1.0)
-    count: int | None = Field(None, ge=0)
+    count: int | None = Field(None, ge=0, le=UINT64_MAX)
     money: float | None = Field(None, ge=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
@@ -94,7 +121,7 @@ class RouteOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: StrategyName = "topk"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=UINT64_MAX)
     n_candidates: int = Field(500, ge=1, le=1_000_000,
                               description="knapsack candidates drawn by simulated and optimize")
     ppm_model: str = Field("", pattern=OPTIONAL_NAME, description="PPM name; empty = the default model")
@@ -195,6 +222,8 @@ class RouteRequest(RouteOptions):
     budget: Budget | None = None
     page_size: int = Field(0, ge=0, le=MAX_PAGE, description="assignments in the answer (default 10,000); "
                                                              "the rest from GET /v1/routes/{route_id}?page_token=")
+
+    _valid_unicode = model_validator(mode="before")(lambda value: only_valid_unicode(value))
 
     @model_validator(mode="after")
     def _budget_or_target(self) -> RouteRequest:
@@ -328,7 +357,9 @@ class DiagnoseRequest(BaseModel):
                                  "numbered annotators when it is one of them")
     judges: list[str] = Field(default_factory=list, description="other judges: their agreement "
                                                                 "with the AI label is its confidence")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=UINT64_MAX)
+
+    _valid_unicode = model_validator(mode="before")(lambda value: only_valid_unicode(value))
 
 
 class SourceAgreement(BaseModel):

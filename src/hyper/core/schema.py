@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,13 @@ import numpy as np
 PREFERENCES = ("A", "B", "tie")
 # Names of stored things (PPMs and their versions, experiments, runs): safe as file names.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """JSON can carry a lone UTF-16 surrogate (the escape \\ud800) that Python decodes and no
+    encoder takes back (protobuf, UTF-8 files): text that is not valid Unicode."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 # MultiPref's five-way vocabulary collapses to the three preferences a Bradley-Terry RM uses.
 MULTIPREF_LABELS = {

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from hyper.core.errors import DatasetRejected, InvalidArgument, InvalidInstance
-from hyper.core.schema import Dataset, Instance, normalize_label, stable_id
+from hyper.core.schema import Dataset, Instance, has_lone_surrogate, normalize_label, stable_id
 
 FORMATS = ("hh-rlhf", "multipref-raw", "multipref-features", "plain", "rewardbench")
 
@@ -51,13 +51,20 @@ class _BadField(Exception):
 # ---------------------------------------------------------------------------- field validation
 
 
+def _string(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise _BadField(name, f"expected a string, got {type(value).__name__}")
+    if has_lone_surrogate(value):
+        raise _BadField(name, "not valid Unicode (a lone UTF-16 surrogate, e.g. the JSON escape \\ud800)")
+    return value
+
+
 def _text(record: Record, name: str) -> str:
     """A required string field: present, a string, and not blank."""
     value = record.get(name)
     if value is None:
         raise _BadField(name, "missing")
-    if not isinstance(value, str):
-        raise _BadField(name, f"expected a string, got {type(value).__name__}")
+    value = _string(value, name)
     if not value.strip():
         raise _BadField(name, "empty")
     return value
@@ -79,18 +86,12 @@ def _response(record: Record, name: str) -> str:
         _row_notes.get().append((name, f"the JSON {type(value).__name__} {json.dumps(value)} "
                                        f"was read as the text {text!r}"))
         return text
-    if not isinstance(value, str):
-        raise _BadField(name, f"expected a string, got {type(value).__name__}")
-    return value
+    return _string(value, name)
 
 
 def _optional_text(record: Record, name: str) -> str:
     value = record.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _BadField(name, f"expected a string, got {type(value).__name__}")
-    return value
+    return "" if value is None else _string(value, name)
 
 
 def _identifier(record: Record, name: str) -> str:
