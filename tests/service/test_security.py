@@ -59,6 +59,12 @@ def test_only_holders_of_the_record_token_record_runs(secure_ppm):
         assert "HYPER_PPM_RECORD_TOKEN" in error.value.details()
     assert PPMClient(channel, record_token="t0ken").record_run(RUN)
     assert [r.run_id for r in PPMClient(channel).list_runs("secure")] == ["r1"]  # reading is open
+    not_a_number = ppm_pb2.Run(run_id="r2", experiment="secure", state="failed", failure_reason="t",
+                               eval_score=float("nan"))
+    with pytest.raises(grpc.RpcError) as refused:  # was INTERNAL: the fuzzer found it
+        PPMClient(channel, record_token="t0ken").record_run(not_a_number)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert serving.violations_in_status(refused.value)[0][0] == "run.eval_score"
 
 
 def signed_certificate(directory, ca: tuple, name: str, alternative_names: str) -> tuple:

@@ -218,6 +218,12 @@ def test_the_ppm_core_names_what_is_wrong(tmp_path):
     with pytest.raises(InvalidArgument) as caught:
         models.record_run(run("bad", 0.0, [0, 0], "failed"))
     assert caught.value.field == "run.failure_reason"
+    for score, metrics, field in ((float("nan"), {}, "run.eval_score"), ("NaN", {}, "run.eval_score"),
+                                  (0.5, {"acc": "Infinity"}, "run.metrics['acc']")):  # floats, or the proto's JSON
+        with pytest.raises(InvalidArgument) as caught:  # JSON readers would get null for a number
+            models.record_run(run("nan", score, [0, 0]) | {"metrics": metrics})
+        assert caught.value.field == field
+    assert models.list_runs() == []
     with pytest.raises(InvalidArgument) as caught:
         models.fit("m", "linear", "exp")
     assert caught.value.field == "experiment"

@@ -5,6 +5,8 @@ Plain Python over the two stores; the servicer only converts messages to these c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hyper.core.errors import InvalidArgument
@@ -99,6 +101,11 @@ class PerformanceModels:
             raise InvalidArgument("run.state", f"{run.get('state')!r} is not one of {RUN_STATES}")
         if run["state"] == "failed" and not run.get("failure_reason"):
             raise InvalidArgument("run.failure_reason", "a failed run needs its reason")
+        scores = {"run.eval_score": run.get("eval_score", 0.0)} | {
+            f"run.metrics[{name!r}]": value for name, value in run.get("metrics", {}).items()}
+        for field, value in scores.items():  # a proto's NaN comes through its JSON form as the text "NaN"
+            if not math.isfinite(float(value)):  # JSON has no NaN: readers would get null where a number belongs
+                raise InvalidArgument(field, f"{value} is not a finite number")
         return self.runs.record(run)
 
     def list_runs(self, experiment: str = "") -> list[dict]:
