@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale up down clean
+.PHONY: setup system-deps kube-binaries kube-node-binaries test-cluster proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -39,10 +39,12 @@ demo: setup
 # Tests start real servers from Debian's packages: redis-server, prometheus (+ promtool) and
 # etcd (for the kube-apiserver harness); headless chromium renders the report page and /docs;
 # rootful podman (runc) and debootstrap build and run the images; PostgreSQL's server binaries
-# (not on PATH: /usr/lib/postgresql/<version>/bin) for the shared-state tests. CI runs as root.
+# (not on PATH: /usr/lib/postgresql/<version>/bin) for the shared-state tests; containerd, the
+# CNI plugins, dnsmasq and gcc (the pod sandbox) for the single-node cluster. CI runs as root.
 SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus etcd:etcd-server openssl:openssl \
 	chromium:chromium podman:podman buildah:buildah runc:runc debootstrap:debootstrap newuidmap:uidmap \
-	/usr/lib/postgresql/*/bin/initdb:postgresql
+	/usr/lib/postgresql/*/bin/initdb:postgresql containerd:containerd /usr/lib/cni/bridge:containernetworking-plugins \
+	dnsmasq:dnsmasq-base gcc:gcc
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || \
 		missing="$$missing $${pair#*:}"; done; \
@@ -54,6 +56,10 @@ system-deps:
 KUBE_BIN ?= $(HOME)/.cache/hyper/kube-v1.20.2
 kube-binaries:
 	scripts/build_kube.sh $(KUBE_BIN)
+
+# The node's own binaries too (kubelet, kube-scheduler, kube-proxy) for the single-node cluster.
+kube-node-binaries:
+	scripts/build_kube.sh --node $(KUBE_BIN)
 
 # The tests drive the real vLLM path on the CPU. The CPU build pulls CUDA builds of
 # torchvision & co. that break `import vllm` (torchvision::nms); they are not needed.
@@ -87,10 +93,17 @@ lint: setup
 check: lint
 	$(BIN)/python -m pytest -q tests/unit
 
-# Everything CI runs: lint, then every tier (unit, integration, service, e2e, k8s, monitoring).
-test: setup lint system-deps kube-binaries $(STAMP_VLLM) $(HELM) $(LABEL_STUDIO)
-	HYPER_KUBE_BIN=$(KUBE_BIN) HYPER_LABEL_STUDIO_BIN=$(LABEL_STUDIO) PATH=$(CURDIR)/$(VENV)/tools:$$PATH \
+# Everything CI runs: lint, then every tier (unit, integration, service, e2e, k8s, monitoring,
+# and the chart on a real single-node cluster).
+test: setup lint system-deps kube-node-binaries $(STAMP_VLLM) $(HELM) $(LABEL_STUDIO)
+	HYPER_KUBE_BIN=$(KUBE_BIN) HYPER_LABEL_STUDIO_BIN=$(LABEL_STUDIO) PATH=$(CURDIR)/$(VENV)/tools:$(CURDIR)/$(VENV)/bin:$$PATH \
 		$(BIN)/python -m pytest -q tests
+
+# The chart on a real single-node cluster (kubelet, containerd, CNI, DNS): builds what it needs
+# (cached under ~/.cache/hyper), starts it, runs tests/cluster, and tears everything down.
+test-cluster: setup system-deps kube-node-binaries $(HELM)
+	HYPER_KUBE_BIN=$(KUBE_BIN) PATH=$(CURDIR)/$(VENV)/tools:$(CURDIR)/$(VENV)/bin:$$PATH \
+		$(BIN)/python -m pytest -q tests/cluster
 
 # Engine throughput vs the paper's pandas loop, Route latency, optimize vs best-of-500.
 bench-routing: setup

@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result["machine"] = reference.machine()
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # the plot is drawn before the results are written
     if "route" in args.only:
         result["route"] = route(tuple(args.route_sizes))
         plot_route(result["route"], args.out.with_name("scale-route.png"))
@@ -284,7 +285,6 @@ def main(argv: list[str] | None = None) -> None:
     if "candidates" in args.only:
         result["candidates"] = candidates()
         result["speedup_vs_baseline"] = result["candidates"]["speedup_vs_baseline"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(table(result))
     print(f"\nwritten to {args.out}")

@@ -86,7 +86,8 @@ current-context: local
             f"--service-account-key-file={w / 'sa.pub'}",
             f"--service-account-signing-key-file={w / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--advertise-address=127.0.0.1"])
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--advertise-address=127.0.0.1",
+            "--kubelet-preferred-address-types=InternalIP"])  # a node's name is in no DNS here
         self._wait_ready(timeout)
         self._spawn("kube-controller-manager", [
             str(KUBE_BIN / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}",

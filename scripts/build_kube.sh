@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver, kube-controller-manager and kubectl (v1.20.2) from Debian's
-# `kubernetes` source package, for the k8s test harness. No registry but Debian's is needed.
-# The binaries are cached outside the repository: a second run returns at once.
-# Usage: scripts/build_kube.sh [DEST]   (default $HYPER_KUBE_BIN or ~/.cache/hyper/kube-v1.20.2)
+# Builds real Kubernetes binaries (v1.20.2) from Debian's `kubernetes` source package: the
+# control plane and kubectl for the k8s test harness, and with --node also what a node runs
+# (kubelet, kube-scheduler, kube-proxy) for the single-node cluster (make test-cluster). No
+# registry but Debian's is needed. The binaries are cached outside the repository; only the
+# missing ones are built, so a second run returns at once.
+# Usage: scripts/build_kube.sh [--node] [DEST]   (default $HYPER_KUBE_BIN or ~/.cache/hyper/kube-v1.20.2)
 set -euo pipefail
 
-DEST=${1:-${HYPER_KUBE_BIN:-$HOME/.cache/hyper/kube-v1.20.2}}
 BINARIES=(kube-apiserver kube-controller-manager kubectl)
+if [ "${1:-}" = "--node" ]; then BINARIES+=(kubelet kube-scheduler kube-proxy); shift; fi
+DEST=${1:-${HYPER_KUBE_BIN:-$HOME/.cache/hyper/kube-v1.20.2}}
 SOURCE_VERSION=1.20.5+really1.20.2-1.1+deb12u1
 SRC_LIST=/etc/apt/sources.list.d/hyper-kubernetes-src.sources
 
-have_all() { for b in "${BINARIES[@]}"; do [ -x "$DEST/$b" ] || return 1; done; }
-have_all && { echo "kube binaries cached in $DEST"; exit 0; }
+MISSING=()
+for b in "${BINARIES[@]}"; do [ -x "$DEST/$b" ] || MISSING+=("$b"); done
+[ ${#MISSING[@]} -eq 0 ] && { echo "kube binaries cached in $DEST"; exit 0; }
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -49,12 +53,12 @@ rm -f "$VENDORED"/*.go "$VENDORED"/*.s
 cp reflect2/usr/share/gocode/src/github.com/modern-go/reflect2/*.{go,s} "$VENDORED"/
 rm -f "$VENDORED"/*_test.go
 
-echo "building ${BINARIES[*]} (about 13 min on 2 cores)"
+echo "building ${MISSING[*]} (the control plane and kubectl: about 13 min on 2 cores)"
 (cd "$TREE" && CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=vendor HOME="$WORK" \
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" >"$WORK/build.log" 2>&1) \
+  make WHAT="${MISSING[*]/#/cmd/}" >"$WORK/build.log" 2>&1) \
   || { tail -40 "$WORK/build.log"; exit 1; }
 
-mkdir -p "$DEST.partial"
-for b in "${BINARIES[@]}"; do cp "$TREE/_output/bin/$b" "$DEST.partial/"; done
-rm -rf "$DEST" && mv "$DEST.partial" "$DEST"
+# Into place one by one, each whole (a copy, then a rename): an interrupted run builds the rest.
+mkdir -p "$DEST"
+for b in "${MISSING[@]}"; do cp "$TREE/_output/bin/$b" "$DEST/.$b.partial" && mv "$DEST/.$b.partial" "$DEST/$b"; done
 echo "kube binaries built into $DEST"

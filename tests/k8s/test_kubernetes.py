@@ -5,22 +5,19 @@ record their results in ppm (the session's real ppm process) and become Complete
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from kubernetes import client
 
+from harness.experiments import prepare_experiment
 from harness.polling import wait_for
+from hyper.api.access import local_token
 from hyper.api.clients import PPMClient
-from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
-from hyper.workflows.training_loop import write_plain_jsonl
 from tests.k8s.conftest import CRON_EXPERIMENT, NAMESPACE, VOLUME, start_node
 
 pytestmark = pytest.mark.k8s
@@ -29,30 +26,16 @@ pytestmark = pytest.mark.k8s
 @pytest.fixture(scope="module")
 def node(cluster, installed, services, tmp_path_factory):
     """The node: runs rm-trainer pods with the release's claim. In a cluster the chart's
-    ConfigMap sends trainers to the ppm Service; here ppm is the test session's process."""
+    ConfigMap sends trainers to the ppm Service; here ppm is the test session's process, which
+    admits the holders of `hyper up`'s token: the trainers are given it."""
     cluster.kubectl("patch", "configmap", "hyper-config", "-n", NAMESPACE, "--type", "merge", "-p",
-                    json.dumps({"data": {"HYPER_PPM_ADDRESS": services.address("ppm")}}))
+                    json.dumps({"data": {"HYPER_PPM_ADDRESS": services.address("ppm"),
+                                         "HYPER_CALLER_TOKEN": local_token(services.home)}}))
+    cluster.kubectl("patch", "secret", "hyper-secrets", "-n", NAMESPACE, "--type", "merge", "-p",
+                    json.dumps({"stringData": {"ppm-record-token": local_token(services.home)}}))
     agent = start_node(cluster, "app.kubernetes.io/name=rm-trainer", tmp_path_factory)
     yield agent
     agent.stop()
-
-
-def prepare_experiment(state: Path, experiment: str, dataset, n_mixes: int = 3) -> Path:
-    """An experiment directory on the state volume, as a user copies it there: data, mixes
-    and a spec with relative paths and no ppm address (the release's ConfigMap has it)."""
-    directory = state / "experiments" / experiment
-    directory.mkdir(parents=True)
-    pool = [dataclasses.replace(i, labels={"human": i.labels["human"], "ai": i.labels["human"]})
-            for i in dataset.instances[:48]]
-    write_plain_jsonl(directory / "pool.jsonl", pool)
-    write_plain_jsonl(directory / "eval.jsonl", dataset.instances[48:80])
-    masks = np.random.default_rng(0).random((n_mixes, len(pool))) < 0.5
-    save_mixes(directory / "mixes.npz", [f"{experiment}-r{i}" for i in range(n_mixes)],
-               [i.id for i in pool], masks, masks.sum(axis=1, keepdims=True), ["n_human"])
-    spec = RunSpec(experiment=experiment, pool="pool.jsonl", eval="eval.jsonl", mixes="mixes.npz",
-                   proxy=ProxySpec(steps=20), cache_dir="../../cache")
-    (directory / "spec.json").write_text(spec.model_dump_json(indent=1))
-    return directory / "spec.json"
 
 
 def wait_for_job(cluster, node, name: str, timeout: float = 300) -> client.V1Job:

@@ -76,7 +76,8 @@ def asked_pairs(messages: list[str], instances) -> set[str]:
     return {i.id for i in instances if {judge_message(i, False), judge_message(i, True)} & asked}
 
 
-def test_annotate_through_faults_judges_every_pair_once_and_counts_usage(services, proxy, unlabelled, tmp_path):
+def test_annotate_through_faults_judges_every_distinct_pair_once_and_counts_usage(services, proxy, unlabelled,
+                                                                                 tmp_path):
     out = tmp_path / "judged.jsonl"
     done = annotate(services, unlabelled, out)
     assert done.returncode == 0, done.stderr
@@ -85,16 +86,21 @@ def test_annotate_through_faults_judges_every_pair_once_and_counts_usage(service
     assert [i.id for i in labelled] == [i.id for i in instances]
     assert all(i.labels[MODEL_NAME] in ("A", "B", "tie") for i in labelled)  # constrained: every reply parses
     assert all(0.0 <= i.judge_confidence <= 1.0 for i in labelled)
-    expected = [judge_message(i, swapped) for i in instances for swapped in (False, True)]
-    assert sorted(proxy.forwarded) == sorted(expected)  # each pair asked once in each order
+    distinct = list({i.content_key(): i for i in reversed(instances)}.values())  # 2 of the 24 repeat a pair
+    expected = [judge_message(i, swapped) for i in distinct for swapped in (False, True)]
+    assert sorted(proxy.forwarded) == sorted(expected)  # each distinct pair asked once in each order
     faults = proxy.faults["429"] + proxy.faults["500"]
     assert faults >= 10
-    assert f"requests       {48 + faults} ({faults} retries); 0 replies did not parse" in done.stdout
+    assert f"requests       {2 * len(distinct) + faults} ({faults} retries); 0 replies did not parse" in done.stdout
     assert "cost 0.0" in done.stdout and "pairs/s" in done.stdout
     assert not (tmp_path / ".judged.jsonl.journal").exists()
 
 
 def test_a_run_that_fails_midway_resumes_without_judging_finished_pairs_again(services, proxy, unlabelled, tmp_path):
+    # Pairs the tagger's verdict cache has not seen (the test above judged `unlabelled`).
+    rows = [json.loads(line) for line in unlabelled.read_text().splitlines()]
+    unlabelled = tmp_path / "unlabelled.jsonl"
+    unlabelled.write_text("".join(json.dumps(row | {"prompt": row["prompt"] + " (again)"}) + "\n" for row in rows))
     out = tmp_path / "judged.jsonl"
     instances = dataset_files.read_dataset(unlabelled).instances
     proxy.forwarded.clear()
@@ -102,14 +108,15 @@ def test_a_run_that_fails_midway_resumes_without_judging_finished_pairs_again(se
     proxy.received, proxy.rate_limit_every, proxy.error_every = 0, 0, 0
 
     def refuse_after_two_chunks():
-        while len(proxy.forwarded) < first_chunks:
+        deadline = time.monotonic() + 300
+        while len(proxy.forwarded) < first_chunks and time.monotonic() < deadline:
             time.sleep(0.05)
         proxy.refuse = True
 
     watcher = __import__("threading").Thread(target=refuse_after_two_chunks, daemon=True)
     watcher.start()
     failed = annotate(services, unlabelled, out)
-    watcher.join()
+    watcher.join(timeout=300)
     assert failed.returncode != 0 and "UNAVAILABLE" in failed.stderr and not out.exists()
     journal = [json.loads(line) for line in (tmp_path / ".judged.jsonl.journal").read_text().splitlines()]
     finished = {p["id"] for entry in journal for p in entry["judged"]}
@@ -145,4 +152,5 @@ def test_without_constrained_output_replies_are_parsed_and_the_unparsed_leave_no
     unparsed = int(re.search(r"(\d+) replies did not parse", done.stdout).group(1))
     assert unparsed > 0 and f"none on {without} (no reply parsed" in done.stdout
     assert all(i.judge_confidence is None for i in labelled if MODEL_NAME not in i.labels)
-    assert 2 * without <= unparsed  # a pair loses its label only when both its replies failed
+    # a pair loses its label only when both its replies failed (a repeated pair is asked once)
+    assert 2 * len({i.content_key() for i in labelled if MODEL_NAME not in i.labels}) <= unparsed

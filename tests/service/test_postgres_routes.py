@@ -19,6 +19,7 @@ from harness.models import known_ppm
 from harness.postgres import PostgresServer, running_postgres
 from harness.replicas import serving_replicas
 from hyper.api import proto_convert, serving
+from hyper.api.access import local_token
 from hyper.api.clients import RouterClient
 from hyper.api.messages import MAX_PAGE, Assignment, RouteResult, Skill
 from hyper.core.catalogue import FEATURE_NAMES
@@ -224,7 +225,7 @@ def test_a_route_persisted_before_parquet_is_paged_from_its_json(tmp_path):
 @pytest.fixture(scope="module")
 def router_replicas(services, postgres, tmp_path_factory) -> Iterator[list[Settings]]:
     """Two `hyper-router` processes, each with a home of its own, on one database, in front of
-    the session's tagger and ppm."""
+    the session's tagger and ppm (whose `hyper up` token they are given)."""
     url = postgres.create_database("router_replicas")
     replicas = []
     for k in range(2):
@@ -232,7 +233,7 @@ def router_replicas(services, postgres, tmp_path_factory) -> Iterator[list[Setti
         replicas.append(services.model_copy(update={
             "home": tmp_path_factory.mktemp(f"router{k}"), "database_url": url, "router_port": port,
             "router_metrics_port": 0, "tagger_address": services.address("tagger"),
-            "ppm_address": services.address("ppm")}))
+            "ppm_address": services.address("ppm"), "caller_token": local_token(services.home)}))
     with serving_replicas("router", replicas) as running:
         yield running
 

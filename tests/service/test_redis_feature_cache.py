@@ -52,3 +52,23 @@ def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, mo
     second = Tagger(embedder, ner, descriptive, cache()).tag(instances)
     assert second.cache_hits == 25 and second.cache_misses == 0
     assert (second.features.bits == first.features.bits).all()
+
+
+def test_a_redis_that_refuses_the_tagger_is_bypassed_like_one_that_is_down(redis_url):
+    """A reachable Redis answering an error (here its ACL denying the commands; on the node,
+    protected mode) costs the cache, never the tagging."""
+    import redis
+
+    from hyper_tagger.cache import CACHE_BYPASSED
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "default", "-mget", "-set")
+    try:
+        refused = RedisFeatureCache(redis_url, "test-refused", dim=3)
+        before = {op: CACHE_BYPASSED.labels(op)._value.get() for op in ("get", "put")}
+        vectors, missing = refused.get_many(["a", "b"])
+        refused.put_many(["a"], np.ones((1, 3), dtype=np.float32))
+        assert missing == [0, 1] and not vectors.any()
+        assert {op: CACHE_BYPASSED.labels(op)._value.get() - n for op, n in before.items()} == {"get": 1, "put": 1}
+    finally:
+        admin.execute_command("ACL", "SETUSER", "default", "+@all")

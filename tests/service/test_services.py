@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from harness.models import known_ppm as make_ppm
 from hyper.api import proto_convert
+from hyper.api.access import local_token
 from hyper.api.clients import PPMClient, RouterClient, TaggerClient
 from hyper.api.serving import violations_in_status
 from hyper.core.catalogue import TEXTUAL_DIMENSIONS
@@ -325,8 +326,11 @@ def test_uncertainty_asks_the_tagger_judge_for_missing_confidences_only_when_the
 
 
 def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_results(
-        services, tmp_path, channels, hh_dataset):
+        services, tmp_path, channels, hh_dataset, monkeypatch):
     from hyper.infra.training_jobs import run_local
+
+    # The Jobs run from another directory than `hyper up`'s home: they are given its token.
+    monkeypatch.setenv("HYPER_CALLER_TOKEN", local_token(services.home))
     from hyper.method.run_spec import ProxySpec, RunSpec, save_mixes
     from hyper.workflows.training_loop import write_plain_jsonl
 
@@ -361,9 +365,12 @@ def test_a_failing_job_records_its_failures_and_a_retry_replaces_them_with_resul
     assert not ppm.record_run(late_failure)  # a result is final
 
 
-def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset):
+def test_a_full_mode_job_fine_tunes_a_decoder_per_mix_and_records_it(services, tmp_path, channels, hh_dataset,
+                                                                     monkeypatch):
     from harness.tiny_llama import make_tiny_llama
     from hyper.infra.training_jobs import run_local
+
+    monkeypatch.setenv("HYPER_CALLER_TOKEN", local_token(services.home))  # as in the test above
     from hyper.method.run_spec import FullSpec, RunSpec, save_mixes
     from hyper.workflows.training_loop import write_plain_jsonl
 

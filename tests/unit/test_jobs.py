@@ -26,6 +26,10 @@ def test_a_rendered_job_is_the_charts_base_manifest_with_the_run_filled_in():
     assert job["metadata"]["labels"]["hyper.dev/experiment"] == "exp-1"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "nodeSelector" not in job["spec"]["template"]["spec"]
+    assert container["resources"] == base["spec"]["template"]["spec"]["containers"][0]["resources"]
+    small = render_job("exp-1-spec", "/spec.json", JobSettings(cpu="250m", memory="1Gi"), "exp-1")
+    assert small["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}  # a small node's trainer
 
 
 @pytest.mark.parametrize("accelerator, resource, selector", [

@@ -38,6 +38,10 @@ def test_the_job_is_indexed_with_a_completion_per_shard_and_runs_the_shard_worke
     assert env["HYPER_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "prod-secrets", "key": "redis-url"}
     assert container["envFrom"][0]["configMapRef"]["name"] == "prod-config"
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "prod-state"
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}  # base
+    small = render_tag_job(RUN, TagJobSettings(cpu="500m", memory="1536Mi"))  # a small node's workers
+    assert small["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1536Mi"}, "limits": {"memory": "3072Mi"}}
 
 
 def test_parallelism_is_capped_by_the_shards_and_the_state_claim_can_be_an_existing_one():

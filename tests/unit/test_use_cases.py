@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from hyper.api.clients import Tagged
 from hyper.api.messages import ROUTE_ID, Budget, RouteOptions
 from hyper.core.errors import CallerGone, InvalidArgument, NotFound, QuotaExceeded
 from hyper.core.features import FeatureMatrix
+from hyper.core.lru_memo import Memo
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.judges.pairwise import Judgement
 from hyper.method import label_quality
@@ -26,7 +29,7 @@ from hyper.method.performance_models import PerformanceModel, QuadraticForm
 from hyper_ppm.models import PerformanceModels
 from hyper_ppm.store import ModelRegistry, RunStore
 from hyper_router.dataplane import RouterDataPlane
-from hyper_router.quota import JudgeQuota
+from hyper_router.quota import Quotas
 from hyper_router.routing import Router, SkillNotDemonstrated
 from hyper_router.store import FileRouteStore
 
@@ -56,7 +59,7 @@ class FakeTagger:
         self.looked_up += len(keys)
         return []
 
-    def annotate(self, instances: list[Instance]) -> list:
+    def annotate_with_usage(self, instances: list[Instance]) -> SimpleNamespace:
         raise AssertionError("no strategy here needs the judge")
 
 
@@ -191,6 +194,34 @@ def test_a_dataset_file_is_read_again_only_when_it_changes(router_and_fakes, tmp
     assert len(grown) == 3 and new_key != key
 
 
+def test_a_dataset_over_the_router_s_ceiling_is_refused_as_it_is_read_or_sent(router_and_fakes, tmp_path):
+    router, tagger = router_and_fakes[:2]
+    router.max_pairs = 20
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(f'{{"id": "i{k}", "prompt": "p", "response_a": "a{k}", "response_b": "b"}}\n'
+                            for k in range(21)))
+    plane = RouterDataPlane(router, FileRouteStore(tmp_path / "routes"))
+    for source in (DatasetRef(str(path), "plain"), Dataset(instances(21))):
+        with pytest.raises(InvalidArgument) as refused:
+            plane.route(source, Budget(count=5), RouteOptions(strategy="random"), 10)
+        assert refused.value.field == "dataset" and "more than 20 pairs" in str(refused.value)
+    assert tagger.calls == 0 and not (tmp_path / "routes").exists()  # nothing tagged, nothing saved
+    assert plane.route(Dataset(instances(20)), Budget(count=5), RouteOptions(strategy="random"), 10).route_id
+
+
+def test_a_memo_bounded_in_bytes_keeps_the_latest_that_fit_and_never_a_value_larger_than_all():
+    memo: Memo[np.ndarray] = Memo(8, max_bytes=3 * 800_200)
+    for k in range(5):
+        memo.get_or_compute(k, lambda: np.zeros(100_000))  # 800 KB each
+    assert memo.held_bytes <= memo.max_bytes
+    computed = []
+    assert [memo.get_or_compute(k, lambda: computed.append(1)) is not None for k in (2, 3, 4)] == [True] * 3
+    assert computed == []  # the three latest were kept
+    memo.get_or_compute("large", lambda: np.zeros(10**6))
+    memo.get_or_compute("large", lambda: computed.append(1) or np.zeros(1))
+    assert computed == [1] and memo.held_bytes <= memo.max_bytes  # too large alone: returned, not kept
+
+
 def run(run_id: str, score: float, counts: list[float], state: str = "succeeded") -> dict:
     return {"run_id": run_id, "experiment": "exp", "state": state, "eval_score": score,
             "count_vector": {"feature_names": ["f0", "f1"], "values": counts}}
@@ -305,35 +336,69 @@ def test_an_error_model_of_another_judge_warns_and_widens_its_interval(labelled_
 
 
 class CountingJudge(FakeTagger):
-    """A tagger whose judge labels every pair it is asked, counting them."""
+    """A tagger whose judge labels every pair it is asked, counting them, at 0.01 a pair."""
 
     def __init__(self, bits):
         super().__init__(bits)
         self.judged = 0
         self.lock = threading.Lock()
 
-    def annotate(self, instances: list[Instance]) -> list:
+    def annotate_with_usage(self, instances: list[Instance]) -> SimpleNamespace:
         with self.lock:
             self.judged += len(instances)
-        return [Judgement("A", 0.5 + k / (2 * len(instances)), 1.0) for k in range(len(instances))]
+        return SimpleNamespace(judgements=[Judgement("A", 0.5 + k / (2 * len(instances)), 1.0)
+                                           for k in range(len(instances))],
+                               usage=SimpleNamespace(cost=0.01 * len(instances)))
+
+
+def routes_as(caller: str, route: Callable[[], object], refusal: str) -> str:
+    CALLER.set(caller)
+    try:
+        route()
+        return "routed"
+    except QuotaExceeded as refused:
+        assert refusal in str(refused)
+        return "refused"
+
+
+def judged_routes(router_and_fakes, quotas: Quotas, refusal: str) -> tuple[CountingJudge, Callable[[str], str]]:
+    """A router whose uncertainty Routes of 20 pairs all go to a counting judge, under `quotas`."""
+    _, _, ppm, bits, _ = router_and_fakes
+    judge = CountingJudge(bits)
+    router = Router(judge, ppm, quotas=quotas)
+    options = RouteOptions(strategy="uncertainty", allow_judge_calls=True)
+    return judge, lambda caller: routes_as(
+        caller, lambda: router.route(Dataset(instances(20)), Budget(count=5), options), refusal)
 
 
 def test_a_caller_s_judge_quota_holds_under_twenty_concurrent_routes(router_and_fakes):
-    _, _, ppm, bits, _ = router_and_fakes
-    judge = CountingJudge(bits)
-    router = Router(judge, ppm, judge_quota=JudgeQuota(pairs_per_hour=100))
-    options = RouteOptions(strategy="uncertainty", allow_judge_calls=True)
-
-    def route_as(caller: str) -> str:
-        CALLER.set(caller)
-        try:
-            router.route(Dataset(instances(20)), Budget(count=5), options)
-            return "routed"
-        except QuotaExceeded as refused:
-            assert "100 pairs an hour" in str(refused)
-            return "refused"
-
+    judge, route_as = judged_routes(router_and_fakes, Quotas.of(judge_pairs_per_hour=100),
+                                    "100 pairs labelled by the judge an hour")
     with ThreadPoolExecutor(20) as pool:
         outcomes = list(pool.map(route_as, ["team-a"] * 20))
     assert outcomes.count("routed") == 5 and judge.judged == 100  # 5 x 20 pairs: the quota, never more
     assert route_as("team-b") == "routed" and judge.judged == 120  # a quota per caller
+
+
+def test_the_judge_s_money_is_charged_after_its_calls_and_a_spent_caller_is_refused(router_and_fakes):
+    judge, route_as = judged_routes(router_and_fakes, Quotas.of(judge_money_per_hour=0.5),
+                                    "0.5 of the judge's cost")
+    # 0.2 a Route: the third passes 0.5 by its own cost (known only afterwards), the fourth is refused
+    assert [route_as("team-a") for _ in range(4)] == ["routed", "routed", "routed", "refused"]
+    assert judge.judged == 60 and route_as("team-b") == "routed"
+
+
+def test_a_caller_s_route_quota_holds_under_twenty_concurrent_callers(router_and_fakes, tmp_path):
+    router, _, _, _, _ = router_and_fakes
+    router.quotas = Quotas.of(routes_per_hour=5)
+    plane = RouterDataPlane(router, FileRouteStore(tmp_path))
+
+    def route_as(caller: str) -> str:
+        return routes_as(caller, lambda: plane.route(Dataset(instances(20)), Budget(count=5),
+                                                     RouteOptions(strategy="random"), 10),
+                         "5 Routes and Diagnoses an hour")
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(route_as, ["team-a"] * 20))
+    assert outcomes.count("routed") == 5 and len(list(tmp_path.rglob("*.json"))) >= 5
+    assert route_as("team-b") == "routed"

@@ -39,11 +39,21 @@ exec: {command: ["hyper", "health", "localhost:{{ .port }}"]}
 {{- end }}
 {{- end }}
 
+{{/* The TLS Secret a component mounts: its own (tls.perComponent, cert-manager's layout:
+tls.crt, tls.key, ca.crt) or the one every pod shares (tls.secretName). */}}
+{{- define "hyper.tlsSecret" -}}
+{{- if .root.Values.tls.perComponent -}}
+{{ printf "%s-tls-%s" .root.Release.Name .component }}
+{{- else -}}
+{{ required "tls.secretName is required when tls.enabled (or set tls.perComponent)" .root.Values.tls.secretName }}
+{{- end }}
+{{- end }}
+
 {{/* The TLS Secret as a volume, and where it is mounted. */}}
 {{- define "hyper.tlsVolume" -}}
-{{- if .Values.tls.enabled }}
+{{- if .root.Values.tls.enabled }}
 - name: tls
-  secret: {secretName: {{ required "tls.secretName is required when tls.enabled" .Values.tls.secretName }}}
+  secret: {secretName: {{ include "hyper.tlsSecret" . }}}
 {{- end }}
 {{- end }}
 
@@ -53,31 +63,40 @@ exec: {command: ["hyper", "health", "localhost:{{ .port }}"]}
 {{- end }}
 {{- end }}
 
-{{/* The access policy, mounted from access.secretName (its policy.json alone, not the tokens). */}}
+{{/* The Secret holding the access policy and the calling components' tokens: the operator's
+(access.secretName), or the one the chart writes (access.generate); empty: no policy. */}}
+{{- define "hyper.accessSecret" -}}
+{{- if .Values.access.secretName -}}
+{{ .Values.access.secretName }}
+{{- else if .Values.access.generate -}}
+{{ printf "%s-access" .Release.Name }}
+{{- end }}
+{{- end }}
+
+{{/* The access policy, mounted from its Secret (policy.json alone, not the tokens). */}}
 {{- define "hyper.accessVolume" -}}
-{{- if .Values.access.secretName }}
+{{- with include "hyper.accessSecret" . }}
 - name: access
   secret:
-    secretName: {{ .Values.access.secretName }}
+    secretName: {{ . }}
     items: [{key: policy.json, path: policy.json}]
 {{- end }}
 {{- end }}
 
 {{- define "hyper.accessMount" -}}
-{{- if .Values.access.secretName }}
+{{- if include "hyper.accessSecret" . }}
 - {name: access, mountPath: /etc/hyper/access, readOnly: true}
 {{- end }}
 {{- end }}
 
 {{/* The policy a server enforces and, for a component that calls others, the token it presents. */}}
 {{- define "hyper.accessEnv" -}}
-{{- $access := .root.Values.access }}
-{{- if $access.secretName }}
+{{- with include "hyper.accessSecret" .root }}
 - {name: HYPER_ACCESS_POLICY, value: /etc/hyper/access/policy.json}
-{{- if has .component (list "router" "gateway") }}
+{{- if has $.component (list "router" "gateway") }}
 - name: HYPER_CALLER_TOKEN
   valueFrom:
-    secretKeyRef: {name: {{ $access.secretName }}, key: {{ .component }}-token}
+    secretKeyRef: {name: {{ . }}, key: {{ $.component }}-token}
 {{- end }}
 {{- end }}
 {{- end }}

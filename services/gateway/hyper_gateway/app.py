@@ -13,7 +13,8 @@ field, in one shape: {"error": {"code": ..., "message": ...}}.
     GET  /livez             the process is alive
     GET  /metrics           Prometheus metrics
 
-A bearer token is required when HYPER_GATEWAY_TOKEN is set.
+A bearer token is required when HYPER_GATEWAY_TOKEN is set; with HYPER_GATEWAY_FORWARD_TOKENS each
+user's own token is passed on, and the services' access policy decides what that user may do.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from hyper.api.messages import (
     RouteResult,
     field_path,
 )
-from hyper.api.serving import health_status
+from hyper.api.serving import ON_BEHALF_OF, health_status
 from hyper.core.settings import Settings
 
 REQUESTS = Counter("hyper_gateway_requests_total", "HTTP requests answered by the gateway.",
@@ -95,7 +96,7 @@ class ErrorBody(BaseModel):
 # document knows them (FastAPI would list only 422, which the gateway never sends).
 ERRORS = {status: {"model": ErrorBody, "description": description} for status, description in (
     (400, "a field of the request is invalid (named in the message)"), (401, "a valid bearer token is required"),
-    (403, "the gateway may not call this (the access policy)"), (404, "no such route or model"),
+    (403, "the caller may not call this (the access policy)"), (404, "no such route or model"),
     (409, "the request needs something not in place yet"),
     (429, "the service is busy: retry later"), (503, "a service behind the gateway is unavailable"),
     (504, "the request ran out of time behind the gateway"), (500, "an error inside a service"))}
@@ -147,6 +148,19 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
+def unauthenticated(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def forwarded_token(authorization: str) -> str:
+    """The user's own token, which the router and ppm check against their access policy."""
+    token = authorization.removeprefix("Bearer ")
+    if token == authorization or not token.isascii() or not token.strip() or token != token.strip():
+        raise unauthenticated("a bearer token is required: yours, which the access policy names "
+                              "(HYPER_GATEWAY_FORWARD_TOKENS)")
+    return token
+
+
 def create_app(settings: Settings) -> FastAPI:
     # FastAPI's own /docs loads Swagger UI from a CDN, which a cluster without internet cannot reach.
     app = FastAPIOffline(title="HyPER routing", version="1",
@@ -154,12 +168,15 @@ def create_app(settings: Settings) -> FastAPI:
     router = RouterClient.connect(settings)
     ppm = PPMClient.connect(settings)
 
-    def authorised(authorization: str = Header(default="")) -> None:
+    # async: what it sets in ON_BEHALF_OF is copied into the thread the operation then runs in
+    async def authorised(authorization: str = Header(default="")) -> None:
+        if settings.gateway_forward_tokens:
+            ON_BEHALF_OF.set(forwarded_token(authorization))
+            return
         expected = f"Bearer {settings.gateway_token}"
         # bytes: compare_digest refuses non-ASCII str, and a header may carry any byte
         if settings.gateway_token and not hmac.compare_digest(authorization.encode(), expected.encode()):
-            raise HTTPException(401, "a valid bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise unauthenticated("a valid bearer token is required")
 
     app.add_middleware(BodyLimit, limit=settings.max_message_mb * 2**20)
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Hashable
 
+from hyper.api.access import CALLER
 from hyper.api.messages import (
     MAX_REPORT_SAMPLE,
     Assignment,
@@ -65,12 +66,16 @@ class RouterDataPlane:
 
     def _load(self, source: DatasetSource) -> tuple[Dataset, Hashable | None]:
         """The dataset and its memo key (None for inline instances: the router fingerprints them)."""
-        return self.router.load_dataset(source) if isinstance(source, DatasetRef) else (source, None)
+        if isinstance(source, DatasetRef):
+            return self.router.load_dataset(source)
+        self.router.within_ceiling(len(source.instances))
+        return source, None
 
     def route(self, source: DatasetSource, budget: Budget | None, options: RouteOptions, page_size: int,
               caller_waiting: Callable[[], bool] = lambda: True) -> RouteResult:
         """Made, and saved only while the caller still waits for it (nobody could read the id of
         a route saved after its caller gave up)."""
+        self.router.quotas.routes.reserve(CALLER.get(), 1)
         dataset, key = self._load(source)
         route = self.router.route(dataset, budget, options, key)
         if not caller_waiting():
@@ -105,5 +110,6 @@ class RouterDataPlane:
         return render_html(self.router.report(route, dataset, key, sample_size))
 
     def diagnose(self, source: DatasetSource, roles: LabelRoles, seed: int) -> Diagnosis:
+        self.router.quotas.routes.reserve(CALLER.get(), 1)
         dataset, key = self._load(source)
         return diagnosis_message(self.router.diagnose(dataset, roles, seed, key))

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
@@ -43,7 +43,7 @@ from hyper_router import label_routing
 from hyper_router.diagnosis import Diagnosis, diagnose, require_judge_labels
 from hyper_router.label_routing import Evidence, Plan, RouteModels, SkillNotDemonstrated
 from hyper_router.problem import ForcedSplit, PaidItems, build_problem, paid_problem, split_forced
-from hyper_router.quota import JudgeQuota
+from hyper_router.quota import Quotas
 from hyper_router.route_plan import (
     LabelAccuracy,
     PPMScore,
@@ -66,7 +66,8 @@ class TaggerPeer(Protocol):
 
     def missing_keys(self, keys: list[str]) -> list[int]: ...
 
-    def annotate(self, instances: list[Instance]) -> list: ...
+    def annotate_with_usage(self, instances: list[Instance]) -> Any:
+        """An AnnotateResponse: `judgements` in order, `usage.cost`."""
 
 
 class PPMPeer(Protocol):
@@ -179,16 +180,26 @@ class Router:
     and the tagger asked again, only when the file or the tagger's feature set has changed."""
 
     def __init__(self, tagger: TaggerPeer, ppm: PPMPeer, memo_size: int = 8,
-                 data_roots: tuple[Path, ...] | None = None, judge_quota: JudgeQuota | None = None):
+                 data_roots: tuple[Path, ...] | None = None, quotas: Quotas | None = None,
+                 memo_bytes: int = 0, max_pairs: int = 0):
         self.tagger = tagger
         self.ppm = ppm
-        self.judge_quota = judge_quota or JudgeQuota(0)
+        self.quotas = quotas or Quotas.of()
         self.data_roots = data_roots  # None: any file (a library user's own process)
-        self.datasets: Memo[Dataset] = Memo(memo_size)
-        self.tags: Memo[Tagged] = Memo(memo_size)
+        self.max_pairs = max_pairs  # 0: no ceiling
+        # Bounded in bytes too: which files and datasets are memoised is the callers' choice.
+        self.datasets: Memo[Dataset] = Memo(memo_size, memo_bytes)
+        self.tags: Memo[Tagged] = Memo(memo_size, memo_bytes)
         self.models: Memo[tuple[PerformanceModel, str]] = Memo(16)
         self.error_models: Memo[tuple[ErrorModel, str]] = Memo(16)
-        self.paid: Memo[PaidItems] = Memo(memo_size)
+        self.paid: Memo[PaidItems] = Memo(memo_size, memo_bytes)
+
+    def within_ceiling(self, pairs: int) -> None:
+        """Refuses a dataset larger than one Route may hold in the router's memory."""
+        if self.max_pairs and pairs > self.max_pairs:
+            raise InvalidArgument("dataset", f"has more than {self.max_pairs:,} pairs, the most one Route may hold "
+                                             "in this router's memory (HYPER_ROUTE_MAX_PAIRS, set from its memory "
+                                             "limit): split it, or give the router more memory")
 
     def load_dataset(self, ref: DatasetRef) -> tuple[Dataset, Hashable]:
         """The dataset a file holds, and a key that changes whenever its content may have."""
@@ -196,10 +207,23 @@ class Router:
             dataset_files.check_under_roots(ref.path, self.data_roots)
         identity = file_identity(ref)
         if identity is None:
-            dataset = dataset_files.read_dataset_ref(ref, self.warmed_without_text)
+            dataset = self.read_within_ceiling(ref)
             return dataset, dataset_fingerprint(dataset)
-        return self.datasets.get_or_compute(
-            identity, lambda: dataset_files.read_dataset_ref(ref, self.warmed_without_text)), identity
+        return self.datasets.get_or_compute(identity, lambda: self.read_within_ceiling(ref)), identity
+
+    def read_within_ceiling(self, ref: DatasetRef) -> Dataset:
+        """The file read a chunk at a time, stopped as soon as it passes the ceiling."""
+        read = 0
+
+        def counted(chunk: list[Instance]) -> list[Instance]:
+            nonlocal read
+            read += len(chunk)
+            self.within_ceiling(read)
+            return self.warmed_without_text(chunk)
+
+        dataset = dataset_files.read_dataset_ref(ref, counted)
+        self.within_ceiling(len(dataset.instances))
+        return dataset
 
     def warmed_without_text(self, instances: list[Instance]) -> list[Instance]:
         """A chunk of a file being read: the tagger computes (and caches) what it has not
@@ -248,10 +272,13 @@ class Router:
                                   "confidence (no judge_confidence, no label of the ai_source): uncertainty "
                                   "would ask the judge for them, a paid call per pair; allow the calls, or give "
                                   "the confidences")
-        if len(missing):  # not memoised: the judge may be retrained
-            self.judge_quota.reserve(CALLER.get(), len(missing))
-            judged = self.tagger.annotate([dataset.instances[k] for k in missing])
-            given[missing] = [j.confidence for j in judged]
+        if len(missing):  # the tagger caches verdicts by content and judge; the quotas count what it calls
+            caller = CALLER.get()
+            self.quotas.judge_money.require_room(caller)
+            self.quotas.judged_pairs.reserve(caller, len(missing))
+            judged = self.tagger.annotate_with_usage([dataset.instances[k] for k in missing])
+            self.quotas.judge_money.charge(caller, judged.usage.cost)
+            given[missing] = [j.confidence for j in judged.judgements]
         return np.nan_to_num(given, nan=0.0)
 
     def diagnose(self, dataset: Dataset, roles: LabelRoles, seed: int,

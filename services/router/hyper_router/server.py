@@ -8,7 +8,7 @@ from hyper.core.settings import Settings
 from hyper.infra.database import open_database
 from hyper.v1 import router_pb2, router_pb2_grpc
 from hyper_router.dataplane import RouterDataPlane
-from hyper_router.quota import JudgeQuota
+from hyper_router.quota import Quotas
 from hyper_router.routing import Router
 from hyper_router.servicer import RouterServicer
 from hyper_router.store import FileRouteStore, PostgresRouteStore, RouteStore
@@ -26,7 +26,9 @@ def route_store(settings: Settings) -> RouteStore:
 
 def build(settings: Settings) -> serving.Server:
     router = Router(TaggerClient.connect(settings), PPMClient.connect(settings), data_roots=settings.data_root_paths,
-                    judge_quota=JudgeQuota(settings.judge_pairs_per_hour))
+                    quotas=Quotas.of(settings.routes_per_hour, settings.judge_pairs_per_hour,
+                                     settings.judge_money_per_hour),
+                    memo_bytes=settings.router_memo_mb * 2**20, max_pairs=settings.route_max_pairs)
     servicer = RouterServicer(RouterDataPlane(router, route_store(settings), settings.route_retention_days))
     return serving.Server(settings, "router", [(
         router_pb2_grpc.add_RouterServiceServicer_to_server, servicer,

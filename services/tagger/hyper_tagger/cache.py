@@ -54,7 +54,9 @@ class RedisFeatureCache:
                                            socket_connect_timeout=timeout_seconds)
         self.namespace = namespace
         self.dim = dim
-        self._errors = (redis.ConnectionError, redis.TimeoutError)
+        # Unreachable, or reachable and refusing (protected mode, a password, out of memory, a
+        # read-only replica): either way the cache is bypassed, never the tagging failed.
+        self._errors = (redis.RedisError,)
 
     def _key(self, key: str) -> str:
         return f"hyper:features:{self.namespace}:{key}"
@@ -85,7 +87,7 @@ class RedisFeatureCache:
 
     def _bypassed(self, operation: str, error: Exception) -> None:
         CACHE_BYPASSED.labels(operation).inc()
-        log.warning("feature cache bypassed: redis unreachable",
+        log.warning("feature cache bypassed: redis unreachable or refusing",
                     extra={"operation": operation, "error": str(error)})
 
 

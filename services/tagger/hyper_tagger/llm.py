@@ -19,7 +19,16 @@ from prometheus_client import Counter
 
 from hyper.core.catalogue import DESCRIPTIVE_VALUES, OPEN_SET_DIMENSIONS, PRESENT
 from hyper.core.schema import Instance
-from hyper.judges.pairwise import JUDGE_INSTRUCTIONS, Annotation, Judgement, JudgeUsage, judge_message, unswap
+from hyper.judges.pairwise import (
+    JUDGE_INSTRUCTIONS,
+    JUDGE_TEMPLATE,
+    Annotation,
+    Judgement,
+    JudgeUsage,
+    judge_message,
+    unswap,
+    version_of,
+)
 from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, MAX_SUBJECTS, focus, set_values
 
 log = logging.getLogger(__name__)
@@ -138,6 +147,10 @@ class VLLMJudge:
         self.engine = engine
         self.sampling = SamplingParams(temperature=0.0, max_tokens=4, logprobs=5,
                                        structured_outputs=StructuredOutputsParams(choice=list(self.CHOICES)))
+
+    def version(self) -> str:
+        return version_of({"model": self.engine.model, "instructions": JUDGE_INSTRUCTIONS,
+                           "template": JUDGE_TEMPLATE, "choices": self.CHOICES})
 
     def _prompt(self, instance: Instance, swapped: bool) -> str:
         return self.engine.chat_prompt(JUDGE_INSTRUCTIONS, judge_message(instance, swapped))

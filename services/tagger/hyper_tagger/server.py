@@ -16,6 +16,7 @@ from hyper_tagger.descriptive import DescriptiveBackend, ZeroShotEmbeddingTagger
 from hyper_tagger.servicer import TaggerServicer
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 from hyper_tagger.textual import load_ner
+from hyper_tagger.verdicts import VERDICT_WIDTH, CachedVerdicts
 
 
 def _engine(settings: Settings):
@@ -76,7 +77,9 @@ def build(settings: Settings) -> serving.Server:
         judge = endpoint_judge(settings)
     else:
         judge = RewardModelJudge(tagger.embedder, settings.judge_file)
-    servicer = TaggerServicer(tagger, judge)
+    verdicts = CachedVerdicts(judge, lambda namespace: open_cache(settings.redis_url, settings.cache_dir,
+                                                                  namespace, VERDICT_WIDTH))
+    servicer = TaggerServicer(tagger, verdicts)
     return serving.Server(settings, "tagger", [(
         tagger_pb2_grpc.add_TaggerServiceServicer_to_server, servicer,
         serving.full_name(tagger_pb2, "TaggerService"))])

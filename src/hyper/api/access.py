@@ -10,10 +10,12 @@ of the bearer token it presents, or by its client certificate's identity under m
       {"name": "router", "certificate": "hyper-router", "permissions": ["tag", "read_models"]},
       {"name": "operators", "token_sha256": "60303a...", "permissions": ["*"]}]}
 
-With a policy, every RPC is closed to whoever it does not name. Without one (the embedded
-default, one user on one machine) every RPC is open, except RecordRun while a record token
-(HYPER_PPM_RECORD_TOKEN) is set: its holders are the caller `run-recorder`. Health and
-reflection are always open: probes and tooling carry no credentials.
+With a policy, every RPC is closed to whoever it does not name. Without one every RPC is
+open, except RecordRun while a record token (HYPER_PPM_RECORD_TOKEN) is set: its holders are
+the caller `run-recorder`. Health and reflection are always open: probes and tooling carry no
+credentials. `hyper up` gives the embedded default a policy of its own (`local_access`): one
+caller, whoever can read the token it keeps under the home directory (mode 0600), so other
+users of the machine cannot call the services on its loopback ports.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hyper.core.atomic_files import write_text_atomic
 from hyper.core.errors import HyperError, PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -137,7 +141,8 @@ class AccessPolicy:
         callers = self._recognised(metadata.get("authorization", ""), identities)
         if not callers:
             raise Unauthenticated(f"{method} needs the {permission!r} permission: present a token "
-                                  "(HYPER_CALLER_TOKEN) or a certificate the access policy names"
+                                  "(HYPER_CALLER_TOKEN; under `hyper up`, its clients read HOME/access/token) "
+                                  "or a certificate the access policy names"
                                   + (" (RecordRun: HYPER_PPM_RECORD_TOKEN)" if permission == "record_runs" else ""))
         allowed = [caller.name for caller in callers if caller.holds(permission)]
         if not allowed:
@@ -175,3 +180,28 @@ def _first_problem(error: ValueError) -> str:
     first = error.errors()[0]
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
     return f"{where or 'the file'}: {first['msg']}"
+
+
+LOCAL_CALLER = "local-owner"
+
+
+def local_access_files(home: Path) -> tuple[Path, Path]:
+    """`hyper up`'s token and policy: made once, readable by their owner alone."""
+    directory = home / "access"
+    token_file, policy_file = directory / "token", directory / "policy.json"
+    if token_file.is_file() and policy_file.is_file():
+        return token_file, policy_file
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    policy = {"callers": [{"name": LOCAL_CALLER, "token_sha256": token_digest(token), "permissions": [ALL]}]}
+    write_text_atomic(policy_file, json.dumps(policy), permissions=0o600)
+    write_text_atomic(token_file, token, permissions=0o600)  # last: it marks the pair done
+    return token_file, policy_file
+
+
+def local_token(home: Path) -> str:
+    """The token `hyper up` keeps under this home, if it made one and it can be read."""
+    try:
+        return (home / "access" / "token").read_text().strip()
+    except OSError:
+        return ""

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from hyper.api.access import CALLER, AccessPolicy
+from hyper.api.access import CALLER, AccessPolicy, local_token
 from hyper.core import logs
 from hyper.core.errors import (
     CallerGone,
@@ -308,6 +309,12 @@ def service_config(retry_policy: dict) -> str:
         "retryPolicy": retry_policy}], "retryThrottling": RETRY_THROTTLING})
 
 
+# The token of the caller a call is made for, where a process calls on someone's behalf (the
+# gateway forwarding its user's token, HYPER_GATEWAY_FORWARD_TOKENS): that caller's own
+# permissions and quotas apply, not the process's.
+ON_BEHALF_OF: ContextVar[str] = ContextVar("on_behalf_of", default="")
+
+
 class _CallDetails(NamedTuple):
     method: str
     timeout: float | None
@@ -319,16 +326,18 @@ class _CallDetails(NamedTuple):
 
 class _PresentToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                     grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    """Every call carries this process's bearer token, unless the call brings its own (a
-    training Job's record token)."""
+    """Every call carries a bearer token: the call's own (a training Job's record token), else
+    the one of the caller this process acts for (ON_BEHALF_OF: the gateway's user), else this
+    process's own, if any."""
 
     def __init__(self, token: str):
-        self.authorization = ("authorization", f"Bearer {token}")
+        self.token = token
 
     def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
         metadata = list(details.metadata or [])
-        if not any(key == "authorization" for key, _ in metadata):
-            metadata.append(self.authorization)
+        token = ON_BEHALF_OF.get() or self.token
+        if token and not any(key == "authorization" for key, _ in metadata):
+            metadata.append(("authorization", f"Bearer {token}"))
         return _CallDetails(details.method, details.timeout, metadata, details.credentials,  # type: ignore[return-value]
                             details.wait_for_ready, details.compression)
 
@@ -350,7 +359,9 @@ def channel(address: str, settings: Settings) -> grpc.Channel:
     TLS is on), this process's token when it has one, retries of idempotent calls,
     message-size limits."""
     opened = _transport(address, settings)
-    return grpc.intercept_channel(opened, _PresentToken(settings.caller_token)) if settings.caller_token else opened
+    # Without a token of its own, a client of `hyper up`'s services presents the one kept under
+    # the same home directory (readable by the user who started them alone).
+    return grpc.intercept_channel(opened, _PresentToken(settings.caller_token or local_token(settings.home)))
 
 
 def _transport(address: str, settings: Settings) -> grpc.Channel:
@@ -387,6 +398,10 @@ def _connection_limits(settings: Settings) -> list[tuple[str, int]]:
     """Connections do not outlive their use: an idle one is closed, and a quiet one is pinged
     so that a peer that vanished (a killed pod, a dropped network) is found and its streams end."""
     return [("grpc.max_connection_idle_ms", int(settings.grpc_idle_close_s * 1000)),
+            # An old connection is told to go (GOAWAY) and its client reconnects, so that load
+            # spreads over replicas that came later; calls under way get as long again to finish.
+            ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.grpc_max_connection_age_s * 1000)),
             ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1)]
 

@@ -19,6 +19,16 @@ def up(settings: Settings) -> None:
         print(f"{service:7s} pid {entry['pid']:<7d} grpc {entry['address']}  "
               f"metrics :{entry['metrics_port']}  log {entry['log']}")
     print(f"up in {time.monotonic() - start:.1f} s")
+    print(access_line(settings))
+
+
+def access_line(settings: Settings) -> str:
+    if settings.access_policy:
+        return f"access: the callers of {settings.access_policy}"
+    if settings.local_access == "open":
+        return "access: open to every local user (HYPER_LOCAL_ACCESS=open)"
+    return (f"access: holders of {settings.home.resolve() / 'access' / 'token'} (readable by you alone; "
+            "clients with this home present it)")
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> None:

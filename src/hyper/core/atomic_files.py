@@ -71,14 +71,17 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """An open file whose content replaces `path` only once it is completely written."""
+def atomic_open(path: str | Path, mode: str = "w", permissions: int | None = None) -> Iterator[IO[Any]]:
+    """An open file whose content replaces `path` only once it is completely written
+    (`permissions`: set before anything is written, for secrets)."""
     with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        if permissions is not None:
+            os.fchmod(handle.fileno(), permissions)
         yield handle
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_open(path) as handle:
+def write_text_atomic(path: str | Path, text: str, permissions: int | None = None) -> None:
+    with atomic_open(path, permissions=permissions) as handle:
         handle.write(text)
 
 

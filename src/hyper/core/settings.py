@@ -40,6 +40,10 @@ class ServingSettings(BaseModel):
                                                                 "for this long (the client reconnects when it "
                                                                 "needs to), and pings quiet ones every minute to "
                                                                 "drop peers that vanished")
+    grpc_max_connection_age_s: float = Field(1800.0, gt=0.0, description="a server asks a client to reconnect "
+                                                                         "after this long (load spreads to new "
+                                                                         "replicas); calls under way get as long "
+                                                                         "again to finish")
     tls_cert: str = Field("", description="PEM certificate: with tls_key a server serves TLS only; with "
                                           "tls_client_auth a client presents it")
     tls_key: str = Field("", description="PEM private key of tls_cert")
@@ -50,6 +54,11 @@ class ServingSettings(BaseModel):
                                                "each holds (docs/hardening.md); empty = every RPC open")
     caller_token: str = Field("", description="bearer token this process presents on every call it makes (its "
                                               "identity in the access policy)")
+    local_access: Literal["owner", "open"] = Field("owner", description="`hyper up` without an access_policy: "
+                                                                        "owner = only holders of the token it keeps "
+                                                                        "in home/access (mode 0600; clients with this "
+                                                                        "home read it) may call; open = any local "
+                                                                        "user")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="of the JSON log lines")
 
 
@@ -119,6 +128,19 @@ class RouterSettings(BaseModel):
                                              "`hyper up` was run")
     judge_pairs_per_hour: int = Field(0, ge=0, description="pairs each caller may have the judge label in an "
                                                           "hour through Route's allow_judge_calls; 0 = no limit")
+    judge_money_per_hour: float = Field(0.0, ge=0.0, description="the judge's cost (at its prices per token) each "
+                                                                "caller may spend in an hour through Route; known "
+                                                                "after the calls, so one Route may pass it by its "
+                                                                "own cost; 0 = no limit")
+    routes_per_hour: int = Field(0, ge=0, description="Routes and Diagnoses each caller may ask for in an hour; "
+                                                      "0 = no limit")
+    route_max_pairs: int = Field(0, ge=0, description="the most pairs one Route or Diagnose may hold (about 1.9 KB "
+                                                      "of the router's memory each at its peak): a larger dataset "
+                                                      "is refused as it is read; 0 = no ceiling (the chart sets it "
+                                                      "from the router's memory limit)")
+    router_memo_mb: int = Field(1024, ge=0, description="each of the router's memos of datasets, their features and "
+                                                       "their routing problems holds at most this many MB (what a "
+                                                       "repeated Route reuses); 0 = bounded by entries only")
     route_retention_days: float = Field(0.0, ge=0.0, description="routes older than this are deleted (checked "
                                                                  "after saves, at most every 10 minutes); 0 = kept "
                                                                  "until DeleteRoute")
@@ -129,6 +151,10 @@ class GatewaySettings(BaseModel):
 
     gateway_port: int = Field(8080, description="the gateway's HTTP port")
     gateway_token: str = Field("", description="bearer token the gateway requires; empty = none (local use)")
+    gateway_forward_tokens: bool = Field(False, description="pass each user's bearer token on to the router and "
+                                                            "ppm, whose access policy authorizes it: users act "
+                                                            "with their own permissions and quotas, not the "
+                                                            "gateway's (gateway_token is then not used)")
 
 
 class Settings(StateSettings, ServingSettings, TaggerSettings, JudgeSettings, PPMSettings, RouterSettings,

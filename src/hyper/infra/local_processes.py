@@ -3,7 +3,8 @@
 `hyper up` runs each service's own entry point (the container command) as a detached child,
 records its pid and ports under <home>/run/state.json and waits until gRPC health says
 SERVING; `hyper down` stops them with SIGTERM (they drain in-flight RPCs), SIGKILL as a last
-resort.
+resort. Unless the user gives an access policy, the services admit only holders of the token
+under <home>/access (readable by the user alone; clients with that home present it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from hyper.api.access import local_access_files
 from hyper.api.serving import health_status
 from hyper.core.atomic_files import write_json_atomic
 from hyper.core.errors import HyperError
@@ -56,7 +58,7 @@ class LocalProcesses:
     def _spawn(self, service: str) -> dict:
         log_path = self.home / "logs" / f"{service}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, **self.settings.to_env(), PYTHONUNBUFFERED="1")
+        env = os.environ | self.settings.to_env() | self.access_env() | {"PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen([sys.executable, "-m", f"hyper_{service}.server"], env=env,
                                        stdout=log_file, stderr=subprocess.STDOUT,
@@ -64,6 +66,14 @@ class LocalProcesses:
         return {"pid": process.pid, "address": self.settings.address(service),
                 "metrics_port": getattr(self.settings, f"{service}_metrics_port"),
                 "log": str(log_path)}
+
+    def access_env(self) -> dict[str, str]:
+        """Without a policy of the user's, the services admit the holders of a token only the
+        user can read (local_access=owner), and present it to each other."""
+        if self.settings.access_policy or self.settings.local_access == "open":
+            return {}
+        token_file, policy_file = local_access_files(self.home)
+        return {"HYPER_ACCESS_POLICY": str(policy_file), "HYPER_CALLER_TOKEN": token_file.read_text()}
 
     def _wait_serving(self, service: str, entry: dict, deadline: float) -> None:
         while time.monotonic() < deadline:

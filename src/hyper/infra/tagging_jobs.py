@@ -23,6 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.core.errors import HyperError, InvalidArgument
+from hyper.infra import pod_resources
 from hyper.infra.images import image
 from hyper.infra.training_jobs import JobFailed
 
@@ -47,6 +48,10 @@ class TagJobSettings(BaseSettings):
     backoff_limit: int = Field(6, ge=0, description="retries of a failed pod")
     ttl_seconds_after_finished: int = Field(86400, ge=0, description="how long a finished Job is kept")
     lease_seconds: float = Field(60.0, gt=0, description="a shard claim untouched this long is taken over")
+    cpu: str = Field("", pattern=pod_resources.CPU, description="CPU each worker pod requests (2, 500m); "
+                                                                 "empty = the manifest's 2")
+    memory: str = Field("", pattern=pod_resources.MEMORY, description="memory each worker pod requests, its limit "
+                                                                       "twice that; empty = the manifest's 4Gi")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def render_tag_job(run: TagRun, settings: TagJobSettings) -> dict:
     state = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state")
     container.update(image=settings.image, args=run.worker_args(f"{state}/{RUNS_DIR}/{run.name}") + [
         "--lease-seconds", f"{settings.lease_seconds:g}", "--require-redis"])
+    pod_resources.request(container, settings.cpu, settings.memory)
     return manifest
 
 

@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyper.core.errors import HyperError, InvalidArgument
-from hyper.infra import images
+from hyper.infra import images, pod_resources
 from hyper.method.run_spec import RunSpec
 
 # In a source checkout the chart's own file; in an installed wheel (the images) its copy.
@@ -62,7 +62,12 @@ class JobSettings(BaseSettings):
     release: str = Field("hyper", description="the Helm release whose ConfigMap (ppm address, TLS), Secret "
                                               "(run-recording token) and state claim the pods use")
     state_claim: str = Field("", description="the state volume's claim; empty = <release>-state")
-    tls_secret: str = Field("", description="the release's gRPC TLS Secret, when it has one (tls.secretName)")
+    tls_secret: str = Field("", description="the release's gRPC TLS Secret, when it has one (tls.secretName, or "
+                                            "<release>-tls-rm-trainer with tls.perComponent)")
+    cpu: str = Field("", pattern=pod_resources.CPU, description="CPU each trainer pod requests (2, 500m); empty = "
+                                                                 "the accelerator's default")
+    memory: str = Field("", pattern=pod_resources.MEMORY, description="memory each trainer pod requests, its limit "
+                                                                       "twice that; empty = the accelerator's default")
     local_workers: int = Field(1, ge=1, description="local backend: Jobs run at a time")
 
     @model_validator(mode="after")
@@ -153,6 +158,7 @@ def render_job(run: str, spec_path: str, settings: JobSettings, experiment: str 
     container.update(image=settings.trainer_image, args=["--spec", spec_path])
     _release(pod, container, settings)
     _accelerator(pod, container, settings)
+    pod_resources.request(container, settings.cpu, settings.memory)
     return manifest
 
 

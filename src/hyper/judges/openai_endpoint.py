@@ -38,6 +38,7 @@ from hyper.judges.pairwise import (
     JudgeUsage,
     judge_message,
     unswap,
+    version_of,
 )
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,11 @@ class OpenAICompatibleJudge:
     def __init__(self, config: EndpointConfig):
         self.config = config
         self.name = f"openai:{config.model}"
+
+    def version(self) -> str:
+        """What decides its answers: the endpoint, the model, the prompt and how it is asked."""
+        return version_of({name: getattr(self.config, name) for name in (
+            "base_url", "model", "constrained", "logprobs", "max_tokens", "system_prompt", "template")})
 
     def annotate(self, instances: list[Instance]) -> Annotation:
         return asyncio.run(self._annotate(instances))

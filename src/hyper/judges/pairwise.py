@@ -8,6 +8,8 @@ swapped margin is the exact negative, so it is 1 unless the embeddings are degen
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,9 @@ class Judge(Protocol):
     own vLLM engine, or one behind an OpenAI-compatible endpoint."""
 
     name: str
+
+    def version(self) -> str:
+        """Changes with anything that changes the judge's answers (verdicts are cached under it)."""
 
     def annotate(self, instances: list[Instance]) -> Annotation: ...
 
@@ -83,6 +88,11 @@ def judge_message(instance: Instance, swapped: bool, template: str = JUDGE_TEMPL
                            response_b=second[:MAX_RESPONSE_CHARS])
 
 
+def version_of(answers_by: dict) -> str:
+    """A judge's version from what decides its answers (JSON-able values)."""
+    return hashlib.sha256(json.dumps(answers_by, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def unswap(verdict: str | None) -> str | None:
     """A verdict given with the responses swapped, in the pair's own order."""
     return {"A": "B", "B": "A"}.get(verdict, verdict) if verdict else verdict
@@ -94,8 +104,13 @@ class RewardModelJudge:
     def __init__(self, embedder: SentenceEmbedder, path: Path):
         self.embedder = embedder
         self.path = Path(path)
-        self._loaded: tuple[float, SavedJudge] | None = None
+        self._loaded: tuple[float, SavedJudge, str] | None = None
         self._lock = threading.Lock()
+
+    def version(self) -> str:
+        self._judge()
+        assert self._loaded is not None
+        return self._loaded[2]
 
     def _judge(self) -> SavedJudge:
         """The saved judge, reloaded when its file changes (a judge trained after start-up)."""
@@ -108,7 +123,7 @@ class RewardModelJudge:
                 if judge.embedding_model != self.embedder.model_name:
                     raise NoJudge(f"the judge at {self.path} was trained on embeddings of "
                                   f"{judge.embedding_model!r}, the tagger uses {self.embedder.model_name!r}")
-                self._loaded = (mtime, judge)
+                self._loaded = (mtime, judge, hashlib.sha256(self.path.read_bytes()).hexdigest()[:16])
             return self._loaded[1]
 
     def annotate(self, instances: list[Instance]) -> Annotation:

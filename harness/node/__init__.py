@@ -1,0 +1,1 @@
+"""The single-node cluster the chart is tested on (make test-cluster)."""
