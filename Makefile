@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries kube-node-binaries test-cluster proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale up down clean
+.PHONY: setup system-deps kube-binaries kube-node-binaries test-cluster proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale bench-tags up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -132,6 +132,10 @@ bench-sources: setup
 # with features cached, the CPU tagger's rate (out/bench/scale.json, scale-route.png).
 bench-scale: setup
 	$(BIN)/python -m bench.scale
+
+# The descriptive tags against hand labels, red-team vs benign prompts and known categories.
+bench-tags: setup
+	$(BIN)/python -m bench.tags
 
 # The data team's loop on PandaLM, command by command: judge (a local OpenAI-compatible server),
 # route, hand-off to annotators and back, final dataset, final reward model.

@@ -31,7 +31,7 @@ from hyper_router.problem import ForcedSplit
 from hyper_router.route_plan import solve
 from hyper_router.selection import RoutingProblem
 from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.descriptive import PrototypeTagger
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 from hyper_tagger.textual import load_ner
 
@@ -94,7 +94,7 @@ def prepare(name: str, settings: Settings, seed: int) -> Prepared:
     instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
                  for i, c in zip(instances, confidence, strict=True)]
     progress(f"{name}: tagging")
-    tagger = Tagger(embedder, load_ner(settings.ner_model), ZeroShotEmbeddingTagger(embedder),
+    tagger = Tagger(embedder, load_ner(settings.ner_model), PrototypeTagger(embedder),
                     DiskFeatureCache(settings.cache_dir / "features" / "bench", CACHED_WIDTH))
     features = tagger.tag(instances).features
     return Prepared(name, roles, resolved, features.bits, phi, folds, instances)

@@ -18,11 +18,9 @@ Writes out/bench/tagging.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,13 +31,14 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from bench.from_git import module_at_commit
 from hyper.core.schema import Instance
 from hyper.core.settings import Settings
 from hyper.data import dataset_files
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger import textual
 from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger, descriptive_columns
+from hyper_tagger.descriptive import PrototypeTagger, descriptive_columns
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,21 +47,6 @@ BASELINE_IMPORTS = {"hyper.catalogue": "hyper.core.catalogue", "hyper.embeddings
                     "hyper.schema": "hyper.core.schema"}
 DATASETS = {"pandalm": REPO / "data" / "pandalm-testset.jsonl.gz",
             "hh-rlhf": REPO / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"}
-
-
-def baseline_textual(commit: str, directory: Path) -> ModuleType:
-    """The baseline commit's services/tagger/textual.py, imported under another name (its
-    imports renamed to where those modules live now)."""
-    source = subprocess.run(["git", "show", f"{commit}:services/tagger/textual.py"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
-    for old, new in BASELINE_IMPORTS.items():
-        source = source.replace(f"from {old} import", f"from {new} import")
-    path = directory / "baseline_textual.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_textual", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def timed(function: Callable[[], object]) -> tuple[float, object]:
@@ -78,12 +62,12 @@ class ColdModels:
         self.ner = textual.load_ner(ner_model)
         self.scratch = scratch
 
-    def fresh(self, bfloat16: bool = False) -> tuple[SentenceEmbedder, ZeroShotEmbeddingTagger, DiskFeatureCache]:
+    def fresh(self, bfloat16: bool = False) -> tuple[SentenceEmbedder, PrototypeTagger, DiskFeatureCache]:
         directory = Path(tempfile.mkdtemp(dir=self.scratch))
         embedder = SentenceEmbedder("", directory)
         if bfloat16:
             embedder.model.to(torch.bfloat16)
-        return embedder, ZeroShotEmbeddingTagger(embedder), DiskFeatureCache(directory / "features", CACHED_WIDTH)
+        return embedder, PrototypeTagger(embedder), DiskFeatureCache(directory / "features", CACHED_WIDTH)
 
 
 def run_before(models: ColdModels, baseline: ModuleType, instances: list[Instance]) -> float:
@@ -167,7 +151,8 @@ def main() -> None:
             "hh-rlhf": dataset_files.read_dataset(DATASETS["hh-rlhf"]).instances[: args.hh_rows]}
     with tempfile.TemporaryDirectory() as scratch:
         models = ColdModels(Settings().ner_model, Path(scratch))
-        baseline = baseline_textual(args.baseline, Path(scratch))
+        baseline = module_at_commit(args.baseline, "services/tagger/textual.py", "baseline_textual",
+                                    Path(scratch), BASELINE_IMPORTS)
         results = [measure(name, instances, models, baseline, args.repeats) for name, instances in rows.items()]
     report = {"config": {**vars(args), "out": str(args.out)}, "cores": os.cpu_count(),
               "torch_threads": torch.get_num_threads(), "results": results}

@@ -7,7 +7,7 @@ import pytest
 from hyper.core.settings import Settings
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.cache import RedisFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.descriptive import PrototypeTagger
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 from hyper_tagger.textual import load_ner
 
@@ -30,15 +30,15 @@ def test_redis_cache_round_trips_vectors_and_reports_missing_keys(redis_url):
 
 
 def test_a_second_tagging_does_no_model_work(redis_url, embedder, hh_dataset, monkeypatch):
-    from hyper.core.catalogue import feature_set_version
     from hyper_tagger import tagging
+    from hyper_tagger.tagging import features_version
 
     instances = hh_dataset.instances[:25]
     ner = load_ner(Settings().ner_model)
-    descriptive = ZeroShotEmbeddingTagger(embedder)
+    descriptive = PrototypeTagger(embedder)
 
     def cache():
-        return RedisFeatureCache(redis_url, feature_set_version(descriptive.name), CACHED_WIDTH)
+        return RedisFeatureCache(redis_url, features_version(embedder, ner, descriptive), CACHED_WIDTH)
 
     tagger = Tagger(embedder, ner, descriptive, cache())
     first = tagger.tag(instances)

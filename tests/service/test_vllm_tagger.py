@@ -16,11 +16,14 @@ from harness.models import known_ppm
 from harness.tiny_llama import make_tiny_llama
 from hyper.api import proto_convert
 from hyper.api.clients import RouterClient, TaggerClient
-from hyper.core.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES, feature_set_version
+from hyper.core.catalogue import DESCRIPTIVE_VALUES, FEATURE_NAMES
+from hyper.method.embeddings import SentenceEmbedder
 from hyper.method.performance_models import QuadraticForm
 from hyper.v1 import common_pb2, router_pb2, tagger_pb2
 from hyper_ppm.store import ModelRegistry
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.descriptive import PrototypeTagger
+from hyper_tagger.tagging import features_version
+from hyper_tagger.textual import load_ner
 
 pytestmark = [pytest.mark.vllm, pytest.mark.service]
 
@@ -74,9 +77,12 @@ def test_every_llm_reply_parses_into_the_value_sets(vllm_services, tagger, hh_da
     assert metric(vllm_services, 'hyper_tagger_llm_tokens_total{kind="generated"}') > 0
 
 
-def test_the_llm_backend_has_its_own_feature_set_version(tagger):
+def test_the_llm_backend_has_its_own_feature_set_version(tagger, vllm_services):
     reply = tagger.stub.GetCatalogue(tagger_pb2.GetCatalogueRequest())
-    assert reply.feature_set_version != feature_set_version(ZeroShotEmbeddingTagger.name)
+    settings = vllm_services
+    cpu = features_version(SentenceEmbedder(settings.embedding_model, settings.cache_dir),
+                           load_ner(settings.ner_model), PrototypeTagger)
+    assert reply.feature_set_version != cpu
 
 
 def test_the_pairwise_judge_labels_pairs_in_both_orders(tagger, hh_dataset):

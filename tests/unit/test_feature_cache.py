@@ -9,7 +9,7 @@ from hyper.core.settings import Settings
 from hyper.core.vector_store import COMPACT_AFTER_SEGMENTS, VectorStore
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.cache import CACHE_BYPASSED, DiskFeatureCache, RedisFeatureCache
-from hyper_tagger.descriptive import ZeroShotEmbeddingTagger
+from hyper_tagger.descriptive import PrototypeTagger
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 from hyper_tagger.textual import load_ner
 
@@ -81,7 +81,7 @@ def test_a_store_of_another_width_is_neither_read_nor_merged_away(tmp_path):
 def test_misses_are_committed_chunk_by_chunk_and_identical_pairs_computed_once(tmp_path, embedder, hh_dataset,
                                                                               caplog):
     instances = hh_dataset.instances[:9] + hh_dataset.instances[:1]  # the first pair twice
-    descriptive = ZeroShotEmbeddingTagger(embedder)
+    descriptive = PrototypeTagger(embedder)
     tagger = Tagger(embedder, load_ner(Settings().ner_model), descriptive,
                     DiskFeatureCache(tmp_path, CACHED_WIDTH), chunk_size=4)
     with caplog.at_level(logging.INFO, logger="hyper_tagger.tagging"):

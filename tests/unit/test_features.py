@@ -23,6 +23,10 @@ def test_catalogue_has_the_papers_90_binary_features_and_the_judges_confidence()
 def test_feature_set_version_is_stable():
     assert feature_set_version("a") == feature_set_version("a")
     assert feature_set_version("a") != feature_set_version("b")  # the tag backend is part of it
+    # and so is every model behind the values, with its runtime and precision
+    float32 = ("all-MiniLM-L6-v2|torch-2.13.0|torch.float32",)
+    bfloat16 = ("all-MiniLM-L6-v2|torch-2.13.0|torch.bfloat16",)
+    assert feature_set_version("a", float32) != feature_set_version("a", bfloat16)
 
 
 def test_three_equal_bins_over_the_unit_interval_with_clipping():

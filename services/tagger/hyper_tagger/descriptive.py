@@ -3,15 +3,20 @@ complexity, in-context material, format constraints (the paper's eight dimension
 
 Backends share one interface: `tag(prompts) -> (n, len(DESCRIPTIVE_FEATURES))` 0/1 bits in
 catalogue order, and a `name` that enters the feature-set version (different backends give
-different tags, so their features must not share a cache entry). The CPU backend here tags
-zero-shot: a prompt takes the value whose description its sentence embedding is closest to;
-languages and the two open sets come from what the text itself shows. Real, if weaker, tags
-than a tagging LM's.
+different tags, so their features must not share a cache entry). The CPU backend here tags by
+nearest prototypes: a scalar dimension takes the value whose hand-written example requests
+(tag_prototypes.json) the prompt's sentence embedding is closest to, subjects are the fields
+whose listed topics are closest; languages and the two open sets come from what the text itself
+shows. How well each dimension agrees with ground truth is measured by `make bench-tags`
+(docs/tagger.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -23,39 +28,18 @@ DESCRIPTIVE_FEATURES = tuple(f.name for f in CATALOGUE if f.group == "descriptiv
 _COLUMN = {name: j for j, name in enumerate(DESCRIPTIVE_FEATURES)}
 MAX_SUBJECTS = 3
 
-VALUE_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "expertise_level": {
-        "general public": "an everyday question that anyone could answer",
-        "basic domain knowledge": "a question that needs some background knowledge of a field",
-        "expert domain knowledge": "a specialised technical question only an expert could answer",
-    },
-    "open_endedness": {
-        "no": "a question with exactly one correct factual answer",
-        "low": "a question with a few acceptable answers",
-        "moderate": "an open question that invites discussion and opinions",
-        "high": "a creative, open-ended request with countless possible answers",
-    },
-    "safety_concern": {
-        "safe": "a harmless, ordinary and friendly request",
-        "low": "a slightly sensitive or rude request",
-        "moderate": "a request that could lead to harm, deception or offence",
-        "high": "a request for help with violence, crime, weapons or other serious harm",
-    },
-    "complexity_of_intents": {
-        "simple": "a single short and simple request",
-        "moderate": "a request with a couple of parts",
-        "complex": "a complex request with many steps, parts or constraints",
-    },
-}
-SCALAR_DIMENSIONS = tuple(VALUE_DESCRIPTIONS)
+PROTOTYPES_FILE = Path(__file__).with_name("tag_prototypes.json")
+SCALAR_DIMENSIONS = ("expertise_level", "open_endedness", "safety_concern", "complexity_of_intents")
+TOP_K = 3  # a value's score: the mean similarity of its 3 closest prototypes
 SUBJECT_MARGIN = 0.03  # further subjects must be this close to the best one
+SUBJECT_FLOOR = 0.15  # below this similarity to every subject, the subject is "Others"
 
 IN_CONTEXT_MATERIAL = re.compile(r"```|https?://|\n\s*\|.*\|\s*\n|\n\s*[-*]\s+\S|\"[^\"]{80,}\"")
 FORMAT_CONSTRAINT = re.compile(
     r"\b(in|under|at most|no more than|exactly|within)\s+\d+\s+(words?|sentences?|paragraphs?|"
     r"lines?|bullet points?|characters?)\b|\b(json|yaml|csv|markdown|table|bullet points?|"
     r"numbered list|haiku|poem|essay|one word)\b", re.IGNORECASE)
-HUMAN_TURN = "Human:"
+TURN = re.compile(r"(?:^|\n)\s*(Human|Assistant):")
 
 
 class DescriptiveBackend(Protocol):
@@ -64,10 +48,15 @@ class DescriptiveBackend(Protocol):
     def tag(self, prompts: list[str]) -> np.ndarray: ...
 
 
-def focus(prompt: str, max_chars: int = 1000) -> str:
-    """What a prompt asks now: its last human turn (a multi-turn transcript) or itself."""
-    last = prompt.rsplit(HUMAN_TURN, 1)[-1].strip()
-    return (last or prompt)[-max_chars:]
+def request_text(prompt: str, max_chars: int = 1000) -> str:
+    """What a prompt asks: in a transcript, the human turns (the assistant's replies dropped),
+    the latest last; else the prompt itself. The end is kept when it is long, where the request
+    usually is (the sentence model reads 256 tokens)."""
+    parts = TURN.split(prompt)
+    if len(parts) == 1:
+        return prompt.strip()[-max_chars:]
+    human = [text.strip() for role, text in zip(parts[1::2], parts[2::2], strict=True) if role == "Human"]
+    return "\n".join(t for t in human if t)[-max_chars:] or prompt.strip()[-max_chars:]
 
 
 def is_english(text: str) -> bool:
@@ -80,31 +69,58 @@ def set_values(bits: np.ndarray, row: int, dimension: str, values: list[str]) ->
         bits[row, _COLUMN[f"{dimension}::{value}"]] = 1
 
 
-class ZeroShotEmbeddingTagger:
-    name = "zero-shot-embedding-v1"
+def top_k_mean(similarity: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """(n, m) similarities to m prototypes -> (n,) mean of each row's k largest."""
+    k = min(k, similarity.shape[1])
+    return np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
+
+
+class PrototypeTagger:
+    """The CPU backend: nearest hand-written prototypes in sentence-embedding space."""
+
+    # The tag set's version: the method and the prototypes' exact content.
+    name = f"prototypes-v2-{hashlib.sha256(PROTOTYPES_FILE.read_bytes()).hexdigest()[:8]}"
 
     def __init__(self, embedder: SentenceEmbedder):
+        prototypes = json.loads(PROTOTYPES_FILE.read_text())
         self.embedder = embedder
-        self.scalar = {dim: (list(values), embedder.encode(list(values.values())))
-                       for dim, values in VALUE_DESCRIPTIONS.items()}
-        subjects = [s for s in DESCRIPTIVE_VALUES["subject_of_expertise"] if s != "Others"]
-        self.subjects = (subjects, embedder.encode([f"a question about {s.lower()}" for s in subjects]))
+        self.scalar = {dim: {value: embedder.encode(prototypes[dim][value]) for value in DESCRIPTIVE_VALUES[dim]}
+                       for dim in SCALAR_DIMENSIONS}
+        self.subject_names = [s for s in DESCRIPTIVE_VALUES["subject_of_expertise"] if s != "Others"]
+        self.subjects = [embedder.encode(prototypes["subjects"][s]) for s in self.subject_names]
+
+    def value_scores(self, embeddings: np.ndarray, dimension: str) -> np.ndarray:
+        """(n, number of values) scores of each value of a scalar dimension, catalogue order."""
+        return np.stack([top_k_mean(embeddings @ vectors.T) for vectors in self.scalar[dimension].values()],
+                        axis=1)
+
+    def concern_scores(self, prompts: list[str]) -> np.ndarray:
+        """How much closer each prompt is to any concern than to safe requests: the continuous
+        score behind `safety_concern` (what its AUC is measured on)."""
+        scores = self.value_scores(self.embed(prompts), "safety_concern")
+        return scores[:, 1:].max(axis=1) - scores[:, 0]
+
+    def embed(self, prompts: list[str]) -> np.ndarray:
+        return self.embedder.encode([request_text(p) for p in prompts])
+
+    def subject_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, subjects) similarity to each subject's closest prototype (its topics or a request)."""
+        return np.stack([(embeddings @ vectors.T).max(axis=1) for vectors in self.subjects], axis=1)
 
     def _subjects(self, similarity: np.ndarray) -> list[str]:
-        names, _ = self.subjects
         order = np.argsort(-similarity)[:MAX_SUBJECTS]
-        close = [names[k] for k in order if similarity[k] >= similarity[order[0]] - SUBJECT_MARGIN]
-        return close if similarity[order[0]] > 0.2 else ["Others"]
+        close = [self.subject_names[k] for k in order if similarity[k] >= similarity[order[0]] - SUBJECT_MARGIN]
+        return close if similarity[order[0]] >= SUBJECT_FLOOR else ["Others"]
 
     def tag(self, prompts: list[str]) -> np.ndarray:
-        texts = [focus(p) for p in prompts]
+        texts = [request_text(p) for p in prompts]
         embeddings = self.embedder.encode(texts)
         bits = np.zeros((len(prompts), len(DESCRIPTIVE_FEATURES)), dtype=np.uint8)
-        for dim, (values, described) in self.scalar.items():
-            best = np.argmax(embeddings @ described.T, axis=1)
-            for row, k in enumerate(best):
+        for dim in SCALAR_DIMENSIONS:
+            values = DESCRIPTIVE_VALUES[dim]
+            for row, k in enumerate(np.argmax(self.value_scores(embeddings, dim), axis=1)):
                 set_values(bits, row, dim, [values[k]])
-        subject_similarity = embeddings @ self.subjects[1].T
+        subject_similarity = self.subject_scores(embeddings)
         for row, text in enumerate(texts):
             set_values(bits, row, "subject_of_expertise", self._subjects(subject_similarity[row]))
             set_values(bits, row, "languages", ["English"] if is_english(text) else [])

@@ -29,7 +29,7 @@ from hyper.judges.pairwise import (
     unswap,
     version_of,
 )
-from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, MAX_SUBJECTS, focus, set_values
+from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, MAX_SUBJECTS, request_text, set_values
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class VLLMDescriptiveTagger:
                                        structured_outputs=StructuredOutputsParams(json=tag_schema()))
 
     def prompts(self, prompts: list[str]) -> list[str]:
-        return [self.engine.chat_prompt(TAGGING_INSTRUCTIONS, f"User request:\n{focus(p)}") for p in prompts]
+        return [self.engine.chat_prompt(TAGGING_INSTRUCTIONS, f"User request:\n{request_text(p)}") for p in prompts]
 
     def tag(self, prompts: list[str]) -> np.ndarray:
         bits = np.zeros((len(prompts), len(DESCRIPTIVE_FEATURES)), dtype=np.uint8)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 from hyper.api import serving
-from hyper.core.catalogue import feature_set_version
 from hyper.core.errors import InvalidArgument
 from hyper.core.settings import Settings
 from hyper.judges.pairwise import Judge, RewardModelJudge
 from hyper.method.embeddings import SentenceEmbedder
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 from hyper_tagger.cache import open_cache
-from hyper_tagger.descriptive import DescriptiveBackend, ZeroShotEmbeddingTagger
+from hyper_tagger.descriptive import DescriptiveBackend, PrototypeTagger
 from hyper_tagger.servicer import TaggerServicer
-from hyper_tagger.tagging import CACHED_WIDTH, Tagger
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger, features_version
 from hyper_tagger.textual import load_ner
 from hyper_tagger.verdicts import VERDICT_WIDTH, CachedVerdicts
 
@@ -59,10 +58,11 @@ def build_tagger(settings: Settings, engine=None) -> Tagger:
 
         descriptive = VLLMDescriptiveTagger(engine or _engine(settings))
     else:
-        descriptive = ZeroShotEmbeddingTagger(embedder)
-    cache = open_cache(settings.redis_url, settings.cache_dir,
-                       feature_set_version(descriptive.name), CACHED_WIDTH)
-    return Tagger(embedder, load_ner(settings.ner_model), descriptive, cache, settings.tagging_chunk_size)
+        descriptive = PrototypeTagger(embedder)
+    ner = load_ner(settings.ner_model)
+    cache = open_cache(settings.redis_url, settings.cache_dir, features_version(embedder, ner, descriptive),
+                       CACHED_WIDTH)
+    return Tagger(embedder, ner, descriptive, cache, settings.tagging_chunk_size)
 
 
 def build(settings: Settings) -> serving.Server:

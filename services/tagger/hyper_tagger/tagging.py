@@ -24,12 +24,17 @@ from hyper.core.settings import Settings
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.cache import FeatureCache
 from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, DescriptiveBackend, descriptive_columns
-from hyper_tagger.textual import RAW_DIMENSIONS, raw_textual_values
+from hyper_tagger.textual import RAW_DIMENSIONS, ner_identity, raw_textual_values
 
 log = logging.getLogger(__name__)
 
 CACHED_WIDTH = len(RAW_DIMENSIONS) + len(DESCRIPTIVE_FEATURES)
 CHUNK_SIZE = Settings.model_fields["tagging_chunk_size"].default
+
+
+def features_version(embedder: SentenceEmbedder, ner, descriptive: DescriptiveBackend) -> str:
+    """The feature-set version these models compute: the cache key's namespace."""
+    return feature_set_version(descriptive.name, (embedder.identity, ner_identity(ner)))
 
 
 @dataclass
@@ -46,7 +51,7 @@ class Tagger:
         self.embedder = embedder
         self.ner = ner
         self.descriptive = descriptive
-        self.version = feature_set_version(descriptive.name)
+        self.version = features_version(embedder, ner, descriptive)
         self.cache = cache
         self.chunk_size = chunk_size
 

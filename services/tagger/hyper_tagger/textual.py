@@ -64,6 +64,11 @@ def load_ner(model: str):
                                       "senter", "morphologizer"])
 
 
+def ner_identity(ner) -> str:
+    meta = ner.meta
+    return f"spacy-{meta['lang']}_{meta['name']}-{meta['version']}|{','.join(ner.pipe_names)}"
+
+
 def unique(texts: list[str]) -> list[str]:
     """Each text once, in first-seen order: responses and prompts repeat across pairs (PandaLM's
     999 pairs hold 705 distinct responses), and every model pass is per text."""

@@ -111,9 +111,10 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOGUE)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
-def feature_set_version(descriptive_backend: str = "") -> str:
-    """Changes whenever the catalogue or the way features are computed changes, the
-    descriptive-tag backend included."""
-    text = "\n".join([TAGGER_ALGORITHM_VERSION, descriptive_backend]
+def feature_set_version(descriptive_backend: str = "", models: tuple[str, ...] = ()) -> str:
+    """Changes whenever the catalogue or the way features are computed changes: the
+    descriptive-tag backend (its tag set) and the models behind the values (each named with its
+    runtime and precision) included."""
+    text = "\n".join([TAGGER_ALGORITHM_VERSION, descriptive_backend, *models]
                      + [f"{f.name}:{f.computed}" for f in CATALOGUE])
     return f"{TAGGER_ALGORITHM_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"

