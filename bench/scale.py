@@ -152,6 +152,35 @@ def _fill_cache(settings, base: list, sizes: tuple[int, ...]) -> None:
     progress(f"{len(keys):,} variants cached")
 
 
+def _first_call_phases(settings) -> dict[str, float]:
+    """The phases of the router's first Route of the file just routed, from its log line."""
+    from hyper.infra.local_processes import LocalProcesses
+
+    log_file = Path(LocalProcesses(settings).status_entry("router")["log"])
+    records = [json.loads(line) for line in log_file.read_text().splitlines() if '"route phases"' in line]
+    return records[-1 - REPEATS]["seconds"]
+
+
+def _read_side_by_side(path: Path) -> dict:
+    """Reading, validating and hashing the file in this process, today's reader against the row
+    reader it replaces for plain files (still the reader of every other file)."""
+    from hyper.data import dataset_files, ingest
+
+    def rows() -> int:
+        return len(ingest.parse_records(dataset_files._records(path), on_chunk=lambda chunk: None).instances)
+
+    def columns() -> int:
+        return len(dataset_files.read_dataset(path, on_chunk=lambda chunk: None).instances)
+
+    timings = {}
+    for name, read in (("row_reader_s", rows), ("reader_s", columns)):
+        began = time.perf_counter()
+        read()
+        timings[name] = time.perf_counter() - began
+    progress(f"read {path.name}: row reader {timings['row_reader_s']:.1f} s, columnar {timings['reader_s']:.1f} s")
+    return timings | {"speedup": timings["row_reader_s"] / timings["reader_s"]}
+
+
 def _route_file(settings, path: Path, n: int) -> dict:
     from hyper.api.clients import RouterClient
     from hyper.infra.local_processes import LocalProcesses
@@ -165,8 +194,10 @@ def _route_file(settings, path: Path, n: int) -> dict:
         assert first.n_instances == n, (first.n_instances, n)
         repeat_s = reference.median_seconds(lambda: router.route(request), REPEATS)
     rss = _peak_rss_mb(LocalProcesses(settings).status_entry("router")["pid"])
-    progress(f"Route over {n:,} pairs: first {first_s:.1f} s, repeated {repeat_s:.2f} s, router peak RSS {rss:,.0f} MB")
-    return {"first_s": first_s, "repeat_s": repeat_s, "rss_mb": rss, "n_human": first.n_human,
+    phases = _first_call_phases(settings)
+    progress(f"Route over {n:,} pairs: first {first_s:.1f} s ({phases}), repeated {repeat_s:.2f} s, "
+             f"router peak RSS {rss:,.0f} MB")
+    return {"first_s": first_s, "first_phases_s": phases, "repeat_s": repeat_s, "rss_mb": rss, "n_human": first.n_human,
             "page_assignments": len(first.assignments), "file_mb": path.stat().st_size / 2**20}
 
 
@@ -189,7 +220,7 @@ def route(sizes: tuple[int, ...] = ROUTE_SIZES) -> dict:
         try:
             for n in sorted(sizes):
                 path = reference.write_plain(reference.hh_variants(n), Path(home) / f"pairs-{n}.jsonl")
-                results[str(n)] = _route_file(settings, path, n)
+                results[str(n)] = _route_file(settings, path, n) | {"read": _read_side_by_side(path)}
         finally:
             processes.down()
     return results
@@ -205,12 +236,15 @@ def plot_route(results: dict, png: Path) -> None:
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("first_s", "first call (read, hash, look up, route)"), ("repeat_s", "repeated call")):
         time_axis.loglog(sizes, [results[str(n)][key] for n in sizes], "o-", label=label)
-    time_axis.axhline(60, color="grey", ls=":", label="targets: 60 s, 2 s")
-    time_axis.axhline(2, color="grey", ls=":")
+    time_axis.loglog(sizes, [results[str(n)]["read"]["row_reader_s"] for n in sizes], "x--",
+                     label="reading with the row reader (before)")
+    time_axis.loglog(sizes, [results[str(n)]["read"]["reader_s"] for n in sizes], "x--", label="reading (now)")
+    time_axis.axhline(15, color="grey", ls=":", label="targets at 1M: 15 s, 1 s")
+    time_axis.axhline(1, color="grey", ls=":")
     time_axis.set(xlabel="pairs in the file", ylabel="seconds", title="Route time")
     time_axis.legend(fontsize=8)
     memory_axis.semilogx(sizes, [results[str(n)]["rss_mb"] for n in sizes], "o-")
-    memory_axis.axhline(4096, color="grey", ls=":", label="target: 4 GB")
+    memory_axis.axhline(2048, color="grey", ls=":", label="target: 2 GB")
     memory_axis.set(xlabel="pairs in the file", ylabel="router peak RSS (MB)", title="Router memory")
     memory_axis.legend(fontsize=8)
     figure.tight_layout()
@@ -261,10 +295,16 @@ def table(result: dict) -> str:
                       f"{tagged['cores']} cores ("
                   + ", ".join(f"{name} {r['pairs_per_second']:.1f}" for name, r in tagged["by_dataset"].items()) + ")"]
     if routes := result.get("route"):
-        lines += ["", "Route (topk, 25%, features cached; router peak RSS)",
-                  f"  {'pairs':>10} {'first':>9} {'repeat':>9} {'RSS':>9}"]
-        lines += [f"  {int(n):>10,} {r['first_s']:>8.1f}s {r['repeat_s']:>8.2f}s {r['rss_mb']:>6,.0f} MB"
-                  for n, r in sorted(routes.items(), key=lambda item: int(item[0]))]
+        lines += ["", "Route (topk, 25%, features cached; router peak RSS); the first call's phases in the router;",
+                  "reading the file in one process with the row reader (before) and now, side by side",
+                  f"  {'pairs':>10} {'first':>8} {'read':>7} {'features':>8} {'routing':>8} {'save':>6} {'repeat':>8} "
+                  f"{'RSS':>9} {'read before':>11} {'read now':>9} {'x':>5}"]
+        for n, r in sorted(routes.items(), key=lambda item: int(item[0])):
+            phase = r["first_phases_s"]
+            lines.append(f"  {int(n):>10,} {r['first_s']:>7.1f}s {phase['read']:>6.1f}s {phase['features']:>7.1f}s "
+                         f"{phase['routing']:>7.1f}s {phase['save']:>5.1f}s {r['repeat_s']:>7.2f}s "
+                         f"{r['rss_mb']:>6,.0f} MB {r['read']['row_reader_s']:>10.1f}s {r['read']['reader_s']:>8.1f}s "
+                         f"{r['read']['speedup']:>5.1f}")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from hyper.core.schema import Dataset, DatasetRef
 from hyper.data.label_sources import LabelRoles
 from hyper.reports.route_report import render_html
 from hyper_router.diagnosis import diagnosis_message
-from hyper_router.metrics import count_route
+from hyper_router.metrics import Phases, count_route
 from hyper_router.routing import Router
 from hyper_router.store import ALL, RouteStore
 
@@ -76,15 +76,20 @@ class RouterDataPlane:
         """Made, and saved only while the caller still waits for it (nobody could read the id of
         a route saved after its caller gave up)."""
         self.router.quotas.routes.reserve(CALLER.get(), 1)
-        dataset, key = self._load(source)
-        route = self.router.route(dataset, budget, options, key)
+        phases = Phases()
+        with phases("read"):
+            dataset, key = self._load(source)
+        route = self.router.route(dataset, budget, options, key, phases)
         if not caller_waiting():
             raise CallerGone("the caller stopped waiting: the route was made and not saved")
         ref = DatasetRefBody(path=source.path, format=source.format, columns=dict(source.columns),
                              skip_bad_rows=source.skip_bad_rows) if isinstance(source, DatasetRef) else None
         route.result = route.result.model_copy(update={"route_id": uuid.uuid4().hex, "dataset_ref": ref})
-        self.store.save(route.result, route.assignments)
+        with phases("save"):
+            self.store.save(route.result, route.assignments)
         count_route(route.result)
+        log.info("route phases", extra={"route_id": route.result.route_id, "n_instances": route.result.n_instances,
+                                        "seconds": phases.seconds})
         self.retention.expire_due()
         return self.store.load(route.result.route_id, page_size)
 

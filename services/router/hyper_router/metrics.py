@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+
 from prometheus_client import Counter, Histogram
 
 from hyper.api.messages import RouteResult
@@ -15,6 +19,28 @@ UNSKILLED = Counter("hyper_router_unskilled_routes_total",
                     "interval includes zero), with a warning.")
 PREDICTED_SCORE = Histogram("hyper_router_predicted_score", "PPM-predicted eval score of routes.",
                             buckets=(0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0))
+
+PHASE_SECONDS = Histogram("hyper_router_route_phase_seconds",
+                          "Seconds a Route spends in each phase: read (a file read, validated and its new pairs "
+                          "tagged), features (binned by the tagger), routing, save.", ["phase"],
+                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+
+
+class Phases:
+    """How long one Route spent in each phase: observed in PHASE_SECONDS and kept for its log line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - began
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + elapsed, 4)
+            PHASE_SECONDS.labels(phase).observe(elapsed)
 
 
 def count_route(route: RouteResult) -> None:

@@ -35,6 +35,7 @@ from hyper.core.errors import InvalidArgument, NotFound
 from hyper.core.lru_memo import Memo
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.data import dataset_files
+from hyper.data.ingest import ReadChunk
 from hyper.data.label_sources import LabelRoles, check_present, judge_confidence, resolve, sources_in
 from hyper.method.error_models import ErrorModel, Inputs
 from hyper.method.performance_models import PerformanceModel
@@ -42,6 +43,7 @@ from hyper.reports.route_report import RoutedPair, RouteReport, best_budget_verd
 from hyper_router import label_routing
 from hyper_router.diagnosis import Diagnosis, diagnose, require_judge_labels
 from hyper_router.label_routing import Evidence, Plan, RouteModels, SkillNotDemonstrated
+from hyper_router.metrics import Phases
 from hyper_router.problem import ForcedSplit, PaidItems, build_problem, paid_problem, split_forced
 from hyper_router.quota import Quotas
 from hyper_router.route_plan import (
@@ -213,27 +215,22 @@ class Router:
 
     def read_within_ceiling(self, ref: DatasetRef) -> Dataset:
         """The file read a chunk at a time, stopped as soon as it passes the ceiling."""
-        read = 0
-
-        def counted(chunk: list[Instance]) -> list[Instance]:
-            nonlocal read
-            read += len(chunk)
-            self.within_ceiling(read)
-            return self.warmed_without_text(chunk)
+        def counted(chunk: ReadChunk) -> None:
+            self.within_ceiling(chunk.before + len(chunk.kept))
+            self.warm(chunk)
 
         dataset = dataset_files.read_dataset_ref(ref, counted)
         self.within_ceiling(len(dataset.instances))
         return dataset
 
-    def warmed_without_text(self, instances: list[Instance]) -> list[Instance]:
+    def warm(self, chunk: ReadChunk) -> None:
         """A chunk of a file being read: the tagger computes (and caches) what it has not
-        cached yet, then the text is dropped; the router holds a file's pairs by content key
-        (the tagger tags them by key), so a million pairs' text is never in memory at once."""
-        kept = [instance.without_text() for instance in instances]
-        missing = self.tagger.missing_keys([instance.text_key for instance in kept])
+        cached yet, from the text of those pairs only; the router holds a file's pairs by
+        content key (the tagger tags them by key), so a million pairs' text is never in memory
+        at once."""
+        missing = self.tagger.missing_keys([instance.text_key for instance in chunk.kept])
         if missing:
-            self.tagger.tag_with_raw([instances[k] for k in missing])
-        return kept
+            self.tagger.tag_with_raw(chunk.with_text(missing))
 
     @staticmethod
     def tags_key(dataset: Dataset, dataset_key: Hashable | None) -> Hashable:
@@ -377,11 +374,19 @@ class Router:
                 (name, resolved), lambda: (ErrorModel.from_json(self.ppm.artifact(name, resolved)), resolved))
 
     def route(self, dataset: Dataset, budget: Budget | None, options: RouteOptions,
-              dataset_key: Hashable | None = None) -> Route:
+              dataset_key: Hashable | None = None, phases: Phases | None = None) -> Route:
         if not dataset.instances:
             raise InvalidArgument("dataset", "has no instances")
+        phases = phases or Phases()
         models = self.route_models(options)
-        dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
+        with phases("features"):
+            dataset, forced, tagged = self.prepare(dataset, options, dataset_key)
+        with phases("routing"):
+            return self.route_prepared(dataset, budget, options, dataset_key, models, forced, tagged)
+
+    def route_prepared(self, dataset: Dataset, budget: Budget | None, options: RouteOptions,
+                       dataset_key: Hashable | None, models: RouteModels, forced: np.ndarray, tagged: Tagged
+                       ) -> Route:
         inputs = models.errors.inputs(tagged.features.bits, tagged.features.feature_names,
                                       dataset.judge_confidences) if models.errors else None
         # Only a requested uncertainty route asks the tagger's judge for missing confidences; a

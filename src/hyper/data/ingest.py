@@ -433,19 +433,40 @@ def plain_record(instance: Instance) -> dict:
 COMPACT_ROWS = 10_000
 
 
+@dataclass
+class ReadChunk:
+    """Pairs of a large file as they are read: `kept` without their text (what the dataset
+    holds), `before` the number of pairs ahead of them; `with_text` gives some of them whole."""
+
+    before: int
+    kept: list[Instance]
+    with_text: Callable[[list[int]], list[Instance]]
+
+    @classmethod
+    def of(cls, instances: list[Instance], before: int) -> ReadChunk:
+        return cls(before, [i.without_text() for i in instances], lambda rows: [instances[k] for k in rows])
+
+
+def _hand_over(instances: list[Instance], kept: int, on_chunk: Callable[[ReadChunk], None]) -> int:
+    """Gives the instances read since `kept` to on_chunk, keeping them without text."""
+    chunk = ReadChunk.of(instances[kept:], kept)
+    on_chunk(chunk)
+    instances[kept:] = chunk.kept
+    return len(instances)
+
+
 def parse_records(
     records: Iterable[tuple[int, dict | InvalidInstance]],
     format: str = "auto",
     columns: Mapping[str, str] | None = None,
     skip_bad_rows: bool = False,
     source: str = "",
-    compact: Callable[[list[Instance]], list[Instance]] | None = None,
+    on_chunk: Callable[[ReadChunk], None] | None = None,
 ) -> Dataset:
     """Validates numbered records (from a file, or inline in a request) into a Dataset.
 
-    `compact`, when given, is handed every COMPACT_ROWS instances as they are read and
-    returns what is kept of them (e.g. without their text): a large file's text is never
-    held in memory at once."""
+    With `on_chunk`, the dataset keeps its instances without their text, and every COMPACT_ROWS
+    of them go to `on_chunk` as they are read: a large file's text is never held at once."""
     if format != "auto" and format not in _FORMATS:
         raise InvalidArgument("format", f"{format!r} is not 'auto' or one of {FORMATS}")
     columns = dict(columns or {})
@@ -455,10 +476,10 @@ def parse_records(
     kept = 0
     for row, record in records:
         parse.add(row, record)
-        if compact and len(parse.instances) - kept >= COMPACT_ROWS:
-            parse.instances[kept:], kept = compact(parse.instances[kept:]), len(parse.instances)
-    if compact and len(parse.instances) > kept:
-        parse.instances[kept:] = compact(parse.instances[kept:])
+        if on_chunk and len(parse.instances) - kept >= COMPACT_ROWS:
+            kept = _hand_over(parse.instances, kept, on_chunk)
+    if on_chunk and len(parse.instances) > kept:
+        _hand_over(parse.instances, kept, on_chunk)
     if parse.errors and not skip_bad_rows:
         raise DatasetRejected(source, parse.errors)
     return Dataset(parse.instances, source=source, n_skipped=len(parse.errors),
