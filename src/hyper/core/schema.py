@@ -43,10 +43,13 @@ def normalize_label(value: str) -> str | None:
     return None
 
 
+STABLE_ID_SEPARATOR, STABLE_ID_LENGTH = "\x1f", 16
+
+
 def stable_id(*parts: str) -> str:
     """A content-derived id: the same pair always gets the same id, on every machine."""
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-    return digest[:16]
+    digest = hashlib.sha256(STABLE_ID_SEPARATOR.join(parts).encode("utf-8")).hexdigest()
+    return digest[:STABLE_ID_LENGTH]
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from hyper.core.schema import Instance, normalize_label
+from hyper.core.schema import STABLE_ID_LENGTH, STABLE_ID_SEPARATOR, Instance, normalize_label
 from hyper.data.ingest import ReadChunk
 
 PLAIN_ONLY = frozenset({"chosen", "rejected", "comparison_id", "pref_human", "pref_gpt4"})
@@ -34,7 +34,6 @@ PARQUET_BATCH_ROWS = 10_000
 # The row reader refuses a line over 64 MiB; the fast path leaves any row near that to it (a
 # UTF-8 byte may take up to 6 as a JSON escape).
 MAX_ROW_BYTES = 64 * 2**20 // 6 - 2**16
-_HASHERS = ThreadPoolExecutor(2, thread_name_prefix="content-keys")
 
 
 class NotColumnar(Exception):
@@ -58,23 +57,34 @@ def _is_number(column: pa.Array) -> bool:
     return pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
 
 
-def _check_not_blank(values: list[str]) -> None:
-    """No value is empty or whitespace, as Python's str.strip sees whitespace (the row reader's
-    test; the ASCII separators \\x1c-\\x1f are whitespace to it and not to Unicode)."""
-    if not all(map(str.strip, values)):
+@functools.cache
+def blank_pattern() -> str:
+    """A whole value of what str.strip removes (blank to the row reader): Python's whitespace,
+    the ASCII separators \\x1c-\\x1f among it, which are not Unicode whitespace."""
+    whitespace = "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace())
+    return f"^[{whitespace}]*$"
+
+
+def _check_not_blank(column: pa.Array) -> None:
+    if pc.any(pc.match_substring_regex(column, blank_pattern())).as_py():
         raise NotColumnar("a blank value")
 
 
-def _text(batch: pa.RecordBatch, name: str, required: bool = True) -> list[str] | None:
+def _check_text(batch: pa.RecordBatch, name: str) -> None:
+    """A required text column: text in every row."""
     if name not in batch.schema.names:
-        if required:
-            raise NotColumnar(f"no {name} column")
-        return None
+        raise NotColumnar(f"no {name} column")
     column = batch.column(name)
-    if pa.types.is_null(column.type) and not required:
-        return None
-    if not _is_text(column) or (required and column.null_count):
+    if not _is_text(column) or column.null_count:
         raise NotColumnar(f"{name}: not text in every row")
+
+
+def _optional_text(batch: pa.RecordBatch, name: str) -> list[str | None]:
+    column = batch.column(name) if name in batch.schema.names else None
+    if column is None or pa.types.is_null(column.type):
+        return [None] * batch.num_rows
+    if not _is_text(column):
+        raise NotColumnar(f"{name}: not text")
     return column.to_pylist()
 
 
@@ -88,9 +98,8 @@ def _ids(batch: pa.RecordBatch, keys: list[str]) -> list[str]:
         return [str(value) for value in column.to_pylist()]
     if not _is_text(column):
         raise NotColumnar("id: neither text nor integer")
-    ids = column.to_pylist()
-    _check_not_blank(ids)
-    return ids
+    _check_not_blank(column)
+    return column.to_pylist()
 
 
 def _labels(batch: pa.RecordBatch) -> list[dict[str, str]]:
@@ -149,17 +158,14 @@ def _confidences(batch: pa.RecordBatch) -> list[float | None]:
     return [None] * batch.num_rows
 
 
-def content_keys(prompts: list[str], responses_a: list[str], responses_b: list[str]) -> list[str]:
-    """stable_id(prompt, response_a, response_b) of every row, on both cores (hashlib lets go of
-    the interpreter while it hashes a long text)."""
-    def hash_slice(rows: range) -> list[str]:
-        return [hashlib.sha256(f"{prompts[k]}\x1f{responses_a[k]}\x1f{responses_b[k]}".encode()).hexdigest()[:16]
-                for k in rows]
-
-    half = len(prompts) // 2
-    first = _HASHERS.submit(hash_slice, range(half))
-    second = hash_slice(range(half, len(prompts)))
-    return first.result() + second
+def content_keys(batch: pa.RecordBatch) -> list[str]:
+    """Every row's content key, stable_id(prompt, response_a, response_b), hashed from the joined
+    UTF-8 bytes where Arrow holds them (no Python string is made of the text)."""
+    joined = pc.binary_join_element_wise(*(batch.column(name) for name in TEXT), STABLE_ID_SEPARATOR)
+    offsets_type = np.int64 if pa.types.is_large_string(joined.type) else np.int32
+    offsets = np.frombuffer(joined.buffers()[1], dtype=offsets_type)[joined.offset:joined.offset + len(joined) + 1]
+    data, bounds, sha256 = memoryview(joined.buffers()[2] or b""), offsets.tolist(), hashlib.sha256
+    return [sha256(data[bounds[k]:bounds[k + 1]]).hexdigest()[:STABLE_ID_LENGTH] for k in range(len(joined))]
 
 
 def _check_batch(batch: pa.RecordBatch) -> None:
@@ -177,21 +183,21 @@ def instances(batch: pa.RecordBatch, seen_ids: set[str], keep_text: bool) -> lis
     """The batch's instances, each with its content key (and without its text unless asked);
     NotColumnar where the row reader must read the file."""
     _check_batch(batch)
-    prompts, responses_a, responses_b = (_text(batch, name) for name in TEXT)
-    assert prompts is not None and responses_a is not None and responses_b is not None
-    _check_not_blank(prompts)
-    keys = content_keys(prompts, responses_a, responses_b)
+    for name in TEXT:
+        _check_text(batch, name)
+    _check_not_blank(batch.column("prompt"))
+    keys = content_keys(batch)
     ids = _ids(batch, keys)
     before = len(seen_ids)
     seen_ids.update(ids)
     if len(seen_ids) - before != len(ids):
         raise NotColumnar("a duplicate id")
-    given = _text(batch, "subset", required=False)
-    subsets: list[str | None] = list(given) if given is not None else [None] * batch.num_rows
-    rest = zip(_labels(batch), _confidences(batch), _costs(batch), subsets, keys, strict=True)
+    rest = zip(_labels(batch), _confidences(batch), _costs(batch), _optional_text(batch, "subset"), keys,
+               strict=True)
     if keep_text:
+        texts = (batch.column(name).to_pylist() for name in TEXT)
         return [Instance(i, p, a, b, labels, confidence, costs, subset or "") for i, p, a, b, (
-            labels, confidence, costs, subset, _) in zip(ids, prompts, responses_a, responses_b, rest, strict=True)]
+            labels, confidence, costs, subset, _) in zip(ids, *texts, rest, strict=True)]
     return [Instance(i, "", "", "", labels, confidence, costs, subset or "", key)
             for i, (labels, confidence, costs, subset, key) in zip(ids, rest, strict=True)]
 
