@@ -21,7 +21,6 @@ from hyper.api.messages import (
     RouteOptions,
     RouteResult,
 )
-from hyper.core.collector import collector_paused
 from hyper.core.errors import CallerGone, InvalidArgument
 from hyper.core.schema import Dataset, DatasetRef
 from hyper.data.label_sources import LabelRoles
@@ -77,11 +76,6 @@ class RouterDataPlane:
         """Made, and saved only while the caller still waits for it (nobody could read the id of
         a route saved after its caller gave up)."""
         self.router.quotas.routes.reserve(CALLER.get(), 1)
-        with collector_paused():
-            return self._route(source, budget, options, page_size, caller_waiting)
-
-    def _route(self, source: DatasetSource, budget: Budget | None, options: RouteOptions, page_size: int,
-               caller_waiting: Callable[[], bool]) -> RouteResult:
         phases = Phases()
         with phases("read"):
             dataset, key = self._load(source)
