@@ -91,3 +91,20 @@ def test_the_trainer_image_has_a_requirement_set_per_accelerator_with_jaxs_own_e
         added = [r for r in requirements(f"trainer,jax-{accelerator}") if r not in trainer]
         assert len(added) == 1 and added[0].startswith(f"jax[{jax_extra}]"), added
         assert jax_extra in jax_extras, f"jax {metadata.version('jax')} has no extra {jax_extra}"
+
+
+def test_every_file_a_package_reads_at_run_time_is_in_its_wheel():
+    """The images install the wheel, not the tree: a data file the package-data patterns miss is
+    absent there (the tagger's prototypes once were, and its pods crash-looped on the node)."""
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    roots = [ROOT / "src", *(ROOT / "services").iterdir()]
+    data_files = [(root, path) for root in roots for path in root.rglob("*")
+                  if path.is_file() and path.suffix in {".json", ".sql", ".yaml", ".txt"}
+                  and "egg-info" not in str(path)]
+    assert data_files
+    for root, path in data_files:
+        package = ".".join(path.parent.relative_to(root).parts)
+        assert any(fnmatch(path.name, pattern) for pattern in patterns.get(package, [])), \
+            f"{path.relative_to(ROOT)} is not in package-data for {package}"
