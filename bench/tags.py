@@ -34,6 +34,7 @@ import numpy as np
 from bench.from_git import module_at_commit
 from hyper.core.settings import Settings
 from hyper.core.stats import Estimate, auc_interval, mean_interval, wilson
+from hyper.data import dataset_files
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, PrototypeTagger
 
@@ -65,15 +66,6 @@ class Prompts:
     known_subject: list[str | None]  # from the PandaLM app, where it is unambiguous
 
 
-def hh_prompt(chosen: str, rejected: str) -> str:
-    """The shared prefix of an HH pair up to its last Assistant turn (as ingestion reads it)."""
-    common = 0
-    while common < min(len(chosen), len(rejected)) and chosen[common] == rejected[common]:
-        common += 1
-    prefix = chosen[:common]
-    return prefix[:prefix.rfind("\n\nAssistant:")].strip()
-
-
 def gzip_records(path: Path) -> list[dict]:
     with gzip.open(path) as lines:
         return [json.loads(line) for line in lines]
@@ -94,8 +86,8 @@ def test_prompts() -> Prompts:
 
 def dev_prompts(seed: int = 0) -> Prompts:
     taken = {json.loads(line)["prompt"] for line in TEST_SET.read_text().splitlines()}
-    pairs = gzip_records(HH)
-    hh = [p for p in dict.fromkeys(hh_prompt(r["chosen"], r["rejected"]) for r in pairs) if p not in taken]
+    pairs = dataset_files.read_dataset(HH).instances
+    hh = [p for p in dict.fromkeys(i.prompt for i in pairs) if p not in taken]
     hh = list(np.random.default_rng(seed).choice(hh, DEV_RED_TEAM, replace=False))
     apps = {prompt: app for prompt, app in pandalm_apps().items() if prompt not in taken}
     prompts = hh + list(apps)
