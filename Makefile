@@ -15,7 +15,7 @@ BUDGET ?= 0.25
 DATA ?= data/pandalm-testset.jsonl.gz
 ROLES ?= --human-source annotator1 --ai-source gpt-3.5-turbo --judge pandalm-7b
 
-.PHONY: setup system-deps kube-binaries kube-node-binaries test-cluster proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale bench-tags up down clean
+.PHONY: setup system-deps kube-binaries kube-node-binaries test-cluster proto demo lint check test bench-routing bench-quality bench-loop bench-transfer bench-rounds bench-sources bench-reliability bench-scale bench-tags bench-tagging bench-quality-features up down clean
 
 setup: $(STAMP_INSTALL) $(STAMP_PROTO)
 
@@ -113,6 +113,10 @@ bench-routing: setup
 bench-quality: setup
 	$(BIN)/python -m bench.quality
 
+# The same folds routed with the tagger's features as they are and as the baseline tagger gave them, paired.
+bench-quality-features: setup
+	$(BIN)/python -m bench.quality_features
+
 # A PPM fitted on one bundled dataset routes the others, against in-domain PPMs and random.
 bench-transfer: setup
 	$(BIN)/python -m bench.transfer
@@ -122,7 +126,7 @@ bench-rounds: setup
 	$(BIN)/python -m bench.rounds
 
 # A money budget across the human, a paid judge and a free judge, against two-source routes.
-bench-reliability: setup
+bench-reliability: setup system-deps
 	$(BIN)/python -m bench.reliability
 
 bench-sources: setup
@@ -132,6 +136,11 @@ bench-sources: setup
 # with features cached, the CPU tagger's rate (out/bench/scale.json, scale-route.png).
 bench-scale: setup
 	$(BIN)/python -m bench.scale
+
+# Tagging from a cold cache before and after (the sentence model on PyTorch vs ONNX Runtime), per
+# stage, against the cores' float32 rate.
+bench-tagging: setup
+	$(BIN)/python -m bench.tagging
 
 # The descriptive tags against hand labels, red-team vs benign prompts and known categories.
 bench-tags: setup

@@ -33,7 +33,8 @@ from harness.judge_server import MODEL_NAME, free_port, judge_server
 from hyper.data import dataset_files
 from hyper.data.label_sources import strict_majority
 
-DATA = Path("data/pandalm-testset.jsonl.gz")
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "pandalm-testset.jsonl.gz"
 OUT = Path("out/bench/loop")
 ROLES = ["--human-source", "annotator1", "--ai-source", "gpt-3.5-turbo", "--judge", "pandalm-7b"]
 

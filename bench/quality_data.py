@@ -32,7 +32,7 @@ from hyper_router.route_plan import solve
 from hyper_router.selection import RoutingProblem
 from hyper_tagger.cache import DiskFeatureCache
 from hyper_tagger.descriptive import PrototypeTagger
-from hyper_tagger.tagging import CACHED_WIDTH, Tagger
+from hyper_tagger.tagging import CACHED_WIDTH, Tagger, features_version
 from hyper_tagger.textual import load_ner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def prepare(name: str, settings: Settings, seed: int) -> Prepared:
     path, roles = DATASETS[name]
     instances = read_dataset(path).instances
     folds = np.random.default_rng(seed).permutation(len(instances)) % FOLDS
-    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime=settings.embedding_runtime)
     progress(f"{name}: encoding {len(instances)} pairs")
     phi = encode_pairs(instances, embedder)
     if roles.ai not in {s for i in instances for s in i.labels}:
@@ -94,8 +94,10 @@ def prepare(name: str, settings: Settings, seed: int) -> Prepared:
     instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
                  for i, c in zip(instances, confidence, strict=True)]
     progress(f"{name}: tagging")
-    tagger = Tagger(embedder, load_ner(settings.ner_model), PrototypeTagger(embedder),
-                    DiskFeatureCache(settings.cache_dir / "features" / "bench", CACHED_WIDTH))
+    ner, descriptive = load_ner(settings.ner_model), PrototypeTagger(embedder)
+    version = features_version(embedder, ner, descriptive)  # another version's rows are not these
+    tagger = Tagger(embedder, ner, descriptive, DiskFeatureCache(settings.cache_dir / "features" / "bench" / version,
+                                                                 CACHED_WIDTH))
     features = tagger.tag(instances).features
     return Prepared(name, roles, resolved, features.bits, phi, folds, instances)
 

@@ -54,7 +54,7 @@ from hyper.data import dataset_files, ingest
 from hyper.v1 import common_pb2, router_pb2
 
 OUT = Path("out/bench/reliability.json")
-DATA = Path("data")
+DATA = Path(__file__).resolve().parents[1] / "data"
 SOURCES = ("hh-rlhf-harmless-base-test.jsonl.gz", "pandalm-testset.jsonl.gz", "llmbar-mtbench.jsonl.gz")
 
 

@@ -201,7 +201,7 @@ def _route_file(settings, path: Path, n: int) -> dict:
             "page_assignments": len(first.assignments), "file_mb": path.stat().st_size / 2**20}
 
 
-def route(sizes: tuple[int, ...] = ROUTE_SIZES) -> dict:
+def route(sizes: tuple[int, ...] = ROUTE_SIZES, base_pairs: int = BASE_PAIRS) -> dict:
     import tempfile
 
     from hyper.infra.local_processes import LocalProcesses
@@ -211,7 +211,7 @@ def route(sizes: tuple[int, ...] = ROUTE_SIZES) -> dict:
     with tempfile.TemporaryDirectory(prefix="hyper-scale-") as home:
         with reference.local_services(Path(home)) as settings:  # only for its settings: stopped at once
             pass
-        base = reference.hh_variants(BASE_PAIRS)
+        base = reference.hh_variants(base_pairs)
         _fill_cache(settings, base, sizes)
         ModelRegistry(settings.ppm_dir).save(reference.PPM_NAME, problem.model.to_json())
         results = {}
@@ -263,13 +263,15 @@ def tagging(rows: int = 512) -> dict:
     from bench import tagging as tagging_bench
     from hyper.core.settings import Settings
     from hyper.data import dataset_files
+    from hyper_tagger import textual
 
     by_dataset, total_rows, total_seconds = {}, 0, 0.0
     with tempfile.TemporaryDirectory() as scratch:
-        models = tagging_bench.ColdModels(Settings().ner_model, Path(scratch))
+        tagger = tagging_bench.Variant(textual, Settings().embedding_runtime, Path(scratch))
+        tagger.export()
         for name, path in tagging_bench.DATASETS.items():
             instances = dataset_files.read_dataset(path).instances[:rows]
-            seconds, _ = tagging_bench.run_after(models, instances)
+            seconds, _, _ = tagger.tag(instances)
             by_dataset[name] = {"rows": len(instances), "seconds": seconds,
                                 "pairs_per_second": len(instances) / seconds, "load_average": os.getloadavg()[0]}
             progress(f"tagged {len(instances)} {name} pairs from a cold cache: {len(instances) / seconds:.1f} pairs/s")
@@ -313,17 +315,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--route-sizes", type=int, nargs="+", default=list(ROUTE_SIZES))
+    parser.add_argument("--route-base-pairs", type=int, default=BASE_PAIRS, help="pairs tagged for real")
+    parser.add_argument("--candidates", type=int, default=1_000_000, help="distinct candidates to generate")
+    parser.add_argument("--tagging-rows", type=int, default=512, help="pairs of each dataset to tag")
     args = parser.parse_args(argv)
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result["machine"] = reference.machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)  # the plot is drawn before the results are written
     if "route" in args.only:
-        result["route"] = route(tuple(args.route_sizes))
+        result["route"] = route(tuple(args.route_sizes), args.route_base_pairs)
         plot_route(result["route"], args.out.with_name("scale-route.png"))
     if "tagging" in args.only:
-        result["tagging"] = tagging()
+        result["tagging"] = tagging(args.tagging_rows)
     if "candidates" in args.only:
-        result["candidates"] = candidates()
+        result["candidates"] = candidates(n_target=args.candidates)
         result["speedup_vs_baseline"] = result["candidates"]["speedup_vs_baseline"]
     args.out.write_text(json.dumps(result, indent=1))
     print(table(result))

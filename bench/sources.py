@@ -17,6 +17,7 @@ bootstrap over pairs; one split, so the split's own luck is not in the interval)
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -58,6 +59,9 @@ def correct(batch: list, routes: dict[str, str], free: str) -> np.ndarray:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--money", type=float, nargs="+", default=list(MONEY), help="budgets in dollars")
+    args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HYPER_HOME": str(OUT / "home"), **ports_env()}
     history, batch_path = split_history_batch(dataset_files.read_dataset(DATA), 0.3, 0, OUT)
@@ -70,7 +74,7 @@ def main() -> None:
         train(steps, env, history, "human-free", FREE, [])
         train(steps, env, history, "human-strong", STRONG, [])
         rows = []
-        for money in MONEY:
+        for money in args.money:
             three = route(steps, env, batch_path, f"three-{money:g}", [
                 "--ppm-model", "three", "--ai-source", FREE, "--source", "human=1",
                 "--source", f"{STRONG}={STRONG_COST}", "--budget", f"${money:g}"])

@@ -67,12 +67,13 @@ def compare(values: np.ndarray, random: np.ndarray) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--mixes", type=int, default=800)
     parser.add_argument("--out", default=str(REPO / "out" / "bench" / "transfer.json"))
     args = parser.parse_args()
     settings, seeds = Settings(), list(range(args.seeds))
-    data = {name: prepare(name, settings, seed=0) for name in DATASETS}
+    data = {name: prepare(name, settings, seed=0) for name in args.datasets}
     fitted = {}
     for name, prepared in data.items():
         progress(f"{name}: fitting the PPM on all of it")

@@ -80,8 +80,8 @@ def test_every_llm_reply_parses_into_the_value_sets(vllm_services, tagger, hh_da
 def test_the_llm_backend_has_its_own_feature_set_version(tagger, vllm_services):
     reply = tagger.stub.GetCatalogue(tagger_pb2.GetCatalogueRequest())
     settings = vllm_services
-    cpu = features_version(SentenceEmbedder(settings.embedding_model, settings.cache_dir),
-                           load_ner(settings.ner_model), PrototypeTagger)
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime=settings.embedding_runtime)
+    cpu = features_version(embedder, load_ner(settings.ner_model), PrototypeTagger)
     assert reply.feature_set_version != cpu
 
 

@@ -2,6 +2,10 @@
 
 import numpy as np
 import pytest
+import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rouge_score import rouge_scorer
 
 from hyper.core.catalogue import TEXTUAL_DIMENSIONS
 from hyper.core.schema import Instance
@@ -11,9 +15,11 @@ from hyper_tagger.textual import (
     RAW_DIMENSIONS,
     bertscore_f1,
     entity_similarity,
+    lcs_length,
     length_penalised,
     load_ner,
     raw_textual_values,
+    rouge_l,
 )
 
 
@@ -76,3 +82,39 @@ def test_a_response_shared_by_several_pairs_gives_each_pair_the_values_it_has_al
     alone = np.vstack([raw_textual_values([pair], embedder, ner) for pair in pairs])
     assert np.allclose(together, alone, atol=1e-5)
     assert entity_similarity(ner, [shared, shared], ["Paris, I think.", shared]).tolist()[1] == 1.0
+
+
+words = st.lists(st.sampled_from(["cat", "cats", "sat", "mat", "the", "running", "runs", "a", "", "2", "Ünïcode"]),
+                 max_size=90).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(words, words)
+def test_rouge_l_is_rouge_scores_own_value_to_the_last_digit(a, b):
+    expected = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(b, a)["rougeL"].fmeasure
+    assert rouge_l([a], [b])[0] == expected
+
+
+def test_rouge_l_agrees_with_rouge_score_on_real_responses(hh_dataset):
+    instances = hh_dataset.instances[:200]
+    a, b = [i.response_a for i in instances], [i.response_b for i in instances]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    assert rouge_l(a, b).tolist() == [scorer.score(y, x)["rougeL"].fmeasure for x, y in zip(a, b, strict=True)]
+
+
+@given(st.lists(st.integers(0, 4), max_size=70), st.lists(st.integers(0, 4), max_size=70))
+def test_bit_parallel_lcs_is_the_dynamic_programme(a, b):
+    table = np.zeros((len(a) + 1, len(b) + 1), dtype=int)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1, j + 1] = table[i, j] + 1 if x == y else max(table[i, j + 1], table[i + 1, j])
+    assert lcs_length([str(x) for x in a], [str(y) for y in b]) == table[-1, -1]
+
+
+def test_ner_without_the_shared_tok2vec_finds_the_same_entities(ner, hh_dataset):
+    assert "tok2vec" not in ner.pipe_names
+    full = spacy.load(Settings().ner_model, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter",
+                                                     "morphologizer"])
+    texts = [i.response_a for i in hh_dataset.instances[:150]]
+    assert [[(e.text, e.label_) for e in doc.ents] for doc in ner.pipe(texts)] == \
+        [[(e.text, e.label_) for e in doc.ents] for doc in full.pipe(texts)]

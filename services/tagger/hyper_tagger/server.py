@@ -51,7 +51,7 @@ def endpoint_judge(settings: Settings) -> Judge:
 
 def build_tagger(settings: Settings, engine=None) -> Tagger:
     """The tagging core with its models and feature cache: the server's, and the shard Jobs'."""
-    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir)
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime=settings.embedding_runtime)
     descriptive: DescriptiveBackend
     if settings.tagging_backend == "vllm":
         from hyper_tagger.llm import VLLMDescriptiveTagger

