@@ -178,26 +178,30 @@ def field_violations(error: grpc.RpcError) -> list[str]:
 
 
 def fuzz_service(channel: grpc.Channel, service: str, examples: int, known: list[str],
-                 valid: dict[str, Message] | None = None, timeout: float = 60.0, on_progress=None) -> Tally:
+                 valid: dict[str, Message] | None = None, timeout: float = 60.0, on_progress=None,
+                 derandomize: bool = False) -> Tally:
     """Sends about `examples` generated requests, spread over the service's methods; `known`
     are strings the server knows (a data file, a model name), so some requests get past lookups;
-    `valid` (by method name) are requests to spoil field by field."""
+    `valid` (by method name) are requests to spoil field by field. `derandomize`: the same
+    requests on every run (a test's few examples then cannot miss by chance)."""
     tally = Tally()
     descriptor = SERVICES[service]
     for method_descriptor in descriptor.methods:
         strategy = request_bytes(method_descriptor, known, (valid or {}).get(method_descriptor.name))
         _fuzz_method(channel, f"/{descriptor.full_name}/{method_descriptor.name}", method_descriptor,
                      max(1, examples // len(descriptor.methods)), strategy, timeout,
-                     lambda: on_progress and tally.requests % 500 == 0 and on_progress(service, tally), tally)
+                     lambda: on_progress and tally.requests % 500 == 0 and on_progress(service, tally), tally,
+                     derandomize)
     return tally
 
 
-def _fuzz_method(channel, path, method_descriptor, examples, strategy, timeout, progress, tally) -> None:
+def _fuzz_method(channel, path, method_descriptor, examples, strategy, timeout, progress, tally,
+                 derandomize: bool) -> None:
     streaming = method_descriptor.client_streaming
     call = (channel.stream_unary if streaming else channel.unary_unary)(path)
 
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+              suppress_health_check=list(HealthCheck), derandomize=derandomize)
     @given(strategy)
     def send(payload: bytes) -> None:
         try:

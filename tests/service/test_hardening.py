@@ -43,7 +43,8 @@ def known_names(services):
 def test_generated_bad_requests_are_refused_cleanly_and_the_server_stays_up(
         services, channels, known_names, hh_dataset, service):
     valid = valid_requests(hh_dataset.instances, "fuzzed")
-    tally = fuzz_service(channels[service], service, examples=120, known=known_names, valid=valid)
+    # Derandomized: 120 random requests to the router once drew not one that passed (CI, 2026-12-07).
+    tally = fuzz_service(channels[service], service, examples=120, known=known_names, valid=valid, derandomize=True)
     assert tally.requests >= 100
     assert tally.problems == []  # no INTERNAL/UNKNOWN, no INVALID_ARGUMENT without a field
     assert tally.by_code["INVALID_ARGUMENT"] > 0 and tally.by_code["OK"] > 0  # refusals, and some get through
