@@ -11,6 +11,7 @@ progress to stderr. Everything is seeded.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -118,6 +119,10 @@ def _dense_rate(bits: np.ndarray, problem: RoutingProblem, n: int, rng: np.rando
 # persist the assignments.
 
 BASE_PAIRS = 2_000
+# The Route before 2026-12-07's changes (chunks warmed while the next is read, the collector
+# paused while reading, Arrow reading ahead, the feature store's matrix, columns gathered whole).
+BASELINE = "d7888bd"
+FIRST_CALLS = 3  # services started afresh this many times per side and size: the median is reported
 ROUTE_SIZES = (10_000, 100_000, 1_000_000)
 REPEATS = 5
 
@@ -201,10 +206,46 @@ def _route_file(settings, path: Path, n: int) -> dict:
             "page_assignments": len(first.assignments), "file_mb": path.stat().st_size / 2**20}
 
 
-def route(sizes: tuple[int, ...] = ROUTE_SIZES, base_pairs: int = BASE_PAIRS) -> dict:
-    import tempfile
+def _median_run(runs: list[dict]) -> dict:
+    """The run of the median first call, with every first call's time and the highest peak RSS."""
+    median = sorted(runs, key=lambda run: run["first_s"])[len(runs) // 2]
+    return median | {"first_calls_s": [run["first_s"] for run in runs], "rss_mb": max(run["rss_mb"] for run in runs)}
+
+
+def _route_with(settings, path: Path, n: int, pythonpath: str) -> dict:
+    """The file routed by fresh services running the code on `pythonpath` ("": today's)."""
+    import os
 
     from hyper.infra.local_processes import LocalProcesses
+
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = pythonpath  # the services inherit it
+    processes = LocalProcesses(settings)
+    try:
+        processes.up()
+        return _route_file(settings, path, n)
+    finally:
+        processes.down()
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def _in_page_cache(path: Path) -> None:
+    """The file read once, so that neither side pays for the disk."""
+    with open(path, "rb") as file:
+        while file.read(2**24):
+            pass
+
+
+def route(sizes: tuple[int, ...] = ROUTE_SIZES, base_pairs: int = BASE_PAIRS, baseline: str = BASELINE,
+          first_calls: int = FIRST_CALLS) -> dict:
+    """Each size routed by `baseline`'s services and by today's, alternating on the same file and
+    cache, `first_calls` times each (`baseline` "": today's only)."""
+    import tempfile
+
+    from bench.from_git import services_at_commit
     from hyper_ppm.store import ModelRegistry
 
     bits, problem, _, _ = _synthetic_problem(2_000, 0.25, 0)
@@ -214,15 +255,21 @@ def route(sizes: tuple[int, ...] = ROUTE_SIZES, base_pairs: int = BASE_PAIRS) ->
         base = reference.hh_variants(base_pairs)
         _fill_cache(settings, base, sizes)
         ModelRegistry(settings.ppm_dir).save(reference.PPM_NAME, problem.model.to_json())
+        before_code = services_at_commit(baseline, Path(home) / "before") if baseline else None
         results = {}
-        processes = LocalProcesses(settings)
-        processes.up()
-        try:
-            for n in sorted(sizes):
-                path = reference.write_plain(reference.hh_variants(n), Path(home) / f"pairs-{n}.jsonl")
-                results[str(n)] = _route_file(settings, path, n) | {"read": _read_side_by_side(path)}
-        finally:
-            processes.down()
+        for n in sorted(sizes):
+            path = reference.write_plain(reference.hh_variants(n), Path(home) / f"pairs-{n}.jsonl")
+            _in_page_cache(path)
+            sides = {"now": ""}
+            if before_code:
+                sides = {"before": before_code, "now": ""}
+            runs: dict[str, list[dict]] = {side: [] for side in sides}
+            for _ in range(first_calls):  # alternating, so that a slow spell of the machine hits both
+                for side, code in sides.items():
+                    runs[side].append(_route_with(settings, path, n, code))
+            now, *before = (_median_run(runs[side]) for side in ("now", "before") if side in runs)
+            results[str(n)] = now | ({"before": before[0] | {"commit": baseline}} if before else {}) | {
+                "read": _read_side_by_side(path)}
     return results
 
 
@@ -236,6 +283,10 @@ def plot_route(results: dict, png: Path) -> None:
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("first_s", "first call (read, hash, look up, route)"), ("repeat_s", "repeated call")):
         time_axis.loglog(sizes, [results[str(n)][key] for n in sizes], "o-", label=label)
+    if all("before" in results[str(n)] for n in sizes):
+        commit = results[str(sizes[0])]["before"]["commit"]
+        time_axis.loglog(sizes, [results[str(n)]["before"]["first_s"] for n in sizes], "s:",
+                         label=f"first call before ({commit})")
     time_axis.loglog(sizes, [results[str(n)]["read"]["row_reader_s"] for n in sizes], "x--",
                      label="reading with the row reader (before)")
     time_axis.loglog(sizes, [results[str(n)]["read"]["reader_s"] for n in sizes], "x--", label="reading (now)")
@@ -243,7 +294,9 @@ def plot_route(results: dict, png: Path) -> None:
     time_axis.axhline(1, color="grey", ls=":")
     time_axis.set(xlabel="pairs in the file", ylabel="seconds", title="Route time")
     time_axis.legend(fontsize=8)
-    memory_axis.semilogx(sizes, [results[str(n)]["rss_mb"] for n in sizes], "o-")
+    memory_axis.semilogx(sizes, [results[str(n)]["rss_mb"] for n in sizes], "o-", label="now")
+    if all("before" in results[str(n)] for n in sizes):
+        memory_axis.semilogx(sizes, [results[str(n)]["before"]["rss_mb"] for n in sizes], "s:", label="before")
     memory_axis.axhline(2048, color="grey", ls=":", label="target: 2 GB")
     memory_axis.set(xlabel="pairs in the file", ylabel="router peak RSS (MB)", title="Router memory")
     memory_axis.legend(fontsize=8)
@@ -283,6 +336,14 @@ def tagging(rows: int = 512) -> dict:
 # ---------------------------------------------------------------- the job
 
 
+def _before_now(was: dict | None, now: float, key: str, unit: str = "s", digits: int = 1) -> str:
+    """The "before -> now" of one figure (a phase of the first call, or a whole-run figure)."""
+    if not was:
+        return f"{now:.{digits}f} {unit}"
+    before = was[key] if key in was else was["first_phases_s"][key]
+    return f"{before:.{digits}f} -> {now:.{digits}f} {unit}"
+
+
 def table(result: dict) -> str:
     lines = [f"HyPER scale benchmark on {result['machine']['nproc']} cores ({result['machine']['cpu_model']})"]
     if c := result.get("candidates"):
@@ -297,16 +358,23 @@ def table(result: dict) -> str:
                       f"{tagged['cores']} cores ("
                   + ", ".join(f"{name} {r['pairs_per_second']:.1f}" for name, r in tagged["by_dataset"].items()) + ")"]
     if routes := result.get("route"):
-        lines += ["", "Route (topk, 25%, features cached; router peak RSS); the first call's phases in the router;",
-                  "reading the file in one process with the row reader (before) and now, side by side",
-                  f"  {'pairs':>10} {'first':>8} {'read':>7} {'features':>8} {'routing':>8} {'save':>6} {'repeat':>8} "
-                  f"{'RSS':>9} {'read before':>11} {'read now':>9} {'x':>5}"]
+        lines += ["", "Route (topk, 25%, features cached; router peak RSS); the first call's phases in the router,",
+                  "before (the baseline commit's services) -> now, on the same file one after the other;",
+                  "reading the file in one process with the row reader and with today's reader"]
         for n, r in sorted(routes.items(), key=lambda item: int(item[0])):
+            was = r.get("before")
+            pair = functools.partial(_before_now, was)
             phase = r["first_phases_s"]
-            lines.append(f"  {int(n):>10,} {r['first_s']:>7.1f}s {phase['read']:>6.1f}s {phase['features']:>7.1f}s "
-                         f"{phase['routing']:>7.1f}s {phase['save']:>5.1f}s {r['repeat_s']:>7.2f}s "
-                         f"{r['rss_mb']:>6,.0f} MB {r['read']['row_reader_s']:>10.1f}s {r['read']['reader_s']:>8.1f}s "
-                         f"{r['read']['speedup']:>5.1f}")
+            lines += [f"  {int(n):,} pairs" + (f" (before: {was['commit']})" if was else ""),
+                      f"    first call {pair(r['first_s'], 'first_s')}"
+                      + (f" (x{was['first_s'] / r['first_s']:.2f})" if was else "")
+                      + f", median of {len(r['first_calls_s'])}"
+                      + "; phases: " + ", ".join(f"{name} {pair(phase[name], name)}"
+                                                 for name in ("read", "features", "routing", "save")),
+                      f"    repeated {pair(r['repeat_s'], 'repeat_s', digits=2)}; router peak RSS "
+                      f"{pair(r['rss_mb'], 'rss_mb', 'MB', 0)}; reading in one process: row reader "
+                      f"{r['read']['row_reader_s']:.1f} s, today's {r['read']['reader_s']:.1f} s "
+                      f"(x{r['read']['speedup']:.1f})"]
     return "\n".join(lines)
 
 
@@ -316,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--route-sizes", type=int, nargs="+", default=list(ROUTE_SIZES))
     parser.add_argument("--route-base-pairs", type=int, default=BASE_PAIRS, help="pairs tagged for real")
+    parser.add_argument("--baseline", default=BASELINE, help='the commit Route is compared with ("": none)')
+    parser.add_argument("--first-calls", type=int, default=FIRST_CALLS, help="first calls per side and size")
     parser.add_argument("--candidates", type=int, default=1_000_000, help="distinct candidates to generate")
     parser.add_argument("--tagging-rows", type=int, default=512, help="pairs of each dataset to tag")
     args = parser.parse_args(argv)
@@ -323,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     result["machine"] = reference.machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)  # the plot is drawn before the results are written
     if "route" in args.only:
-        result["route"] = route(tuple(args.route_sizes), args.route_base_pairs)
+        result["route"] = route(tuple(args.route_sizes), args.route_base_pairs, args.baseline, args.first_calls)
         plot_route(result["route"], args.out.with_name("scale-route.png"))
     if "tagging" in args.only:
         result["tagging"] = tagging(args.tagging_rows)

@@ -17,6 +17,14 @@ test set); every figure in the table is on the test set.
 
     python -m bench.tags                 # out/bench/tags.json and a table
     python -m bench.tags --dev           # the same on the development prompts (for revising)
+    python -m bench.tags --backend vllm  # the paper's way, one constrained prompt per instance to the
+                                         # vLLM model HYPER_LLM_MODEL, against today's CPU tags
+                                         # (out/bench/tags-vllm.json)
+    python -m bench.tags --backend openai  # the same prompt to the judge's endpoint (HYPER_JUDGE_URL,
+                                           # HYPER_JUDGE_MODEL; out/bench/tags-openai.json)
+
+An LLM's one reply has no continuous score behind it: its "any concern" AUC is on the ordinal of
+the safety value it chose (safe 0 ... high 3), ties included.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.from_git import module_at_commit
+from hyper.core.catalogue import DESCRIPTIVE_VALUES
 from hyper.core.settings import Settings
 from hyper.core.stats import Estimate, auc_interval, mean_interval, wilson
 from hyper.data import dataset_files
@@ -96,6 +105,12 @@ def dev_prompts(seed: int = 0) -> Prompts:
                    [None] * len(hh) + [APP_SUBJECTS.get(app) for app in apps.values()])
 
 
+def evenly_spaced(prompts: Prompts, n: int) -> Prompts:
+    rows = np.linspace(0, len(prompts.prompts) - 1, min(n, len(prompts.prompts))).round().astype(int)
+    return Prompts([prompts.prompts[k] for k in rows], prompts.red_team[rows], [prompts.labels[k] for k in rows],
+                   [prompts.second[k] for k in rows], [prompts.known_subject[k] for k in rows])
+
+
 def named_tags(bits: np.ndarray) -> list[set[str]]:
     return [{name for name, bit in zip(DESCRIPTIVE_FEATURES, row, strict=True) if bit} for row in bits]
 
@@ -128,16 +143,37 @@ def proportion(hits: np.ndarray) -> dict:
 
 
 class Backend:
-    """A tag set to measure: its tags (in the hand labels' shape) and its "any concern" score."""
+    """A tag set to measure: its tags and its "any concern" score (None: the ordinal of the
+    safety value it tagged)."""
 
     def __init__(self, name: str, tag: Callable[[list[str]], np.ndarray],
-                 concern: Callable[[list[str]], np.ndarray]):
+                 concern: Callable[[list[str]], np.ndarray] | None = None):
         self.name, self.tag, self.concern = name, tag, concern
+
+
+def ordinal_concern(bits: np.ndarray) -> np.ndarray:
+    """The position of each row's safety_concern value in the catalogue's order (0: safe)."""
+    values = DESCRIPTIVE_VALUES["safety_concern"]
+    columns = [DESCRIPTIVE_FEATURES.index(f"safety_concern::{value}") for value in values]
+    return np.argmax(bits[:, columns], axis=1).astype(float)
 
 
 def current_backend(embedder: SentenceEmbedder) -> Backend:
     tagger = PrototypeTagger(embedder)
     return Backend(tagger.name, tagger.tag, tagger.concern_scores)
+
+
+def llm_backend(settings: Settings, kind: str, embedder: SentenceEmbedder) -> Backend:
+    """The tagger's `kind` backend (vllm: the model HYPER_LLM_MODEL in this process; openai: the
+    judge's endpoint HYPER_JUDGE_URL and HYPER_JUDGE_MODEL), built as the tagger service builds it."""
+    from hyper.core.errors import InvalidArgument
+    from hyper_tagger.server import descriptive_backend
+
+    try:
+        tagger = descriptive_backend(settings.model_copy(update={"tagging_backend": kind}), embedder)
+    except InvalidArgument as error:
+        raise SystemExit(f"--backend {kind}: {error}") from None
+    return Backend(tagger.name, tagger.tag)
 
 
 def baseline_backend(embedder: SentenceEmbedder, directory: Path) -> Backend:
@@ -153,8 +189,9 @@ def baseline_backend(embedder: SentenceEmbedder, directory: Path) -> Backend:
 
 
 def measure(backend: Backend, prompts: Prompts) -> dict:
-    predicted = [as_labels(tags) for tags in named_tags(backend.tag(prompts.prompts))]
-    concern = backend.concern(prompts.prompts)
+    bits = backend.tag(prompts.prompts)
+    predicted = [as_labels(tags) for tags in named_tags(bits)]
+    concern = backend.concern(prompts.prompts) if backend.concern else ordinal_concern(bits)
     hits = agreement(predicted, prompts.labels)
     labelled = np.array([t is not None for t in prompts.labels])
     hand_concern = np.array([t["safety_concern"] != "safe" for t in prompts.labels if t is not None])
@@ -208,13 +245,22 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run(dev: bool = False) -> dict:
+def run(dev: bool = False, backend: str = "prototypes", limit: int = 0) -> dict:
+    """`backend` prototypes: today's CPU tags (after) against the tag set they replaced (before);
+    vllm or openai: that LLM backend (after) against today's CPU tags (before). `limit`: that many prompts,
+    evenly spaced over the set (a smoke run)."""
     prompts = dev_prompts() if dev else test_prompts()
+    if limit:
+        prompts = evenly_spaced(prompts, limit)
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="hyper-bench-tags-") as scratch:
         embedder = SentenceEmbedder(settings.embedding_model, Path(scratch))
-        before = measure(baseline_backend(embedder, Path(scratch)), prompts)
-        after = measure(current_backend(embedder), prompts)
+        if backend != "prototypes":
+            before = measure(current_backend(embedder), prompts)
+            after = measure(llm_backend(settings, backend, embedder), prompts)
+        else:
+            before = measure(baseline_backend(embedder, Path(scratch)), prompts)
+            after = measure(current_backend(embedder), prompts)
     result = {"split": "development" if dev else "test", "n_prompts": len(prompts.prompts),
               "n_red_team": int(prompts.red_team.sum()), "before": before, "after": after}
     if not dev:
@@ -226,12 +272,17 @@ def run(dev: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="the development prompts instead of the test set")
+    parser.add_argument("--backend", choices=("prototypes", "vllm", "openai"), default="prototypes",
+                        help="vllm (HYPER_LLM_MODEL) or openai (HYPER_JUDGE_URL, HYPER_JUDGE_MODEL): that tagger "
+                             "against today's CPU tags")
+    parser.add_argument("--limit", type=int, default=0, help="only this many prompts, evenly spaced (a smoke run)")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "tags.json")
     args = parser.parse_args(argv)
-    result = run(args.dev)
+    result = run(args.dev, args.backend, args.limit)
     for side in ("before", "after"):
         result[side] = {k: v for k, v in result[side].items() if not k.startswith("_")}
-    out = args.out.with_name(args.out.stem + "-dev.json") if args.dev else args.out
+    suffix = ("" if args.backend == "prototypes" else f"-{args.backend}") + ("-dev" if args.dev else "")
+    out = args.out.with_name(args.out.stem + suffix + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(table(result))

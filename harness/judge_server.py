@@ -31,7 +31,9 @@ def judge_server(directory: Path, corpus: list[str]) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host",
                "127.0.0.1", "--port", str(port), "--served-model-name", MODEL_NAME, "--enforce-eager",
-               "--max-model-len", "2048"]
+               "--max-model-len", "2048",
+               # as the chart serves it: JSON replies (tags) without free whitespace between tokens
+               "--structured-outputs-config", '{"backend": "guidance", "disable_any_whitespace": true}']
     env = {**os.environ, **VLLM_ENV, "VLLM_CACHE_ROOT": str(directory / "vllm-cache")}
     with server_process(command, env, f"http://127.0.0.1:{port}/health", directory / "vllm.log"):
         yield f"http://127.0.0.1:{port}/v1"

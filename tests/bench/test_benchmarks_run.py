@@ -35,8 +35,8 @@ SMALLEST = {
     "tags": (["--out", "out/bench/tags.json"], "out/bench/tags.json", "after"),
     "tagging": (["--repeats", "1", "--pandalm-rows", "40", "--hh-rows", "40", "--out", "out/bench/tagging.json"],
                 "out/bench/tagging.json", "results"),
-    "scale": (["--route-sizes", "1000", "--route-base-pairs", "100", "--candidates", "2000", "--tagging-rows", "32",
-               "--out", "out/bench/scale.json"], "out/bench/scale.json", "route"),
+    "scale": (["--route-sizes", "1000", "--route-base-pairs", "100", "--first-calls", "1", "--candidates", "2000",
+               "--tagging-rows", "32", "--out", "out/bench/scale.json"], "out/bench/scale.json", "route"),
     "reliability": (["--fuzz-examples", "5", "--big-line-mb", "1", "--contract-examples", "2", "--clients", "2",
                      "--seconds", "2", "--load-pairs", "200", "--overload-calls", "2",
                      # its images section builds and runs every image, which tests/cluster does already

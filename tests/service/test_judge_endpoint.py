@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from harness.fault_proxy import FaultProxy
@@ -154,3 +155,48 @@ def test_without_constrained_output_replies_are_parsed_and_the_unparsed_leave_no
     assert all(i.judge_confidence is None for i in labelled if MODEL_NAME not in i.labels)
     # a pair loses its label only when both its replies failed (a repeated pair is asked once)
     assert 2 * len({i.content_key() for i in labelled if MODEL_NAME not in i.labels}) <= unparsed
+
+
+def test_descriptive_tags_from_the_endpoint_land_in_the_value_sets_through_faults(proxy):
+    """`HYPER_TAGGING_BACKEND=openai`: the tagging prompt to the judge's endpoint, its reply held
+    to the tag schema; through rate limits and server errors every prompt gets one value of each
+    scalar dimension and one to three subjects (what the tiny model picks is noise)."""
+    from hyper.core.catalogue import DESCRIPTIVE_VALUES
+    from hyper.judges.openai_endpoint import EndpointConfig
+    from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES
+    from hyper_tagger.endpoint_tags import EndpointDescriptiveTagger
+    from hyper_tagger.llm import SCALAR
+
+    proxy.refuse, proxy.rate_limit_every, proxy.error_every = False, 3, 5
+    faults_before = proxy.faults["429"] + proxy.faults["500"]
+    prompts = [i.prompt for i in dataset_files.read_dataset(PANDALM).instances if len(i.prompt) < 400][:10]
+    tagger = EndpointDescriptiveTagger(EndpointConfig(base_url=proxy.url, model=MODEL_NAME, concurrency=4,
+                                                      backoff_s=0.05))
+    bits = tagger.tag(prompts)
+    faults = proxy.faults["429"] + proxy.faults["500"] - faults_before
+    assert faults > 0 and tagger.usage.requests == len(prompts) + faults and tagger.usage.retries == faults
+
+    def chosen(dimension: str) -> np.ndarray:
+        columns = [DESCRIPTIVE_FEATURES.index(f"{dimension}::{value}") for value in DESCRIPTIVE_VALUES[dimension]]
+        return bits[:, columns].sum(axis=1)
+
+    for dimension in SCALAR:
+        assert (chosen(dimension) == 1).all(), dimension
+    assert ((chosen("subject_of_expertise") >= 1) & (chosen("subject_of_expertise") <= 3)).all()
+    assert tagger.name.startswith(f"openai:{MODEL_NAME}:")
+
+
+def test_bench_tags_measures_the_endpoint_tagger_on_the_same_sets(judge_server, tmp_path):
+    """`python -m bench.tags --backend openai`, a smoke run of 12 prompts: its figures are the
+    tiny model's noise; that it runs on the test set and reports every measure is the point."""
+    env = {**os.environ, "HYPER_JUDGE_URL": judge_server, "HYPER_JUDGE_MODEL": MODEL_NAME,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    finished = subprocess.run([sys.executable, "-m", "bench.tags", "--backend", "openai", "--limit", "12",
+                               "--out", str(tmp_path / "tags.json")], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    result = json.loads((tmp_path / "tags-openai.json").read_text())
+    assert result["n_prompts"] == 12 and result["before"]["name"].startswith("prototypes")
+    assert result["after"]["name"].startswith(f"openai:{MODEL_NAME}:")
+    assert 0.0 <= result["after"]["safety_red_team_auc"]["mean"] <= 1.0
+    assert set(result["after"]["hand"]) == set(result["before"]["hand"]) and result["paired"]

@@ -1,8 +1,10 @@
 """Prototype descriptive tags (the CPU backend) on the real offline sentence model."""
 
+import numpy as np
 import pytest
 
 from hyper.core.catalogue import DESCRIPTIVE_VALUES
+from hyper.core.features import FEATURE_NAMES
 from hyper.core.settings import Settings
 from hyper.core.stats import auc
 from hyper.method.embeddings import SentenceEmbedder
@@ -10,6 +12,8 @@ from hyper_tagger.descriptive import (
     DESCRIPTIVE_FEATURES,
     SCALAR_DIMENSIONS,
     PrototypeTagger,
+    descriptive_columns,
+    descriptive_span,
     is_english,
     request_text,
 )
@@ -75,3 +79,7 @@ def test_safety_separates_red_team_from_benign_prompts_of_the_hand_labelled_set(
     prompts = bench_tags.test_prompts()
     concern = PrototypeTagger(tags_embedder).concern_scores(prompts.prompts)
     assert auc(concern, prompts.red_team) >= 0.9
+
+
+def test_the_descriptive_features_are_written_as_one_run_of_columns():
+    assert np.array_equal(np.arange(len(FEATURE_NAMES))[descriptive_span()], descriptive_columns())

@@ -92,3 +92,39 @@ def test_misses_are_committed_chunk_by_chunk_and_identical_pairs_computed_once(t
     assert len(list(tmp_path.glob("seg-*.npz"))) == 3  # one commit per chunk
     cached, missing = DiskFeatureCache(tmp_path, CACHED_WIDTH).get_many([i.content_key() for i in instances])
     assert missing == [] and np.allclose(cached, values)
+
+
+def test_a_key_put_again_takes_its_new_vector_and_unknown_keys_read_as_zeros(tmp_path):
+    store = VectorStore(tmp_path, 2)
+    store.put_many(["a", "b", "a"], np.array([[1, 1], [2, 2], [3, 3]]))  # the later "a" wins
+    store.put_many(["b"], np.array([[4, 4]]))
+    store.flush()
+    for view in (store, VectorStore(tmp_path, 2)):
+        vectors, missing = view.get_many(["x", "a", "b", "y"])
+        assert missing == [0, 3] and vectors.tolist() == [[0, 0], [3, 3], [4, 4], [0, 0]]
+        assert len(view) == 2
+    assert VectorStore(tmp_path / "empty", 2).get_many(["a"])[1] == [0]
+
+
+def test_a_store_grows_past_its_capacity_without_losing_a_row(tmp_path):
+    store = VectorStore(tmp_path, 3)
+    expected = {}
+    for batch in range(7):  # 1, 2, 4, ... rows at a time: the matrix is grown several times
+        keys = [f"{batch}-{k}" for k in range(2**batch)]
+        vectors = np.random.default_rng(batch).normal(size=(len(keys), 3)).astype(np.float32)
+        store.put_many(keys, vectors)
+        expected.update(zip(keys, vectors, strict=True))
+    vectors, missing = store.get_many(list(expected))
+    assert missing == [] and np.array_equal(vectors, np.stack(list(expected.values())))
+
+
+def test_content_keys_are_taken_at_once_and_a_bad_one_is_named_by_its_position():
+    from hyper.core.errors import InvalidArgument
+    from hyper_tagger.servicer import _content_keys
+
+    good = [f"{k:016x}" for k in range(1000)]
+    assert _content_keys(good, "keys") == good
+    for bad in ("0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "0123456789abcde\n", ""):
+        with pytest.raises(InvalidArgument) as refused:
+            _content_keys([*good[:7], bad, *good[7:]], "keys", offset=10)
+        assert refused.value.field == "keys[17]"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import logging
 import os
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -214,12 +216,23 @@ class Router:
         return self.datasets.get_or_compute(identity, lambda: self.read_within_ceiling(ref)), identity
 
     def read_within_ceiling(self, ref: DatasetRef) -> Dataset:
-        """The file read a chunk at a time, stopped as soon as it passes the ceiling."""
+        """The file read a chunk at a time, stopped as soon as it passes the ceiling. Each chunk
+        is warmed while the next one is read (the tagger works on the other core meanwhile);
+        one chunk at most is in flight, and its error surfaces at the next chunk or the end."""
+        in_flight: list[Future] = []
+
+        def settled() -> None:
+            while in_flight:
+                in_flight.pop().result()
+
         def counted(chunk: ReadChunk) -> None:
             self.within_ceiling(chunk.before + len(chunk.kept))
-            self.warm(chunk)
+            settled()
+            in_flight.append(warming.submit(contextvars.copy_context().run, self.warm, chunk))
 
-        dataset = dataset_files.read_dataset_ref(ref, counted)
+        with ThreadPoolExecutor(1, thread_name_prefix="warm") as warming:
+            dataset = dataset_files.read_dataset_ref(ref, counted)
+            settled()
         self.within_ceiling(len(dataset.instances))
         return dataset
 

@@ -80,6 +80,20 @@ def tags_to_bits(reply: dict, bits: np.ndarray, row: int) -> None:
             set_values(bits, row, dim, [PRESENT])
 
 
+def replies_to_bits(replies: list[str]) -> np.ndarray:
+    """The descriptive bits of each tagging reply; a reply that does not parse leaves its row
+    untagged, counted and logged."""
+    bits = np.zeros((len(replies), len(DESCRIPTIVE_FEATURES)), dtype=np.uint8)
+    for row, reply in enumerate(replies):
+        try:
+            tags_to_bits(json.loads(reply), bits, row)
+        except (ValueError, KeyError, TypeError) as error:
+            UNPARSED_REPLIES.inc()
+            bits[row] = 0
+            log.warning("tagging reply did not parse; instance left untagged", extra={"row": row, "error": str(error)})
+    return bits
+
+
 class VLLMEngine:
     """One vLLM engine per process, shared by the tagger and the judge."""
 
@@ -120,16 +134,8 @@ class VLLMDescriptiveTagger:
         return [self.engine.chat_prompt(TAGGING_INSTRUCTIONS, f"User request:\n{request_text(p)}") for p in prompts]
 
     def tag(self, prompts: list[str]) -> np.ndarray:
-        bits = np.zeros((len(prompts), len(DESCRIPTIVE_FEATURES)), dtype=np.uint8)
-        for row, output in enumerate(self.engine.generate(self.prompts(prompts), self.sampling)):
-            try:
-                tags_to_bits(json.loads(output.outputs[0].text), bits, row)
-            except (ValueError, KeyError, TypeError) as error:
-                UNPARSED_REPLIES.inc()
-                bits[row] = 0
-                log.warning("tagging reply did not parse; instance left untagged",
-                            extra={"row": row, "error": str(error)})
-        return bits
+        outputs = self.engine.generate(self.prompts(prompts), self.sampling)
+        return replies_to_bits([output.outputs[0].text for output in outputs])
 
 
 class VLLMJudge:

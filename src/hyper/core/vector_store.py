@@ -9,6 +9,7 @@ tagger commits every chunk) leave many small segments; opening a store with more
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from pathlib import Path
 
@@ -21,11 +22,15 @@ COMPACT_AFTER_SEGMENTS = 32
 
 
 class VectorStore:
+    """Vectors held in one matrix with a row per key: a lookup of a million keys is one dict
+    probe per key and one gather, not a row copy per key."""
+
     def __init__(self, directory: Path, dim: int, compact_after: int = COMPACT_AFTER_SEGMENTS):
         self.directory = Path(directory)
         self.dim = dim
-        self._vectors: dict[str, np.ndarray] = {}
-        self._pending: dict[str, np.ndarray] = {}
+        self._rows: dict[str, int] = {}
+        self._matrix = np.zeros((0, dim), dtype=np.float32)  # rows past len(self._rows) are spare
+        self._pending: dict[str, None] = {}  # keys put since the last flush, in order
         self._segments: list[Path] = []  # segments on disk whose every vector is held here
         self._load()
         if len(self._segments) > compact_after:
@@ -49,36 +54,42 @@ class VectorStore:
         with np.load(segment, allow_pickle=False) as data:
             if data["vectors"].shape[1] != self.dim:
                 return  # written by another version; ignored, rebuilt on demand
-            self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+            self._hold(data["keys"].tolist(), data["vectors"])
         self._segments.append(segment)
+
+    def _hold(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Each key's row set to its vector (a new row for a new key; a later vector wins)."""
+        rows = self._rows
+        positions = [rows.setdefault(key, len(rows)) for key in keys]
+        if len(rows) > len(self._matrix):
+            grown = np.zeros((max(len(rows), 2 * len(self._matrix)), self.dim), dtype=np.float32)
+            grown[: len(self._matrix)] = self._matrix
+            self._matrix = grown
+        self._matrix[positions] = vectors
 
     def get_many(self, keys: list[str]) -> tuple[np.ndarray, list[int]]:
         """Vectors for `keys` (zeros where unknown) and the positions of the unknown keys."""
-        out = np.zeros((len(keys), self.dim), dtype=np.float32)
-        missing = []
-        for i, key in enumerate(keys):
-            vector = self._vectors.get(key)
-            if vector is None:
-                missing.append(i)
-            else:
-                out[i] = vector
-        return out, missing
+        rows = np.fromiter(map(self._rows.get, keys, itertools.repeat(-1)), dtype=np.int64, count=len(keys))
+        missing = np.flatnonzero(rows < 0)
+        out = self._matrix[np.maximum(rows, 0)] if len(self._rows) else np.zeros((len(keys), self.dim), np.float32)
+        out[missing] = 0.0
+        return out, missing.tolist()
 
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
-        for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32), strict=True):
-            self._vectors[key] = vector
-            self._pending[key] = vector
+        self._hold(list(keys), np.asarray(vectors, dtype=np.float32))
+        self._pending.update(dict.fromkeys(keys))
 
-    def _write_segment(self, vectors: dict[str, np.ndarray]) -> Path:
+    def _write_segment(self, keys: list[str]) -> Path:
         path = self.directory / f"seg-{uuid.uuid4().hex}.npz"
+        vectors = self._matrix[[self._rows[key] for key in keys]]
         with atomic_open(path, "wb") as out:
-            np.savez(out, keys=np.array(list(vectors), dtype=KEY_DTYPE), vectors=np.stack(list(vectors.values())))
+            np.savez(out, keys=np.array(keys, dtype=KEY_DTYPE), vectors=vectors)
         return path
 
     def flush(self) -> None:
         if not self._pending:
             return
-        self._segments.append(self._write_segment(self._pending))
+        self._segments.append(self._write_segment(list(self._pending)))
         self._pending.clear()
 
     def compact(self) -> None:
@@ -86,9 +97,9 @@ class VectorStore:
         segment is in place before any old one is removed: a crash in between leaves duplicate
         rows (merged next time), never a loss. Segments that other processes wrote since this
         store was opened are not held here, so they are left alone."""
-        if not self._vectors:
+        if not self._rows:
             return
-        merged = self._write_segment(self._vectors)
+        merged = self._write_segment(list(self._rows))
         for segment in self._segments:
             segment.unlink(missing_ok=True)
         self._segments = [merged]
@@ -99,4 +110,4 @@ class VectorStore:
         return len(self._segments)
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return len(self._rows)

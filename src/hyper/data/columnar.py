@@ -24,6 +24,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from hyper.core.schema import STABLE_ID_LENGTH, STABLE_ID_SEPARATOR, Instance, normalize_label
+from hyper.core.threads import collection_paused, read_ahead
 from hyper.data.ingest import ReadChunk
 
 PLAIN_ONLY = frozenset({"chosen", "rejected", "comparison_id", "pref_human", "pref_gpt4"})
@@ -205,20 +206,28 @@ def instances(batch: pa.RecordBatch, seen_ids: set[str], keep_text: bool) -> lis
 def read(path: Path, on_chunk: Callable[[ReadChunk], None] | None) -> list[Instance]:
     """Every instance of a plain file; with `on_chunk`, kept without text and handed over a batch
     at a time as ingest.parse_records does. NotColumnar when the file needs the row reader."""
-    kept: list[Instance] = []
-    seen_ids: set[str] = set()
     try:
-        for batch in batches(path):
-            if not batch.num_rows:
-                continue
-            fresh = instances(batch, seen_ids, keep_text=on_chunk is None)
-            if on_chunk:
-                on_chunk(ReadChunk(len(kept), fresh, functools.partial(_whole, batch, fresh)))
-            kept += fresh
+        kept = _read_batches(path, on_chunk)
     except (pa.ArrowException, OSError) as error:  # a line Arrow's reader does not take; no such file
         raise NotColumnar(str(error)) from error
+    finally:  # Arrow's allocator keeps what the parsed blocks held; what comes next needs the room
+        pa.default_memory_pool().release_unused()
     if not kept:
         raise NotColumnar("no rows")
+    return kept
+
+
+def _read_batches(path: Path, on_chunk: Callable[[ReadChunk], None] | None) -> list[Instance]:
+    kept: list[Instance] = []
+    seen_ids: set[str] = set()
+    for batch in read_ahead(batches(path)):
+        if not batch.num_rows:
+            continue
+        with collection_paused():  # (not while on_chunk waits on the tagger: that may take hours)
+            fresh = instances(batch, seen_ids, keep_text=on_chunk is None)
+        if on_chunk:
+            on_chunk(ReadChunk(len(kept), fresh, functools.partial(_whole, batch, fresh)))
+        kept += fresh
     return kept
 
 

@@ -199,46 +199,54 @@ class OpenAICompatibleJudge:
 
     async def _ask(self, client, instance: Instance, swapped: bool, usage: JudgeUsage):
         """One order of one pair: (verdict or None, probabilities of the verdicts)."""
-        import openai
+        response = await completion(client, self.config, self._request(instance, swapped), usage,
+                                    f"pair {instance.id!r}")
+        choice = response.choices[0]
+        verdict = parse_verdict(choice.message.content or "")
+        return verdict, verdict_probabilities(choice, verdict)
 
-        request = self._request(instance, swapped)
-        for attempt in range(self.config.max_retries + 1):
-            usage.requests += 1
-            try:
-                response = await client.chat.completions.create(**request)
-            except (openai.APIStatusError, openai.APIConnectionError) as error:  # timeouts included
-                status = getattr(error, "status_code", None)
-                retryable = status is None or status in RETRYABLE_STATUS
-                JUDGE_REQUESTS.labels("retried" if retryable else "failed").inc()
-                if not retryable or attempt == self.config.max_retries:
-                    raise JudgeRequestFailed(f"the judge at {self.config.base_url} failed on pair {instance.id!r}"
-                                             f" after {attempt + 1} request(s): {error}") from error
-                usage.retries += 1
-                await asyncio.sleep(self._backoff(attempt, error))
-                continue
-            JUDGE_REQUESTS.labels("ok").inc()
-            self._account(response, usage)
-            choice = response.choices[0]
-            verdict = parse_verdict(choice.message.content or "")
-            return verdict, verdict_probabilities(choice, verdict)
-        raise AssertionError("unreachable")
 
-    def _backoff(self, attempt: int, error: Exception) -> float:
-        response = getattr(error, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after and retry_after.replace(".", "", 1).isdigit():
-            return min(float(retry_after), 60.0)
-        return self.config.backoff_s * (2 ** attempt) * (0.5 + random.random())  # noqa: S311 - jitter
+async def completion(client, config: EndpointConfig, request: dict, usage: JudgeUsage, what: str):
+    """One chat completion, retried with backoff where the failure may pass (`what` names the
+    item in the error when it does not); its tokens and cost counted in `usage`."""
+    import openai
 
-    def _account(self, response, usage: JudgeUsage) -> None:
-        if response.usage is None:
-            return
-        prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
-        cost = (prompt * self.config.price_prompt_per_million
-                + completion * self.config.price_completion_per_million) / 1e6
-        usage.prompt_tokens += prompt
-        usage.completion_tokens += completion
-        usage.cost += cost
-        JUDGE_TOKENS.labels("prompt").inc(prompt)
-        JUDGE_TOKENS.labels("completion").inc(completion)
-        JUDGE_COST.inc(cost)
+    for attempt in range(config.max_retries + 1):
+        usage.requests += 1
+        try:
+            response = await client.chat.completions.create(**request)
+        except (openai.APIStatusError, openai.APIConnectionError) as error:  # timeouts included
+            status = getattr(error, "status_code", None)
+            retryable = status is None or status in RETRYABLE_STATUS
+            JUDGE_REQUESTS.labels("retried" if retryable else "failed").inc()
+            if not retryable or attempt == config.max_retries:
+                raise JudgeRequestFailed(f"the endpoint at {config.base_url} failed on {what} after {attempt + 1} "
+                                         f"request(s): {error}") from error
+            usage.retries += 1
+            await asyncio.sleep(_backoff(config, attempt, error))
+            continue
+        JUDGE_REQUESTS.labels("ok").inc()
+        _account(config, response, usage)
+        return response
+    raise AssertionError("unreachable")
+
+
+def _backoff(config: EndpointConfig, attempt: int, error: Exception) -> float:
+    response = getattr(error, "response", None)
+    retry_after = response.headers.get("retry-after") if response is not None else None
+    if retry_after and retry_after.replace(".", "", 1).isdigit():
+        return min(float(retry_after), 60.0)
+    return config.backoff_s * (2 ** attempt) * (0.5 + random.random())  # noqa: S311 - jitter
+
+
+def _account(config: EndpointConfig, response, usage: JudgeUsage) -> None:
+    if response.usage is None:
+        return
+    prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
+    cost = (prompt * config.price_prompt_per_million + completion * config.price_completion_per_million) / 1e6
+    usage.prompt_tokens += prompt
+    usage.completion_tokens += completion
+    usage.cost += cost
+    JUDGE_TOKENS.labels("prompt").inc(prompt)
+    JUDGE_TOKENS.labels("completion").inc(completion)
+    JUDGE_COST.inc(cost)
