@@ -103,4 +103,3 @@ def test_route_runs_through_the_llm_tagger(vllm_services, hh_dataset):
     response = router.route(router_pb2.RouteRequest(dataset=dataset, budget=router_pb2.Budget(count=4),
                                                     strategy="optimize", ppm_model="vllm-test"))
     assert response.n_human == 4 and response.n_instances == 12
-
