@@ -288,8 +288,9 @@ def plot_route(results: dict, png: Path) -> None:
         time_axis.loglog(sizes, [results[str(n)]["before"]["first_s"] for n in sizes], "s:",
                          label=f"first call before ({commit})")
     time_axis.loglog(sizes, [results[str(n)]["read"]["row_reader_s"] for n in sizes], "x--",
-                     label="reading with the row reader (before)")
-    time_axis.loglog(sizes, [results[str(n)]["read"]["reader_s"] for n in sizes], "x--", label="reading (now)")
+                     label="reading in one process: row reader")
+    time_axis.loglog(sizes, [results[str(n)]["read"]["reader_s"] for n in sizes], "x--",
+                     label="reading in one process: today's reader")
     time_axis.axhline(15, color="grey", ls=":", label="targets at 1M: 15 s, 1 s")
     time_axis.axhline(1, color="grey", ls=":")
     time_axis.set(xlabel="pairs in the file", ylabel="seconds", title="Route time")

@@ -128,3 +128,41 @@ def test_content_keys_are_taken_at_once_and_a_bad_one_is_named_by_its_position()
         with pytest.raises(InvalidArgument) as refused:
             _content_keys([*good[:7], bad, *good[7:]], "keys", offset=10)
         assert refused.value.field == "keys[17]"
+
+
+def test_lookups_while_other_threads_add_keys_never_see_a_row_before_its_vector(tmp_path):
+    """The tagger answers MissingKeys and TagCached while another request commits new pairs."""
+    import threading
+
+    store = VectorStore(tmp_path, 4)
+    done = threading.Event()
+    seen_wrong: list[str] = []
+
+    def writer(offset: int):
+        for batch in range(60):
+            keys = [f"{offset}-{batch}-{k}" for k in range(50)]
+            store.put_many(keys, np.full((50, 4), 1.0 + offset))
+            if batch % 10 == 0:
+                store.flush()
+
+    def reader(seed: int):
+        rng = np.random.default_rng(seed)
+        while not done.is_set():
+            offset, batch = rng.integers(3), rng.integers(60)
+            keys = [f"{offset}-{batch}-{k}" for k in range(50)]
+            vectors, missing = store.get_many(keys)
+            seen_wrong.extend(key for row, (key, vector) in enumerate(zip(keys, vectors, strict=True))
+                              if row not in missing and not (vector == 1.0 + offset).all())
+
+    writers = [threading.Thread(target=writer, args=(offset,)) for offset in range(3)]
+    readers = [threading.Thread(target=reader, args=(seed,)) for seed in range(2)]
+    for thread in writers + readers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+    store.flush()
+    assert seen_wrong == []
+    assert len(VectorStore(tmp_path, 4)) == 3 * 60 * 50
