@@ -137,8 +137,9 @@ bench-sources: setup
 bench-scale: setup
 	$(BIN)/python -m bench.scale
 
-# Tagging from a cold cache before and after (the sentence model on PyTorch vs ONNX Runtime), per
-# stage, against the cores' float32 rate.
+# Tagging from a cold cache before, after (the sentence model on PyTorch vs ONNX Runtime) and with
+# the fast feature set (a distilled static model, NER in two processes), per stage, against the
+# cores' float32 rate.
 bench-tagging: setup
 	$(BIN)/python -m bench.tagging
 

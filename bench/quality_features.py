@@ -10,6 +10,10 @@ by pair: mean difference with a 95% interval from a bootstrap over pairs and see
 
     python -m bench.quality_features                # out/bench/quality-features.json
     python -m bench.quality_features --datasets mt-bench --seeds 1 --mixes 50 --rm-mixes 20
+    python -m bench.quality_features --runtime static   # the distilled static model's features
+
+`--runtime` sets only today's tagger's sentence model; the pair embeddings stay those of the
+runtime Settings name, so that only the features differ.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
@@ -29,6 +34,7 @@ from bench.tagging import BASELINE, TEXTUAL_PATH, Variant
 from hyper.core.schema import judge_confidences
 from hyper.core.settings import Settings
 from hyper.core.stats import paired_difference
+from hyper.method.embeddings import Runtime
 from hyper_tagger import textual
 from hyper_tagger.tagging import Tagger
 
@@ -85,14 +91,17 @@ def main() -> None:
     parser.add_argument("--mixes", type=int, default=800)
     parser.add_argument("--rm-mixes", type=int, default=200)
     parser.add_argument("--baseline", default=BASELINE)
+    parser.add_argument("--runtime", choices=get_args(Runtime), default=None,
+                        help="today's tagger's sentence-model runtime (default: Settings')")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "quality-features.json")
     args = parser.parse_args()
     settings = Settings()
-    report = {"config": {**vars(args), "out": str(args.out)}, "runtime": settings.embedding_runtime, "datasets": {}}
+    runtime = args.runtime or settings.embedding_runtime
+    report = {"config": {**vars(args), "out": str(args.out)}, "runtime": runtime, "datasets": {}}
     with tempfile.TemporaryDirectory() as scratch:
         old = Variant(module_at_commit(args.baseline, TEXTUAL_PATH, "baseline_textual", Path(scratch)), "torch",
                       Path(scratch))
-        new = Variant(textual, settings.embedding_runtime, Path(scratch))
+        new = Variant(textual, runtime, Path(scratch))
         for name in args.datasets:
             data = prepare(name, settings, seed=0)
             progress(f"{name}: tagging with both versions")

@@ -8,7 +8,10 @@ what this machine's cores can compute.
 "before" is the tagger of the baseline commit (`--baseline`): its textual code read with
 `git show`, the sentence model on PyTorch. "after" is `Tagger.cached_values` as it is now (the
 sentence model on ONNX Runtime, NER without the unused shared tok2vec, bit-parallel ROUGE-L),
-committing to a fresh disk cache chunk by chunk. The variants alternate within each repeat,
+committing to a fresh disk cache chunk by chunk. "fast" is the same code configured for speed:
+the sentence model distilled into static token vectors (HYPER_EMBEDDING_RUNTIME=static) and NER
+in two worker processes (HYPER_NER_PROCESSES=2). Its features are another feature set, whose
+agreement with "after" is reported. The variants alternate within each repeat,
 each with fresh embedding and feature caches, so the load other processes put on the machine
 falls on both alike; medians are quoted, with the load average at each measurement. The
 binned features of both are compared on the same rows. The machine's limit: the sentence
@@ -60,15 +63,17 @@ class Variant:
     """One tagger (its textual code, its NER pipeline, its sentence-model runtime), with fresh
     (empty) embedding and feature caches on every call."""
 
-    def __init__(self, code: ModuleType, runtime: Runtime, scratch: Path):
+    def __init__(self, code: ModuleType, runtime: Runtime, scratch: Path, ner_processes: int = 1):
         self.code, self.runtime, self.scratch = code, runtime, scratch
-        self.ner = code.load_ner(Settings().ner_model)
+        self.ner = (code.load_ner(Settings().ner_model) if ner_processes == 1 else
+                    code.load_ner(Settings().ner_model, ner_processes))
         self.models = scratch / f"models-{runtime}"
 
     def fresh(self) -> tuple[SentenceEmbedder, PrototypeTagger, DiskFeatureCache]:
         directory = Path(tempfile.mkdtemp(dir=self.scratch))
-        if self.models.exists():  # the one-time ONNX export is not what is timed
-            shutil.copytree(self.models / "onnx", directory / "onnx")
+        for made_once in ("onnx", "static"):  # the one-time export or distillation is not what is timed
+            if (self.models / made_once).exists():
+                shutil.copytree(self.models / made_once, directory / made_once)
         embedder = SentenceEmbedder("", directory, runtime=self.runtime)
         return embedder, PrototypeTagger(embedder), DiskFeatureCache(directory / "features", CACHED_WIDTH)
 
@@ -80,15 +85,15 @@ class Variant:
         Today's code runs as the product does (`Tagger.cached_values`: distinct pairs, chunks
         committed to the cache); the baseline's as its tagger computed a chunk."""
         embedder, descriptive, cache = self.fresh()
-        tagger = Tagger(embedder, self.ner, descriptive, cache)
         if self.code is textual:
+            tagger = Tagger(embedder, self.ner, descriptive, cache)
             seconds, (values, misses) = timed(lambda: tagger.cached_values(instances))
             assert misses == len(instances), "the cache was not cold"
         else:
             seconds, values = timed(lambda: np.hstack([
                 self.code.raw_textual_values(instances, embedder, self.ner),
                 descriptive.tag([i.prompt for i in instances])]))
-        return seconds, values, tagger.binned(values, np.full(len(instances), np.nan))
+        return seconds, values, Tagger.binned(values, np.full(len(instances), np.nan))
 
     def stage_seconds(self, instances: list[Instance]) -> dict[str, float]:
         """What each stage costs on these rows (distinct texts, cold caches)."""
@@ -173,8 +178,16 @@ def measure(name: str, instances: list[Instance], variants: dict[str, Variant], 
             "speedup": round(statistics.median(runs["before"]) / statistics.median(runs["after"]), 2),
             "stage_seconds": stages, "model_work": work,
             "features_after_vs_before": agreement(bits["after"], bits["before"]),
+            "features_fast_vs_after": agreement(bits["fast"], bits["after"]),
             "raw_max_difference_after_vs_before": raw_differences(values["after"], values["before"]),
             "load_average": loads, "load_average_after_stages": os.getloadavg()}
+
+
+def mix(results: list[dict], variants: list[str]) -> dict[str, float]:
+    """Pairs per second over both datasets together: all pairs over the sum of median times."""
+    pairs = sum(r["rows"] for r in results)
+    return {variant: round(pairs / sum(statistics.median(r[f"{variant}_seconds"]) for r in results), 1)
+            for variant in variants}
 
 
 def limits(results: list[dict], gflops: float) -> dict:
@@ -195,23 +208,31 @@ def run(pandalm_rows: int, hh_rows: int, repeats: int, baseline: str, scratch: P
     rows = {"pandalm": dataset_files.read_dataset(DATASETS["pandalm"]).instances[:pandalm_rows],
             "hh-rlhf": dataset_files.read_dataset(DATASETS["hh-rlhf"]).instances[:hh_rows]}
     old = module_at_commit(baseline, TEXTUAL_PATH, "baseline_textual", scratch)
-    variants = {"before": Variant(old, "torch", scratch), "after": Variant(textual, "onnxruntime", scratch)}
+    variants = {"before": Variant(old, "torch", scratch), "after": Variant(textual, "onnxruntime", scratch),
+                "fast": Variant(textual, "static", scratch, ner_processes=2)}
     variants["after"].export()
+    variants["fast"].export()
     results = [measure(name, instances, variants, repeats) for name, instances in rows.items()]
     import torch
 
     return {"cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
-            "results": results, "limits": limits(results, matmul_gflops())}
+            "results": results, "mix_pairs_per_second": mix(results, list(variants)),
+            "limits": limits(results, matmul_gflops())}
 
 
 def table(report: dict) -> str:
-    lines = [f"{'dataset':8s} {'rows':>5s} {'distinct':>8s} {'before p/s':>10s} {'after p/s':>9s} {'x':>5s}"]
+    lines = [f"{'dataset':8s} {'rows':>5s} {'distinct':>8s} {'before p/s':>10s} {'after p/s':>9s} {'x':>5s}"
+             f" {'fast p/s':>8s}"]
     for r in report["results"]:
         lines.append(f"{r['dataset']:8s} {r['rows']:>5d} {r['distinct_responses']:>8d} "
-                     f"{r['before_pairs_per_second']:>10.1f} {r['after_pairs_per_second']:>9.1f} {r['speedup']:>5.2f}")
+                     f"{r['before_pairs_per_second']:>10.1f} {r['after_pairs_per_second']:>9.1f} {r['speedup']:>5.2f}"
+                     f" {r['fast_pairs_per_second']:>8.1f}")
         for variant, stages in r["stage_seconds"].items():
             lines.append(f"  {variant} stages (s): " + ", ".join(f"{k} {v}" for k, v in stages.items()))
         lines.append(f"  features after vs before: {r['features_after_vs_before']}")
+        lines.append(f"  features fast vs after (another feature set): {r['features_fast_vs_after']}")
+    lines.append("both datasets together (p/s): " + ", ".join(f"{k} {v}" for k, v in
+                                                            report["mix_pairs_per_second"].items()))
     limit = report["limits"]
     lines.append(f"float32 matrix products on {report['cores']} cores: {limit['matmul_gflops_all_cores']} GFLOP/s")
     for r in report["results"]:

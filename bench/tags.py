@@ -22,6 +22,9 @@ test set); every figure in the table is on the test set.
                                          # (out/bench/tags-vllm.json)
     python -m bench.tags --backend openai  # the same prompt to the judge's endpoint (HYPER_JUDGE_URL,
                                            # HYPER_JUDGE_MODEL; out/bench/tags-openai.json)
+    python -m bench.tags --backend static  # today's tag set on the distilled static sentence model
+                                           # (HYPER_EMBEDDING_RUNTIME=static) against the transformer
+                                           # (out/bench/tags-static.json)
 
 An LLM's one reply has no continuous score behind it: its "any concern" AUC is on the ordinal of
 the safety value it chose (safe 0 ... high 3), ties included.
@@ -247,15 +250,20 @@ def table(result: dict) -> str:
 
 def run(dev: bool = False, backend: str = "prototypes", limit: int = 0) -> dict:
     """`backend` prototypes: today's CPU tags (after) against the tag set they replaced (before);
-    vllm or openai: that LLM backend (after) against today's CPU tags (before). `limit`: that many prompts,
-    evenly spaced over the set (a smoke run)."""
+    vllm or openai: that LLM backend (after) against today's CPU tags (before); static: today's
+    tag set on the static sentence model (after) against the same on the transformer (before).
+    `limit`: that many prompts, evenly spaced over the set (a smoke run)."""
     prompts = dev_prompts() if dev else test_prompts()
     if limit:
         prompts = evenly_spaced(prompts, limit)
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="hyper-bench-tags-") as scratch:
         embedder = SentenceEmbedder(settings.embedding_model, Path(scratch))
-        if backend != "prototypes":
+        if backend == "static":
+            before = measure(current_backend(embedder), prompts)
+            static = SentenceEmbedder(settings.embedding_model, Path(scratch), runtime="static")
+            after = measure(current_backend(static), prompts)
+        elif backend != "prototypes":
             before = measure(current_backend(embedder), prompts)
             after = measure(llm_backend(settings, backend, embedder), prompts)
         else:
@@ -272,9 +280,9 @@ def run(dev: bool = False, backend: str = "prototypes", limit: int = 0) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="the development prompts instead of the test set")
-    parser.add_argument("--backend", choices=("prototypes", "vllm", "openai"), default="prototypes",
+    parser.add_argument("--backend", choices=("prototypes", "vllm", "openai", "static"), default="prototypes",
                         help="vllm (HYPER_LLM_MODEL) or openai (HYPER_JUDGE_URL, HYPER_JUDGE_MODEL): that tagger "
-                             "against today's CPU tags")
+                             "against today's CPU tags; static: today's tags on the distilled static model")
     parser.add_argument("--limit", type=int, default=0, help="only this many prompts, evenly spaced (a smoke run)")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "tags.json")
     args = parser.parse_args(argv)

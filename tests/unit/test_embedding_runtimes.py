@@ -56,3 +56,58 @@ def test_the_feature_set_version_names_the_runtime(embedders):
     torch_model, onnx_model, _ = embedders
     ner = load_ner(Settings().ner_model)
     assert features_version(torch_model, ner, PrototypeTagger) != features_version(onnx_model, ner, PrototypeTagger)
+
+
+@pytest.fixture(scope="module")
+def static_embedder(embedders):
+    from hyper.method.embeddings import SentenceEmbedder
+
+    _, _, cache = embedders
+    return SentenceEmbedder(Settings().embedding_model, cache, runtime="static")
+
+
+def test_the_static_runtime_is_distilled_once_and_named_apart(static_embedder, embedders):
+    from hyper.method.embeddings import SentenceEmbedder
+
+    torch_model, onnx_model, cache = embedders
+    (distilled,) = cache.glob("static/*/model.safetensors")
+    written = distilled.stat().st_mtime_ns
+    again = SentenceEmbedder(Settings().embedding_model, cache, runtime="static")
+    assert distilled.stat().st_mtime_ns == written
+    assert np.abs(again.encode(TEXTS) - static_embedder.encode(TEXTS)).max() == 0
+    assert "|model2vec-" in static_embedder.identity and static_embedder.identity.endswith("|float32")
+    assert static_embedder.store.directory not in (torch_model.store.directory, onnx_model.store.directory)
+    assert not list(cache.glob("static/*.tmp*"))  # written atomically
+
+
+def test_static_vectors_cover_the_whole_text_token_by_token(static_embedder):
+    sentences, tokens = static_embedder.encode_tokens(TEXTS)
+    assert sentences.shape == (len(TEXTS), static_embedder.dim) == (len(TEXTS), 256)
+    assert np.allclose(np.linalg.norm(sentences[1:], axis=1), 1, atol=1e-5)
+    assert not sentences[0].any() and len(tokens[0]) == 0  # an empty text is the zero vector, no tokens
+    counts = static_embedder.tokenizer(TEXTS, add_special_tokens=False)["input_ids"]
+    assert [len(t) for t in tokens] == [len(ids) for ids in counts]  # no 256-token window
+    assert all(np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5) for t in tokens if len(t))
+    assert np.abs(static_embedder.encode(TEXTS[::-1]) - sentences[::-1]).max() == 0
+
+
+def test_static_vectors_keep_the_model_s_sense_of_similarity(static_embedder, embedders):
+    """Not the transformer's values, but the same order on plain cases: a paraphrase is closer
+    than an unrelated text, for both models."""
+    torch_model, _, _ = embedders
+    texts = ["The cat sat on the mat.", "A cat was sitting on a rug.", "Interest rates rose by half a point."]
+    for model in (torch_model, static_embedder):
+        vectors = model.encode(texts)
+        assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
+
+
+def test_the_cpu_judge_reads_transformer_embeddings_when_tagging_is_static(static_embedder, embedders):
+    from hyper_tagger.server import judge_embedder
+
+    _, onnx_model, cache = embedders
+    home = cache.parent / "judge-home"
+    home.mkdir(exist_ok=True)
+    (home / "cache").symlink_to(cache)  # the same caches: the ONNX export is reused
+    judge_side = judge_embedder(Settings(embedding_runtime="static", home=home), static_embedder)
+    assert judge_side.identity == onnx_model.identity and judge_side.dim == 384
+    assert judge_embedder(Settings(home=home), onnx_model) is onnx_model

@@ -13,13 +13,16 @@ from hyper.core.settings import Settings
 from hyper.method.embeddings import SentenceEmbedder
 from hyper_tagger.textual import (
     RAW_DIMENSIONS,
+    EntityExtractor,
     bertscore_f1,
     entity_similarity,
     lcs_length,
     length_penalised,
     load_ner,
+    ner_identity,
     raw_textual_values,
     rouge_l,
+    unique,
 )
 
 
@@ -112,9 +115,39 @@ def test_bit_parallel_lcs_is_the_dynamic_programme(a, b):
 
 
 def test_ner_without_the_shared_tok2vec_finds_the_same_entities(ner, hh_dataset):
-    assert "tok2vec" not in ner.pipe_names
+    assert "tok2vec" not in ner.pipeline.pipe_names
     full = spacy.load(Settings().ner_model, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter",
                                                      "morphologizer"])
     texts = [i.response_a for i in hh_dataset.instances[:150]]
-    assert [[(e.text, e.label_) for e in doc.ents] for doc in ner.pipe(texts)] == \
+    assert [[(e.text, e.label_) for e in doc.ents] for doc in ner.pipeline.pipe(texts)] == \
         [[(e.text, e.label_) for e in doc.ents] for doc in full.pipe(texts)]
+
+
+def test_ner_worker_processes_find_the_same_entities_and_survive_a_killed_worker(ner, hh_dataset):
+    """Spread over two spawned processes, in order, under the same identity; a worker killed (as
+    for memory) costs a restart of the pool, not the request."""
+    import os
+    import signal
+
+    texts = unique([t for i in hh_dataset.instances[:200] for t in (i.response_a, i.response_b)])
+    assert len(texts) > 3 * EntityExtractor.CHUNK
+    spread = EntityExtractor(Settings().ner_model, processes=2)
+    try:
+        assert spread.identity == ner_identity(ner)
+        expected = ner.entity_sets(texts)
+        assert spread.entity_sets(texts) == expected and any(expected)
+        for pid in list(spread._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        assert spread.entity_sets(texts[::-1]) == expected[::-1]
+    finally:
+        spread.close()
+
+
+def test_textual_values_are_the_same_with_ner_workers(embedder, ner, hh_dataset):
+    instances = hh_dataset.instances[:60]
+    spread = EntityExtractor(Settings().ner_model, processes=2)
+    try:
+        assert np.array_equal(raw_textual_values(instances, embedder, spread),
+                              raw_textual_values(instances, embedder, ner))
+    finally:
+        spread.close()

