@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.local import HH_DATA, REPO, local_settings
+from hyper_ppm.store import ModelRegistry
 
 pytestmark = pytest.mark.e2e
 
@@ -72,6 +73,11 @@ def test_the_demo_routes_a_new_batch_with_real_judge_labels_and_checks_it(demo, 
     assert training["ai_labels"] == "label_gpt-3.5-turbo from the data" and training["n_runs"] == 40
     assert result["strategy"] == "auto" and result["strategy_chosen"] in ("error_model", "uncertainty")
     assert f'{result["error_model"]}/{result["error_model_version"]}' == training["error_model"]
+    registry = ModelRegistry(Path(cli_env["HYPER_HOME"]) / "ppm")
+    fitted_on = {registry.load("default", training["ppm_version"])["feature_set_version"],
+                 registry.load(result["error_model"], result["error_model_version"])["feature_set_version"]}
+    assert len(fitted_on) == 1 and fitted_on.pop().startswith("tagger-v")  # the tagger's, recorded by the runs
+    assert not any("fitted on features of version" in warning for warning in result["warnings"])
     assert result["routing_gain"]["ci_low"] <= result["routing_gain"]["mean"] <= result["routing_gain"]["ci_high"]
     check = result["batch_check"]
     assert 0 < check["random"]["mean"] < 1

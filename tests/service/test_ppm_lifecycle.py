@@ -23,13 +23,14 @@ pytestmark = pytest.mark.service
 FEATURES = ["rouge::0.00-0.33", "safety_concern::moderate", "bertscore::0.33-0.67"]
 
 
-def record(ppm: PPMClient, experiment: str, n: int, seed: int) -> None:
+def record(ppm: PPMClient, experiment: str, n: int, seed: int, version: str = "tags-v1") -> None:
     rng = np.random.default_rng(seed)
     for k in range(n):
         counts = rng.integers(0, 200, size=3).astype(float)
         score = 0.6 + 0.001 * counts[1] + 0.0002 * counts[2] + rng.normal(0, 0.005)
         ppm.record_run(ppm_pb2.Run(run_id=f"{experiment}-{k}", experiment=experiment, state="succeeded",
                                    eval_score=score, score="label_accuracy", n_total=1000,
+                                   feature_set_version=version,
                                    count_vector=proto_convert.count_vectors_to_proto(FEATURES, counts)))
 
 
@@ -56,6 +57,7 @@ def test_fit_list_show_export_import_and_promote(services, channels, tmp_path):
     assert listed.returncode == 0 and first.version in listed.stdout and "life-a,life-b" in listed.stdout
     shown = hyper(services, "show", "life", "--version", first.version, "--top", "2")
     assert shown.returncode == 0, shown.stderr
+    assert "features       tags-v1\n" in shown.stdout  # the tagger's version its runs were counted on
     gains = shown.stdout.split("largest gains")[1].split("\n")[1:3]
     assert "safety_concern::moderate" in gains[0]  # the feature the runs' scores rise with most
 
@@ -84,6 +86,16 @@ def test_fit_list_show_export_import_and_promote(services, channels, tmp_path):
     assert unpinned.returncode == 0 and ppm.current_version("life") == latest.version
     missing = hyper(services, "promote", "life", "v99-deadbeef")
     assert missing.returncode == 2 and "has no version 'v99-deadbeef'" in missing.stderr
+
+
+def test_runs_counted_on_different_feature_set_versions_make_no_ppm(services, channels):
+    ppm = PPMClient(channels["ppm"])
+    record(ppm, "tags-old", 20, 2, version="tags-v1")
+    record(ppm, "tags-new", 20, 3, version="tags-v2")
+    refused = hyper(services, "fit", "--model", "mixed", "--experiment", "tags-old", "--experiment", "tags-new")
+    assert refused.returncode == 2
+    assert "experiment: runs were counted on different feature-set versions: ['tags-v1', 'tags-v2']" in refused.stderr
+    assert [v for v in ppm.list_models() if v.model == "mixed"] == []
 
 
 def error_model_request(n: int, seed: int, **update) -> ppm_pb2.FitErrorModelRequest:

@@ -419,6 +419,26 @@ def test_a_route_with_an_unskilled_ppm_says_so_first_or_is_refused(channels, ser
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "no demonstrated skill" in error.details()
 
 
+def test_a_ppm_fitted_on_other_features_says_so_first(channels, services, sample):
+    from hyper.core.catalogue import FEATURE_NAMES
+
+    coef = np.random.default_rng(6).normal(0, 1e-3, len(FEATURE_NAMES))
+    older = dataclasses.replace(make_ppm(list(FEATURE_NAMES), QuadraticForm(0.6, coef)),
+                                feature_set_version="an-older-tagger")
+    ModelRegistry(services.ppm_dir).save("older-tags", older.to_json())
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(sample), budget=router_pb2.Budget(count=10), ppm_model="older-tags"))
+    current = TaggerClient(channels["tagger"]).feature_set_version()
+    assert response.warnings[0].startswith("PPM v1-") and (
+        f"fitted on features of version an-older-tagger, and the tagger now computes version {current}"
+        in response.warnings[0])
+    same = dataclasses.replace(older, feature_set_version=current)
+    ModelRegistry(services.ppm_dir).save("older-tags", same.to_json())
+    response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(
+        dataset=inline(sample), budget=router_pb2.Budget(count=10), ppm_model="older-tags"))
+    assert not any("fitted on features of version" in w for w in response.warnings)
+
+
 def test_route_sends_pairs_without_an_ai_label_to_humans(channels, sample, known_ppm):
     labelled = [dataclasses.replace(i, labels={"judge": "A"}) if k >= 4 else i for k, i in enumerate(sample)]
     response = RouterClient(channels["router"]).route(router_pb2.RouteRequest(

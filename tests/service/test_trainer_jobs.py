@@ -20,14 +20,14 @@ from hyper_rm_trainer.devices import EXIT_NO_ACCELERATOR
 pytestmark = pytest.mark.service
 
 
-def labels_spec(directory, dataset, ppm_address: str, **full) -> Path:
+def labels_spec(directory, dataset, ppm_address: str, **fields) -> Path:
     pool = [dataclasses.replace(i, labels={"human": i.labels["human"], "ai": i.labels["human"]})
             for i in dataset.instances[:20]]
     write_plain_jsonl(directory / "pool.jsonl", pool)
     save_mixes(directory / "mixes.npz", ["acc-r0", "acc-r1"], [i.id for i in pool],
                np.array([[True] * 20, [False] * 20]), np.zeros((2, 2)), ["f0", "f1"])
     spec = RunSpec(experiment=directory.name, pool="pool.jsonl", mixes="mixes.npz", mode="labels",
-                   ppm_address=ppm_address, **full)
+                   ppm_address=ppm_address, **fields)
     (directory / "spec.json").write_text(spec.model_dump_json())
     return directory / "spec.json"
 
@@ -45,8 +45,12 @@ def ppm(tmp_path_factory):
 
 
 def recorded(ppm_settings, experiment: str) -> list[tuple[str, str]]:
+    return [(r.run_id, r.state) for r in recorded_runs(ppm_settings, experiment)]
+
+
+def recorded_runs(ppm_settings, experiment: str) -> list:
     with serving.channel(ppm_settings.address("ppm"), ppm_settings) as channel:
-        return [(r.run_id, r.state) for r in PPMClient(channel).list_runs(experiment)]
+        return PPMClient(channel).list_runs(experiment)
 
 
 @pytest.mark.parametrize("accelerator, image", [("gpu", "hyper-rm-trainer-cuda"), ("tpu", "hyper-rm-trainer-tpu")])
@@ -62,10 +66,12 @@ def test_a_job_for_a_gpu_or_tpu_that_jax_cannot_see_fails_loudly_instead_of_trai
 
 
 def test_the_same_job_on_the_cpu_it_asks_for_trains_and_records_its_runs(tmp_path, hh_dataset, ppm):
-    spec = labels_spec(tmp_path, hh_dataset, ppm.address("ppm"))
+    spec = labels_spec(tmp_path, hh_dataset, ppm.address("ppm"), feature_set_version="tags-v7")
     done = rm_trainer(spec, "cpu")
     assert done.returncode == 0, done.stderr
-    assert recorded(ppm, tmp_path.name) == [("acc-r0", "succeeded"), ("acc-r1", "succeeded")]
+    runs = recorded_runs(ppm, tmp_path.name)
+    assert [(r.run_id, r.state, r.feature_set_version) for r in runs] == [
+        ("acc-r0", "succeeded", "tags-v7"), ("acc-r1", "succeeded", "tags-v7")]
 
 
 def test_a_distributed_spec_outside_a_slice_fails_with_the_reason(tmp_path, hh_dataset, ppm):

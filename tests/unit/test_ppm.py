@@ -214,3 +214,19 @@ def test_an_imported_ppm_says_its_skill_was_not_verified_here(tmp_path):
     stored = models.import_artifact("m", {"artifact": artifact, "sha256": artifact_digest(artifact)})
     [warning] = skill_warnings(PerformanceModel.from_json(stored), stored["version"])
     assert "imported from" in warning and "not verified" in warning
+
+
+def test_a_model_fitted_on_another_feature_set_version_is_named_in_a_warning():
+    from hyper_router.label_routing import RouteModels
+    from hyper_router.routing import feature_set_warnings
+
+    ppm = PerformanceModel("linear", ["a"], QuadraticForm(0.1, np.array([0.2])), Skill(0.9, 0.8, 0.95, 40),
+                           np.array([0.01]), feature_set_version="tags-v1")
+    again = PerformanceModel.from_json(json.loads(json.dumps(ppm.to_json())))
+    assert again.feature_set_version == "tags-v1"
+    [warning] = feature_set_warnings(RouteModels(ppm=again, ppm_version="v3-abc"), "tags-v2")
+    assert warning.startswith("PPM v3-abc was fitted on features of version tags-v1, and the tagger now "
+                              "computes version tags-v2")
+    assert feature_set_warnings(RouteModels(ppm=again, ppm_version="v3-abc"), "tags-v1") == []
+    unrecorded = PerformanceModel.from_json({k: v for k, v in ppm.to_json().items() if k != "feature_set_version"})
+    assert feature_set_warnings(RouteModels(ppm=unrecorded, ppm_version="v1-old"), "tags-v2") == []

@@ -109,7 +109,7 @@ def skill(predicted: np.ndarray, measured: np.ndarray, seed: int,
 
 def fit_ppm(feature_names: list[str], counts: np.ndarray, scores: np.ndarray, kind: str = "linear",
             target: str = "rm_accuracy", seed: int = 0, cv_folds: int = DEFAULT_CV_FOLDS,
-            pool_size: int = 0) -> PerformanceModel:
+            pool_size: int = 0, feature_set_version: str = "") -> PerformanceModel:
     if kind not in KINDS:
         raise InvalidArgument("kind", f"{kind!r} is not one of {KINDS}")
     if target not in TARGETS:
@@ -125,4 +125,5 @@ def fit_ppm(feature_names: list[str], counts: np.ndarray, scores: np.ndarray, ki
                "cv_rmse": float(np.sqrt(np.mean((predicted - scores) ** 2))),
                "train_rmse": float(np.sqrt(np.mean((form.predict(counts) - scores) ** 2)))}
     return PerformanceModel(kind, list(feature_names), form, skill(predicted, scores, seed),
-                            np.abs(predicted - scores), target, pool_size, metrics)
+                            np.abs(predicted - scores), target, pool_size, metrics,
+                            feature_set_version=feature_set_version)

@@ -21,23 +21,26 @@ from hyper_ppm.store import DEFAULT_MODEL, ModelVersions, RunRecords, check_name
 RUN_STATES = ("succeeded", "failed")
 
 
-def training_data(runs: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, str, int]:
-    """(feature names, count vectors, eval scores, what the scores measure, the pool's size)
-    of the successful runs among `runs`; they must agree on the feature set and on what they
-    measured."""
+def training_data(runs: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, str, int, str]:
+    """(feature names, count vectors, eval scores, what the scores measure, the pool's size, the
+    feature-set version) of the successful runs among `runs`; they must agree on the feature
+    set, its version and on what they measured."""
     succeeded = [run for run in runs if run.get("state") == "succeeded"]
     if not succeeded:
         raise InvalidArgument("experiment", "has no successful runs")
     feature_names = succeeded[0]["count_vector"]["feature_names"]
     if any(run["count_vector"]["feature_names"] != feature_names for run in succeeded):
         raise InvalidArgument("experiment", "runs disagree on the feature set")
+    versions = sorted({run.get("feature_set_version", "") for run in succeeded})
+    if len(versions) > 1:  # the same tag names, computed by different models: counts that do not add up
+        raise InvalidArgument("experiment", f"runs were counted on different feature-set versions: {versions}")
     targets = {run.get("score") or "rm_accuracy" for run in succeeded}
     if len(targets) > 1:
         raise InvalidArgument("experiment", f"runs measured different scores: {sorted(targets)}")
     counts = np.array([run["count_vector"]["values"] for run in succeeded], dtype=np.float64)
     scores = np.array([run.get("eval_score", 0.0) for run in succeeded], dtype=np.float64)
     pool_size = int(np.median([run.get("n_total", 0) for run in succeeded]))
-    return feature_names, counts, scores, targets.pop(), pool_size
+    return feature_names, counts, scores, targets.pop(), pool_size, versions[0]
 
 
 class PerformanceModels:
@@ -51,8 +54,8 @@ class PerformanceModels:
         and stores it as the next version."""
         name = check_name("model", model or DEFAULT_MODEL)
         runs = [run for experiment in dict.fromkeys(experiments or [""]) for run in self.runs.list(experiment)]
-        feature_names, counts, scores, target, pool_size = training_data(runs)
-        ppm = fit_ppm(feature_names, counts, scores, kind, target, seed, cv_folds, pool_size)
+        feature_names, counts, scores, target, pool_size, version = training_data(runs)
+        ppm = fit_ppm(feature_names, counts, scores, kind, target, seed, cv_folds, pool_size, version)
         artifact = dict(ppm.to_json(), experiment=",".join(experiments), experiments=list(experiments),
                         training_runs=[r["run_id"] for r in runs if r.get("state") == "succeeded"])
         _, stored = self.registry.save(name, artifact)

@@ -28,7 +28,8 @@ def model_info(artifact: dict, promoted: str) -> ppm_pb2.ModelInfo:
         feature_names=artifact["feature_names"], n_runs=len(artifact.get("training_runs", [])),
         metrics=artifact.get("metrics", {}), created_at=artifact["created_at"], target=artifact["target"],
         experiments=experiments, promoted=artifact["version"] == promoted,
-        imported_from=artifact.get("imported_from", ""))
+        imported_from=artifact.get("imported_from", ""),
+        feature_set_version=artifact.get("feature_set_version", ""))
     if "skill" in artifact:  # a PPM's
         info.skill.CopyFrom(common_pb2.Skill(**artifact["skill"]))
     if "error_skill" in artifact:  # an error model's

@@ -115,7 +115,7 @@ def _result(spec: RunSpec, index: int, mixes: dict, score: float, metrics: dict,
             score_name: str) -> ppm_pb2.Run:
     return ppm_pb2.Run(
         run_id=str(mixes["run_ids"][index]), experiment=spec.experiment, state="succeeded",
-        eval_score=score, score=score_name,
+        eval_score=score, score=score_name, feature_set_version=spec.feature_set_version,
         count_vector=proto_convert.count_vectors_to_proto(mixes["feature_names"].tolist(),
                                                  mixes["count_vectors"][index]),
         n_human=int(mixes["human_masks"][index].sum()), n_total=mixes["human_masks"].shape[1],
@@ -200,6 +200,7 @@ def record_failures(spec: RunSpec, mixes: dict, ppm: PPMClient, reason: str) -> 
         if run_id not in done:
             ppm.record_run(ppm_pb2.Run(run_id=run_id, experiment=spec.experiment,
                                        state="failed", failure_reason=reason[:2000],
+                                       feature_set_version=spec.feature_set_version,
                                        config_json=spec.model_dump_json()))
 
 

@@ -34,6 +34,7 @@ from hyper.api.messages import (
     Skill,
 )
 from hyper.core.errors import InvalidArgument, NotFound
+from hyper.core.features import FeatureMatrix
 from hyper.core.lru_memo import Memo
 from hyper.core.schema import Dataset, DatasetRef, Instance
 from hyper.data import dataset_files
@@ -120,6 +121,19 @@ def skill_warnings(model: PerformanceModel, version: str) -> list[str]:
             f"interval [{skill.ci_low:.2f}, {skill.ci_high:.2f}], which includes zero. Its "
             "predicted score, and the routing of the strategies that follow it, may be no better "
             "than chance."]
+
+
+def feature_set_warnings(models: RouteModels, features_version: str) -> list[str]:
+    """A model fitted on features that another tagger computed (another sentence model or
+    runtime, NER model or tag backend): the same tag names, but not the same tags."""
+    fitted = ([(f"PPM {models.ppm_version}", models.ppm.feature_set_version)] if models.ppm else []) + (
+        [(f"error model {models.errors_name} {models.errors_version}", models.errors.feature_set_version)]
+        if models.errors else [])
+    return [f"{model} was fitted on features of version {version}, and the tagger now computes version "
+            f"{features_version} (another sentence model or runtime, NER model or tag backend): a tag may "
+            "not mean what it meant to the model, so its predictions and "
+            "intervals may not hold for this route. Refit it on runs tagged with the current features."
+            for model, version in fitted if version and version != features_version]
 
 
 def confidence_key(dataset: Dataset) -> bytes:
@@ -413,9 +427,9 @@ class Router:
         split = split_forced(problem, forced, options.ai_source)
         known = bool(np.isfinite(confidence[~forced]).all())
         plan = label_routing.plan(options, models, problem.budget / max(total, 1e-12), known)
-        return self.assemble(dataset, tagged.features.instance_ids, options, models, inputs, split, total, plan)
+        return self.assemble(dataset, tagged.features, options, models, inputs, split, total, plan)
 
-    def assemble(self, dataset: Dataset, ids: list[str], options: RouteOptions, models: RouteModels,
+    def assemble(self, dataset: Dataset, features: FeatureMatrix, options: RouteOptions, models: RouteModels,
                  inputs: Inputs | None, split: ForcedSplit, total: float, plan: Plan) -> Route:
         """The chosen pairs, their prediction and curve, and the route's summary."""
         problem = split.problem
@@ -447,7 +461,7 @@ class Router:
         n_by_source = dict(Counter(routes))
         errors = models.errors
         result = RouteResult(
-            warnings=evidence.warnings + warnings,
+            warnings=feature_set_warnings(models, features.feature_set_version) + evidence.warnings + warnings,
             ppm_skill=Skill(**models.ppm.skill.to_json()) if models.ppm else None,
             ppm_target=prediction.target if prediction else "", n_forced_human=int(split.forced.sum()),
             route_id="", strategy=options.strategy, n_instances=len(routes),
@@ -471,7 +485,7 @@ class Router:
         log.info("routed", extra={"strategy": plan.strategy, "n_instances": len(dataset),
                                   "n_paid": int(chosen.sum()), "predicted_score": result.predicted_score,
                                   "warnings": len(result.warnings)})
-        return Route(result, AssignmentColumns(ids, routes, gains, costs))
+        return Route(result, AssignmentColumns(features.instance_ids, routes, gains, costs))
 
     @staticmethod
     def predictor(models: RouteModels, problem: RoutingProblem, inputs: Inputs | None,

@@ -79,6 +79,7 @@ def cmd_show(args, settings: Settings) -> None:
     print(f"runs           {info.n_runs} from experiment(s) {', '.join(info.experiments) or '(imported)'}")
     if info.imported_from:
         print(f"imported from  {info.imported_from}")
+    print(f"features       {info.feature_set_version or '(not recorded by its runs)'}")
     print(f"created        {info.created_at}")
     for name, value in sorted(info.metrics.items()):
         print(f"metric         {name} = {value:.4g}")

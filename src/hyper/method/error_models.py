@@ -377,6 +377,7 @@ class ErrorModel:
     calibration_records: dict[str, list[float]]  # the history's cross-fitted gains and outcomes
     profile: dict[str, list[float]]  # the history's input means: what new data is compared with
     metrics: dict[str, float] = field(default_factory=dict)
+    feature_set_version: str = ""  # the tagger's, for its history's features ("": not recorded)
 
     @property
     def kind(self) -> str:
@@ -391,7 +392,7 @@ class ErrorModel:
                 "error_skill": self.skill.to_json(),
                 "scored_rate": self.scored_rate, "ai_source": self.ai_source, "judges": self.judges,
                 "gains": self.gains, "calibration_records": self.calibration_records, "profile": self.profile,
-                "metrics": self.metrics}
+                "metrics": self.metrics, "feature_set_version": self.feature_set_version}
 
     @classmethod
     def from_json(cls, data: dict) -> ErrorModel:
@@ -400,4 +401,4 @@ class ErrorModel:
         return cls(list(data["feature_names"]), Calibrated.from_json(data["calibrated"]),
                    ErrorModelSkill.from_json(data["error_skill"]), float(data["scored_rate"]), data["ai_source"],
                    list(data["judges"]), data["gains"], data["calibration_records"], data["profile"],
-                   data.get("metrics", {}))
+                   data.get("metrics", {}), str(data.get("feature_set_version", "")))

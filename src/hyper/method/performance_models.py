@@ -139,6 +139,7 @@ class PerformanceModel:
     pool_size: int = 0  # pairs of the dataset the runs' mixes were drawn from (0: unknown)
     metrics: dict[str, float] = field(default_factory=dict)
     imported_from: str = ""  # model/version where it was fitted, when imported: its skill is not verified here
+    feature_set_version: str = ""  # the tagger's, for the features its runs were counted on ("": not recorded)
 
     @property
     def quadratic_form(self) -> QuadraticForm | None:
@@ -173,7 +174,8 @@ class PerformanceModel:
         return {"format": ARTIFACT_FORMAT, "kind": self.kind, "feature_names": self.feature_names,
                 "form": self.form.to_json(), "skill": self.skill.to_json(),
                 "residuals": self.residuals.tolist(), "target": self.target,
-                "pool_size": self.pool_size, "metrics": self.metrics}
+                "pool_size": self.pool_size, "metrics": self.metrics,
+                "feature_set_version": self.feature_set_version}
 
     @classmethod
     def from_json(cls, data: dict) -> PerformanceModel:
@@ -184,7 +186,7 @@ class PerformanceModel:
         model = cls(kind, list(data["feature_names"]), _form_from_json(kind, data["form"]),
                     Skill(**data["skill"]), np.asarray(data["residuals"], dtype=np.float64),
                     data["target"], int(data.get("pool_size", 0)), dict(data.get("metrics", {})),
-                    str(data.get("imported_from", "")))
+                    str(data.get("imported_from", "")), str(data.get("feature_set_version", "")))
         model.check()
         return model
 

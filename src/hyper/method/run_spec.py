@@ -78,6 +78,9 @@ class RunSpec(BaseModel):
     proxy: ProxySpec = ProxySpec()
     full: FullSpec | None = None
     embedding_model: str = ""
+    # The tagger's feature-set version the mixes were counted on: each run records it, and a
+    # PPM fitted on the runs carries it, so a Route on other features can say so.
+    feature_set_version: str = ""
     cache_dir: str = ".hyper/cache"
     chunk_size: int = Field(64, ge=1)
 

@@ -222,7 +222,8 @@ def run_loop(dataset: Dataset, config: LoopConfig, settings: Settings, tagger: T
                    eval=str(workdir / "eval.jsonl") if eval_set else "", mixes=str(workdir / "mixes.npz"),
                    ppm_address=settings.address("ppm"), proxy=ProxySpec(**config.proxy),
                    mode="labels" if config.target == "label_accuracy" else "proxy",
-                   embedding_model=settings.embedding_model, cache_dir=str(settings.cache_dir.resolve()))
+                   embedding_model=settings.embedding_model, cache_dir=str(settings.cache_dir.resolve()),
+                   feature_set_version=features.feature_set_version)
     write_text_atomic(workdir / "spec.json", spec.model_dump_json(indent=1))
 
     log.info("scoring %d candidate mixes (%s, experiment %s)", len(names), config.target, experiment)
