@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
@@ -32,16 +32,16 @@ def module_at_commit(commit: str, path: str, name: str, directory: Path,
 
 
 def services_at_commit(commit: str, directory: Path) -> str:
-    """The library and every service as they were at `commit`, unpacked under `directory`; the
-    PYTHONPATH that runs them ahead of today's installed code. The generated protobuf modules
-    are not in git: today's are copied, which is only right while proto/ is unchanged since."""
-    if subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", "proto"], cwd=REPO).returncode:
-        raise RuntimeError(f"proto/ has changed since {commit}: today's generated modules would not fit its code")
-    archive = subprocess.run(["git", "archive", commit, "src", "services"], cwd=REPO, check=True,
+    """The library and every service as they were at `commit`, unpacked under `directory` with
+    protobuf modules generated from that commit's proto/ (they are not in git); the PYTHONPATH
+    that runs them ahead of today's installed code."""
+    archive = subprocess.run(["git", "archive", commit, "src", "services", "proto"], cwd=REPO, check=True,
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(directory, filter="data")
-    for generated in (REPO / "src" / "hyper" / "v1").glob("*_pb2*.py*"):
-        shutil.copy(generated, directory / "src" / "hyper" / "v1")
+    protos = sorted(str(path) for path in (directory / "proto").rglob("*.proto"))
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(directory / "proto"),
+                    f"--python_out={directory / 'src'}", f"--grpc_python_out={directory / 'src'}", *protos],
+                   check=True, capture_output=True)
     services = sorted(str(path) for path in (directory / "services").iterdir() if path.is_dir())
     return os.pathsep.join([str(directory / "src"), *services])
