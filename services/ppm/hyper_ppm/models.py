@@ -5,6 +5,7 @@ Plain Python over the two stores; the servicer only converts messages to these c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -66,9 +67,9 @@ class PerformanceModels:
         """Fits an error model on labelled pairs and stores it as the next version of `model`
         (default "default.errors")."""
         name = check_name("model", model or f"{DEFAULT_MODEL}.errors")
-        fitted = label_quality.fit(history, features.feature_names, ai_source, judges, seed)
-        artifact = dict(fitted.to_json(), experiment=experiment, experiments=[experiment] if experiment else [],
-                        feature_set_version=features.feature_set_version)
+        fitted = dataclasses.replace(label_quality.fit(history, features.feature_names, ai_source, judges, seed),
+                                     feature_set_version=features.feature_set_version)
+        artifact = dict(fitted.to_json(), experiment=experiment, experiments=[experiment] if experiment else [])
         _, stored = self.registry.save(name, artifact)
         return stored
 

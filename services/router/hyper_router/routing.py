@@ -131,8 +131,8 @@ def feature_set_warnings(models: RouteModels, features_version: str) -> list[str
         if models.errors else [])
     return [f"{model} was fitted on features of version {version}, and the tagger now computes version "
             f"{features_version} (another sentence model or runtime, NER model or tag backend): a tag may "
-            "not mean what it meant to the model, so its predictions and "
-            "intervals may not hold for this route. Refit it on runs tagged with the current features."
+            "not mean what it meant to the model, so its predictions and intervals may not hold for this "
+            "route. Refit it on runs tagged with the current features."
             for model, version in fitted if version and version != features_version]
 
 
