@@ -31,7 +31,7 @@ from hyper_router.problem import ForcedSplit
 from hyper_router.route_plan import solve
 from hyper_router.selection import RoutingProblem
 from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import PrototypeTagger
+from hyper_tagger.descriptive import prototype_tagger
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger, features_version
 from hyper_tagger.textual import load_ner
 
@@ -94,7 +94,7 @@ def prepare(name: str, settings: Settings, seed: int) -> Prepared:
     instances = [dataclasses.replace(i, judge_confidence=None if np.isnan(c) else float(c))
                  for i, c in zip(instances, confidence, strict=True)]
     progress(f"{name}: tagging")
-    ner, descriptive = load_ner(settings.ner_model), PrototypeTagger(embedder)
+    ner, descriptive = load_ner(settings.ner_model), prototype_tagger(embedder)
     version = features_version(embedder, ner, descriptive)  # another version's rows are not these
     tagger = Tagger(embedder, ner, descriptive, DiskFeatureCache(settings.cache_dir / "features" / "bench" / version,
                                                                  CACHED_WIDTH))

@@ -43,7 +43,7 @@ from hyper.data import dataset_files
 from hyper.method.embeddings import Runtime, SentenceEmbedder
 from hyper_tagger import textual
 from hyper_tagger.cache import DiskFeatureCache
-from hyper_tagger.descriptive import PrototypeTagger, descriptive_columns, request_text
+from hyper_tagger.descriptive import PrototypeTagger, descriptive_columns, prototype_tagger, request_text
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ class Variant:
             if (self.models / made_once).exists():
                 shutil.copytree(self.models / made_once, directory / made_once)
         embedder = SentenceEmbedder("", directory, runtime=self.runtime)
-        return embedder, PrototypeTagger(embedder), DiskFeatureCache(directory / "features", CACHED_WIDTH)
+        return embedder, prototype_tagger(embedder), DiskFeatureCache(directory / "features", CACHED_WIDTH)
 
     def export(self) -> None:
         SentenceEmbedder("", self.models, runtime=self.runtime)

@@ -22,9 +22,9 @@ test set); every figure in the table is on the test set.
                                          # (out/bench/tags-vllm.json)
     python -m bench.tags --backend openai  # the same prompt to the judge's endpoint (HYPER_JUDGE_URL,
                                            # HYPER_JUDGE_MODEL; out/bench/tags-openai.json)
-    python -m bench.tags --backend static  # today's tag set on the distilled static sentence model
-                                           # (HYPER_EMBEDDING_RUNTIME=static) against the transformer
-                                           # (out/bench/tags-static.json)
+    python -m bench.tags --backend static  # the tags on the distilled static sentence model
+                                           # (HYPER_EMBEDDING_RUNTIME=static): centred centroids
+                                           # against nearest prototypes (out/bench/tags-static.json)
 
 An LLM's one reply has no continuous score behind it: its "any concern" AUC is on the ordinal of
 the safety value it chose (safe 0 ... high 3), ties included.
@@ -48,7 +48,7 @@ from hyper.core.settings import Settings
 from hyper.core.stats import Estimate, auc_interval, mean_interval, wilson
 from hyper.data import dataset_files
 from hyper.method.embeddings import SentenceEmbedder
-from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, PrototypeTagger
+from hyper_tagger.descriptive import DESCRIPTIVE_FEATURES, PrototypeTagger, prototype_tagger
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SET = REPO / "data" / "tag-test-set.jsonl"
@@ -162,7 +162,7 @@ def ordinal_concern(bits: np.ndarray) -> np.ndarray:
 
 
 def current_backend(embedder: SentenceEmbedder) -> Backend:
-    tagger = PrototypeTagger(embedder)
+    tagger = prototype_tagger(embedder)
     return Backend(tagger.name, tagger.tag, tagger.concern_scores)
 
 
@@ -250,8 +250,10 @@ def table(result: dict) -> str:
 
 def run(dev: bool = False, backend: str = "prototypes", limit: int = 0) -> dict:
     """`backend` prototypes: today's CPU tags (after) against the tag set they replaced (before);
-    vllm or openai: that LLM backend (after) against today's CPU tags (before); static: today's
-    tag set on the static sentence model (after) against the same on the transformer (before).
+    vllm or openai: that LLM backend (after) against today's CPU tags (before); static: the tag
+    set for static vectors (centred centroids, after) against the transformer's method, nearest
+    prototypes, on the same static vectors (before; the fast feature set's tags until 2026-12-07).
+    The transformer's own figures are those of the default run.
     `limit`: that many prompts, evenly spaced over the set (a smoke run)."""
     prompts = dev_prompts() if dev else test_prompts()
     if limit:
@@ -260,8 +262,10 @@ def run(dev: bool = False, backend: str = "prototypes", limit: int = 0) -> dict:
     with tempfile.TemporaryDirectory(prefix="hyper-bench-tags-") as scratch:
         embedder = SentenceEmbedder(settings.embedding_model, Path(scratch))
         if backend == "static":
-            before = measure(current_backend(embedder), prompts)
             static = SentenceEmbedder(settings.embedding_model, Path(scratch), runtime="static")
+            nearest = PrototypeTagger(static)
+            before = measure(Backend(f"{nearest.name} on static vectors", nearest.tag, nearest.concern_scores),
+                             prompts)
             after = measure(current_backend(static), prompts)
         elif backend != "prototypes":
             before = measure(current_backend(embedder), prompts)

@@ -103,3 +103,34 @@ def test_a_killed_tagger_resumes_from_its_last_committed_chunk(settings, tmp_pat
         response.cache_misses]
     assert all(entry["total"] == response.cache_misses and entry["pairs_per_second"] > 0 for entry in resumed)
     assert len(response.features.instance_ids) == PAIRS
+
+
+def stopped(log_path: Path) -> list[dict]:
+    lines = (json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{"))
+    return [entry for entry in lines if entry["msg"] == "tagging stopped: the caller is gone"]
+
+
+def test_a_tag_whose_caller_gave_up_stops_at_the_next_chunk_and_keeps_what_it_committed(settings, tmp_path,
+                                                                                         hh_dataset):
+    """A deadline passed mid-request: the tagger stops computing for nobody (before, it went on to
+    the end and held a SIGTERM'd process until then); the chunks it committed are cache hits."""
+    request = tagger_pb2.TagRequest(
+        instances=[proto_convert.instance_to_proto(i) for i in hh_dataset.instances[:PAIRS]])
+    log_path = tmp_path / "tagger.log"
+    process = start_tagger(settings, log_path)
+    try:
+        with serving.channel(settings.address("tagger"), settings) as channel:
+            stub = tagger_pb2_grpc.TaggerServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Tag(request, timeout=2)
+            assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            wait_for(lambda: stopped(log_path), "the tagger to stop the abandoned request", timeout=60)
+            (entry,) = stopped(log_path)
+            assert 0 < entry["done"] < PAIRS and entry["done"] % CHUNK == 0
+            missing = stub.MissingKeys(tagger_pb2.KeysRequest(
+                keys=[i.content_key() for i in hh_dataset.instances[:PAIRS]]), timeout=30)
+        assert len(missing.positions) == PAIRS - entry["done"]
+        process.terminate()
+        assert process.wait(15) == 0
+    finally:
+        process.kill()

@@ -111,3 +111,20 @@ def test_the_cpu_judge_reads_transformer_embeddings_when_tagging_is_static(stati
     judge_side = judge_embedder(Settings(embedding_runtime="static", home=home), static_embedder)
     assert judge_side.identity == onnx_model.identity and judge_side.dim == 384
     assert judge_embedder(Settings(home=home), onnx_model) is onnx_model
+
+
+def test_static_vectors_get_their_own_tag_set_whose_safety_tag_still_separates_red_team(static_embedder, embedders):
+    """On static vectors the CPU backend scores centred centroids (nearest prototypes gave a
+    red-team AUC of 0.80 there); `make bench-tags --backend static` measured 0.92 [0.89, 0.95] on
+    the hand-labelled test set, and a change that blurs it fails here. The transformer keeps
+    nearest prototypes, under the tag set's own name."""
+    from bench import tags as bench_tags
+    from hyper.core.stats import auc
+    from hyper_tagger.descriptive import CentredCentroidTagger, PrototypeTagger, prototype_tagger
+
+    torch_model, _, _ = embedders
+    static_tags, transformer_tags = prototype_tagger(static_embedder), prototype_tagger(torch_model)
+    assert isinstance(static_tags, CentredCentroidTagger) and type(transformer_tags) is PrototypeTagger
+    assert static_tags.name.startswith("prototype-centroids-v1-") and static_tags.name != transformer_tags.name
+    prompts = bench_tags.test_prompts()
+    assert auc(static_tags.concern_scores(prompts.prompts), prompts.red_team) >= 0.9

@@ -94,6 +94,26 @@ def test_misses_are_committed_chunk_by_chunk_and_identical_pairs_computed_once(t
     assert missing == [] and np.allclose(cached, values)
 
 
+def test_tagging_stops_between_chunks_once_the_caller_is_gone_and_keeps_what_it_committed(
+        tmp_path, embedder, hh_dataset, caplog):
+    from hyper.core.errors import CallerGone
+
+    instances = hh_dataset.instances[:12]
+    tagger = Tagger(embedder, load_ner(Settings().ner_model), PrototypeTagger(embedder),
+                    DiskFeatureCache(tmp_path, CACHED_WIDTH), chunk_size=4)
+    asked = []
+
+    def caller_waiting() -> bool:  # gone after the first chunk
+        asked.append(True)
+        return len(asked) == 1
+
+    with caplog.at_level(logging.INFO, logger="hyper_tagger.tagging"), pytest.raises(CallerGone, match="4 of 12"):
+        tagger.tag(instances, caller_waiting)
+    assert [(r.done, r.total) for r in caplog.records if r.getMessage().startswith("tagging stopped")] == [(4, 12)]
+    _, missing = DiskFeatureCache(tmp_path, CACHED_WIDTH).get_many([i.content_key() for i in instances])
+    assert missing == list(range(4, 12))  # the first chunk is kept, nothing after it was computed
+
+
 def test_a_key_put_again_takes_its_new_vector_and_unknown_keys_read_as_zeros(tmp_path):
     store = VectorStore(tmp_path, 2)
     store.put_many(["a", "b", "a"], np.array([[1, 1], [2, 2], [3, 3]]))  # the later "a" wins

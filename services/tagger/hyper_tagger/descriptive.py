@@ -6,8 +6,9 @@ catalogue order, and a `name` that enters the feature-set version (different bac
 different tags, so their features must not share a cache entry). The CPU backend here tags by
 nearest prototypes: a scalar dimension takes the value whose hand-written example requests
 (tag_prototypes.json) the prompt's sentence embedding is closest to, subjects are the fields
-whose listed topics are closest; languages and the two open sets come from what the text itself
-shows. How well each dimension agrees with ground truth is measured by `make bench-tags`
+whose listed topics are closest (on the fast feature set's static vectors, the scalar dimensions
+are scored by centred centroids: `CentredCentroidTagger`); languages and the two open sets come
+from what the text itself shows. How well each dimension agrees with ground truth is measured by `make bench-tags`
 (docs/tagger.md).
 """
 
@@ -23,13 +24,14 @@ from typing import Protocol
 import numpy as np
 
 from hyper.core.catalogue import CATALOGUE, DESCRIPTIVE_VALUES, FEATURE_INDEX, OPEN_SET_DIMENSIONS, PRESENT
-from hyper.method.embeddings import SentenceEmbedder
+from hyper.method.embeddings import SentenceEmbedder, unit_rows
 
 DESCRIPTIVE_FEATURES = tuple(f.name for f in CATALOGUE if f.group == "descriptive")
 _COLUMN = {name: j for j, name in enumerate(DESCRIPTIVE_FEATURES)}
 MAX_SUBJECTS = 3
 
 PROTOTYPES_FILE = Path(__file__).with_name("tag_prototypes.json")
+PROTOTYPES_HASH = hashlib.sha256(PROTOTYPES_FILE.read_bytes()).hexdigest()[:8]
 SCALAR_DIMENSIONS = ("expertise_level", "open_endedness", "safety_concern", "complexity_of_intents")
 TOP_K = 3  # a value's score: the mean similarity of its 3 closest prototypes
 SUBJECT_MARGIN = 0.03  # further subjects must be this close to the best one
@@ -80,7 +82,7 @@ class PrototypeTagger:
     """The CPU backend: nearest hand-written prototypes in sentence-embedding space."""
 
     # The tag set's version: the method and the prototypes' exact content.
-    name = f"prototypes-v2-{hashlib.sha256(PROTOTYPES_FILE.read_bytes()).hexdigest()[:8]}"
+    name = f"prototypes-v2-{PROTOTYPES_HASH}"
 
     def __init__(self, embedder: SentenceEmbedder):
         prototypes = json.loads(PROTOTYPES_FILE.read_text())
@@ -130,6 +132,33 @@ class PrototypeTagger:
             for dim in OPEN_SET_DIMENSIONS:
                 set_values(bits, row, dim, [PRESENT] if present[dim] else [])
         return bits
+
+
+class CentredCentroidTagger(PrototypeTagger):
+    """The CPU backend on static token vectors (HYPER_EMBEDDING_RUNTIME=static): a mean of static
+    token vectors carries a large component every text shares (its frequent words), which
+    swamps the few directions a request's intent moves, and one prototype's vector is noisy. So
+    a scalar dimension's vectors are centred on the mean of its prototypes and each value scored
+    by the cosine to its prototypes' centroid. Chosen on the development prompts only (red-team
+    against benign AUC 0.80 nearest-3 uncentred, 0.90 centred, 0.94 centred centroids);
+    subjects, languages and the two open sets are tagged as by `PrototypeTagger`."""
+
+    name = f"prototype-centroids-v1-{PROTOTYPES_HASH}"
+
+    def __init__(self, embedder: SentenceEmbedder):
+        super().__init__(embedder)
+        self.centre = {dim: np.vstack(list(values.values())).mean(axis=0) for dim, values in self.scalar.items()}
+        self.centroids = {dim: unit_rows(np.stack([unit_rows(vectors - self.centre[dim]).mean(axis=0)
+                                                   for vectors in values.values()]))
+                          for dim, values in self.scalar.items()}
+
+    def value_scores(self, embeddings: np.ndarray, dimension: str) -> np.ndarray:
+        return unit_rows(embeddings - self.centre[dimension]) @ self.centroids[dimension].T
+
+
+def prototype_tagger(embedder: SentenceEmbedder) -> PrototypeTagger:
+    """The CPU backend suited to the embedder's vectors (the transformer's or static ones)."""
+    return CentredCentroidTagger(embedder) if embedder.static is not None else PrototypeTagger(embedder)
 
 
 def descriptive_columns() -> np.ndarray:

@@ -11,7 +11,7 @@ from hyper.judges.pairwise import Judge, RewardModelJudge
 from hyper.method.embeddings import SentenceEmbedder
 from hyper.v1 import tagger_pb2, tagger_pb2_grpc
 from hyper_tagger.cache import open_cache
-from hyper_tagger.descriptive import DescriptiveBackend, PrototypeTagger
+from hyper_tagger.descriptive import DescriptiveBackend, prototype_tagger
 from hyper_tagger.servicer import TaggerServicer
 from hyper_tagger.tagging import CACHED_WIDTH, Tagger, features_version
 from hyper_tagger.textual import load_ner
@@ -66,7 +66,7 @@ def descriptive_backend(settings: Settings, embedder: SentenceEmbedder, engine=N
         from hyper_tagger.endpoint_tags import EndpointDescriptiveTagger
 
         return EndpointDescriptiveTagger(endpoint_config(settings, "the openai tagging backend"))
-    return PrototypeTagger(embedder)
+    return prototype_tagger(embedder)
 
 
 def build_tagger(settings: Settings, engine=None) -> Tagger:

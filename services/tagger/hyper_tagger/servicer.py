@@ -43,16 +43,16 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         self.judge = judge
 
     def Tag(self, request, context):
-        return self._tag(request.instances)
+        return self._tag(request.instances, context)
 
     def TagStream(self, request_iterator, context):
-        return self._tag([m for request in request_iterator for m in request.instances])
+        return self._tag([m for request in request_iterator for m in request.instances], context)
 
-    def _tag(self, messages) -> tagger_pb2.TagResponse:
+    def _tag(self, messages, context) -> tagger_pb2.TagResponse:
         if not messages:
             raise InvalidArgument("instances", "is empty")
         instances = proto_convert.instances_from_proto(messages)
-        result = self.tagger.tag(instances)
+        result = self.tagger.tag(instances, caller_waiting=context.is_active)
         INSTANCES_TAGGED.inc(len(instances))
         CACHE_LOOKUPS.labels("hit").inc(result.cache_hits)
         CACHE_LOOKUPS.labels("miss").inc(result.cache_misses)

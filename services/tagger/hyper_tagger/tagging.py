@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from hyper.core.catalogue import FEATURE_NAMES, feature_set_version
-from hyper.core.errors import HyperError
+from hyper.core.errors import CallerGone, HyperError
 from hyper.core.features import FeatureMatrix, binarize
 from hyper.core.schema import Instance, judge_confidences
 from hyper.core.settings import Settings
@@ -60,22 +61,30 @@ class Tagger:
         tags = self.descriptive.tag([i.prompt for i in instances])
         return np.hstack([textual, tags.astype(np.float64)])
 
-    def cached_values(self, instances: list[Instance]) -> tuple[np.ndarray, int]:
-        """Every instance's cached row, computing only the missing ones; and the miss count."""
+    def cached_values(self, instances: list[Instance], caller_waiting: Callable[[], bool] = lambda: True,
+                      ) -> tuple[np.ndarray, int]:
+        """Every instance's cached row, computing only the missing ones; and the miss count.
+        Stops (CallerGone) between chunks once `caller_waiting()` is false."""
         keys = [i.content_key() for i in instances]
         values, missing = self.cache.get_many(keys)
         positions: dict[str, list[int]] = {}  # identical pairs are computed once
         for i in missing:
             positions.setdefault(keys[i], []).append(i)
-        self._compute_in_chunks(instances, positions, values)
+        self._compute_in_chunks(instances, positions, values, caller_waiting)
         return values.astype(np.float64), len(missing)
 
     def _compute_in_chunks(self, instances: list[Instance], positions: dict[str, list[int]],
-                           values: np.ndarray) -> None:
+                           values: np.ndarray, caller_waiting: Callable[[], bool]) -> None:
         """Fills `values` at the missing positions, committing each chunk to the cache."""
         pending = list(positions)
         began = time.monotonic()
         for start in range(0, len(pending), self.chunk_size):
+            # A cancelled call (its deadline, the client, a server draining for shutdown) would
+            # otherwise compute on for nobody and hold the process; what is committed stays.
+            if not caller_waiting():
+                log.info("tagging stopped: the caller is gone", extra={"done": start, "total": len(pending)})
+                raise CallerGone(f"the caller stopped waiting after {start} of {len(pending)} pairs were tagged "
+                                 "(they are cached)")
             chunk = pending[start:start + self.chunk_size]
             fresh = self._compute([instances[positions[key][0]] for key in chunk])
             self.cache.put_many(chunk, fresh)
@@ -85,8 +94,8 @@ class Tagger:
             log.info("tagging chunk committed", extra={"done": done, "total": len(pending),
                                                        "pairs_per_second": round(done / max(seconds, 1e-9), 1)})
 
-    def tag(self, instances: list[Instance]) -> TagResult:
-        values, misses = self.cached_values(instances)
+    def tag(self, instances: list[Instance], caller_waiting: Callable[[], bool] = lambda: True) -> TagResult:
+        values, misses = self.cached_values(instances, caller_waiting)
         confidence = judge_confidences(instances)
         matrix = FeatureMatrix([i.id for i in instances], list(FEATURE_NAMES), self.binned(values, confidence),
                                self.version)
