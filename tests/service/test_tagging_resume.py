@@ -41,9 +41,13 @@ def start_tagger(settings: Settings, log_path: Path) -> subprocess.Popen:
     return process
 
 
-def committed_chunks(log_path: Path) -> list[dict]:
+def log_entries(log_path: Path, message: str) -> list[dict]:
     lines = (json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{"))
-    return [entry for entry in lines if entry["msg"] == "tagging chunk committed"]
+    return [entry for entry in lines if entry["msg"] == message]
+
+
+def committed_chunks(log_path: Path) -> list[dict]:
+    return log_entries(log_path, "tagging chunk committed")
 
 
 def tag(settings: Settings, request: tagger_pb2.TagRequest) -> tagger_pb2.TagResponse:
@@ -106,8 +110,7 @@ def test_a_killed_tagger_resumes_from_its_last_committed_chunk(settings, tmp_pat
 
 
 def stopped(log_path: Path) -> list[dict]:
-    lines = (json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{"))
-    return [entry for entry in lines if entry["msg"] == "tagging stopped: the caller is gone"]
+    return log_entries(log_path, "tagging stopped: the caller is gone")
 
 
 def test_a_tag_whose_caller_gave_up_stops_at_the_next_chunk_and_keeps_what_it_committed(settings, tmp_path,

@@ -115,7 +115,7 @@ def test_the_cpu_judge_reads_transformer_embeddings_when_tagging_is_static(stati
 
 def test_static_vectors_get_their_own_tag_set_whose_safety_tag_still_separates_red_team(static_embedder, embedders):
     """On static vectors the CPU backend scores centred centroids (nearest prototypes gave a
-    red-team AUC of 0.80 there); `make bench-tags --backend static` measured 0.92 [0.89, 0.95] on
+    red-team AUC of 0.80 there); `python -m bench.tags --backend static` measured 0.92 [0.89, 0.95] on
     the hand-labelled test set, and a change that blurs it fails here. The transformer keeps
     nearest prototypes, under the tag set's own name."""
     from bench import tags as bench_tags
