@@ -22,7 +22,8 @@ def services(tmp_path_factory):
     processes = LocalProcesses(settings)
     processes.up()
     yield settings
-    processes.down()
+    killed = [service for service, how in processes.down().items() if how == "killed"]
+    assert not killed, {service: processes.log_path(service).read_text()[-3000:] for service in killed}
 
 
 @pytest.fixture(scope="module")

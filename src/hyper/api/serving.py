@@ -425,6 +425,12 @@ def _listen(server: grpc.Server, address: str, settings: Settings) -> int:
 #: 1.7 to 3.5 s on 2 busy cores, and `hyper down` sends SIGKILL 15 s after SIGTERM.
 EXIT_OVERRUN_S = 8.0
 
+#: Seconds between the main thread's checks for a stop signal. The kernel may hand SIGTERM to any
+#: thread of the process, and Python runs its handler only when the main thread next executes
+#: bytecode: a main thread blocked in a bare `Event.wait()` slept through SIGTERM (twice in CI;
+#: reproduced on 2 loaded cores, where py-spy showed it still waiting 40 s after the signal).
+SIGNAL_POLL_S = 0.5
+
 
 class Server:
     """A gRPC server with health checking, reflection and a Prometheus endpoint."""
@@ -469,7 +475,8 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
         self.start()
-        stopping.wait()
+        while not stopping.wait(SIGNAL_POLL_S):
+            pass
         log.info("stopping")
         # Whatever would hold the process past this (a thread that never ends, a library's
         # teardown that hangs) is named in the log before `hyper down`'s or Kubernetes' SIGKILL

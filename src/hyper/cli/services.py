@@ -36,8 +36,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> None:
-    stopped = LocalProcesses(settings).down()
-    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    processes = LocalProcesses(settings)
+    ended = processes.down()
+    print("stopped: " + (", ".join(ended) if ended else "nothing was running"))
+    for service in (s for s, how in ended.items() if how == "killed"):
+        print(f"{service} did not exit within 15 s of SIGTERM and was killed: the end of its log, "
+              f"{processes.log_path(service)}, says what held it")
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> None:

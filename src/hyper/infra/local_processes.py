@@ -55,8 +55,11 @@ class LocalProcesses:
     def _write_state(self, state: dict) -> None:
         write_json_atomic(self.state_path, state)
 
+    def log_path(self, service: str) -> Path:
+        return self.home / "logs" / f"{service}.log"
+
     def _spawn(self, service: str) -> dict:
-        log_path = self.home / "logs" / f"{service}.log"
+        log_path = self.log_path(service)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = os.environ | self.settings.to_env() | self.access_env() | {"PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log_file:
@@ -103,19 +106,23 @@ class LocalProcesses:
             raise
         return state
 
-    def down(self, timeout: float = 15.0) -> list[str]:
+    def down(self, timeout: float = 15.0) -> dict[str, str]:
+        """Each recorded service and how it ended: "stopped" (by SIGTERM) or "killed" (still
+        alive `timeout` s later, so SIGKILL: its log says what held it)."""
         state = self._state()
         for entry in state.values():
             if _alive(entry["pid"]):
                 os.kill(entry["pid"], signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for entry in state.values():
+        ended = {}
+        for service, entry in state.items():
             while _alive(entry["pid"]) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _alive(entry["pid"]):
+            ended[service] = "killed" if _alive(entry["pid"]) else "stopped"
+            if ended[service] == "killed":
                 os.kill(entry["pid"], signal.SIGKILL)
         self.state_path.unlink(missing_ok=True)
-        return list(state)
+        return ended
 
     def status_entry(self, service: str) -> dict:
         """What `up` recorded of a running service: pid, address, metrics port, log."""
