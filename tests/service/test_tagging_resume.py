@@ -111,6 +111,8 @@ def test_a_killed_tagger_resumes_from_its_last_committed_chunk(settings, tmp_pat
         response.cache_misses]
     assert all(entry["total"] == response.cache_misses and entry["pairs_per_second"] > 0 for entry in resumed)
     assert len(response.features.instance_ids) == PAIRS
+    (described,) = log_entries(second_log, "feature set")  # what the version's hash stands for
+    assert described["version"] == response.features.feature_set_version and described["sentence_model"]
 
 
 def stopped(log_path: Path) -> list[dict]:

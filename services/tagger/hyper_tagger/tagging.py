@@ -53,6 +53,9 @@ class Tagger:
         self.ner = ner
         self.descriptive = descriptive
         self.version = features_version(embedder, ner, descriptive)
+        # The version is a hash; the log says what it stands for, for whoever compares two.
+        log.info("feature set", extra={"version": self.version, "descriptive_tags": descriptive.name,
+                                       "sentence_model": embedder.identity, "ner": ner_identity(ner)})
         self.cache = cache
         self.chunk_size = chunk_size
 
