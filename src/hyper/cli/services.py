@@ -9,7 +9,7 @@ import time
 
 from hyper.api.serving import health_status
 from hyper.core.settings import Settings
-from hyper.infra.local_processes import LocalProcesses
+from hyper.infra.local_processes import STOP_TIMEOUT_S, LocalProcesses
 
 
 def up(settings: Settings) -> None:
@@ -40,7 +40,7 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> None:
     ended = processes.down()
     print("stopped: " + (", ".join(ended) if ended else "nothing was running"))
     for service in (s for s, how in ended.items() if how == "killed"):
-        print(f"{service} did not exit within 15 s of SIGTERM and was killed: the end of its log, "
+        print(f"{service} did not exit within {STOP_TIMEOUT_S:.0f} s of SIGTERM and was killed: the end of its log, "
               f"{processes.log_path(service)}, says what held it")
 
 

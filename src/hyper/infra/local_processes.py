@@ -24,6 +24,8 @@ from hyper.core.errors import HyperError
 from hyper.core.settings import Settings
 
 SERVICES = ("ppm", "tagger", "router")
+#: Seconds `hyper down` gives a service between SIGTERM and SIGKILL.
+STOP_TIMEOUT_S = 15.0
 
 
 class ServiceFailed(HyperError):
@@ -106,7 +108,7 @@ class LocalProcesses:
             raise
         return state
 
-    def down(self, timeout: float = 15.0) -> dict[str, str]:
+    def down(self, timeout: float = STOP_TIMEOUT_S) -> dict[str, str]:
         """Each recorded service and how it ended: "stopped" (by SIGTERM) or "killed" (still
         alive `timeout` s later, so SIGKILL: its log says what held it)."""
         state = self._state()
